@@ -1,0 +1,53 @@
+# Two commands on a fresh machine with only python3 and make:
+#   make demo   set everything up, load the demo brand, serve the web chat
+#   make test   set everything up and run lint, types, import contracts and the tests
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: install demo test lint typecheck contracts pytest bench eval lock clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -r requirements.lock
+	$(PIP) install --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/siyu demo
+
+test: lint typecheck contracts pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+contracts: $(STAMP)
+	$(BIN)/lint-imports
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/answer_latency.py
+
+# Retrieval quality on the shared FAQ benchmark (needs ../shared/data).
+eval: $(STAMP)
+	$(BIN)/siyu eval retrieval --faq ../shared/data/faq-bq/faq.jsonl --queries ../shared/data/faq-bq/queries.jsonl
+
+# Re-resolve requirements.in into exact pins (needs the package index).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q -r requirements.in
+	.lock-venv/bin/python -m pip freeze --all | grep -v -E '^(pip|setuptools|wheel)==' > requirements.lock
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache

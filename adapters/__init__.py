@@ -1,0 +1,24 @@
+"""Channels: each sub-module translates one wire format into ``bot.types.InboundMessage`` values,
+feeds them to a ``MessageHandler`` (the pipeline) and renders the ``Reply`` it returns.
+
+- :mod:`adapters.console` — chat in a terminal (``siyu chat``).
+- :mod:`adapters.web` — the web chat: a page, a WebSocket (1:1 chats, group rooms), ``/healthz``.
+
+Adapters know ``bot.types`` and ``bot.settings`` only, never ``knowledge`` or ``campaigns``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+Clock = Callable[[], datetime]
+"""Returns the current time, timezone-aware; injected so tests can pin it."""
+
+MAX_TEXT_CHARS = 2000
+"""The longest member message any adapter accepts (longer input is refused, not truncated)."""
+
+
+def utc_now() -> datetime:
+    """The default :data:`Clock`: now, in UTC."""
+    return datetime.now(UTC)

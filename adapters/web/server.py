@@ -1,0 +1,152 @@
+"""The web chat's HTTP side: the page, the WebSocket, ``/healthz``, and running it all.
+
+Routes::
+
+    GET /          the chat page (Chinese UI, no external assets: works offline)
+    GET /static/*  its script and style sheet
+    GET /ws        the chat WebSocket (JSON frames, see :mod:`adapters.web.protocol`)
+    GET /healthz   {"status": "ok"}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from aiohttp import WSMsgType, web
+from aiohttp.http_websocket import WSCloseCode
+
+from adapters import Clock, utc_now
+from adapters.web.chat import Persona, WebChat
+from bot.settings import WebConfig
+from bot.types import MessageHandler
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+HEARTBEAT_S = 30.0
+"""Ping idle sockets this often; a browser that misses the pong is dropped."""
+SHUTDOWN_TIMEOUT_S = 5.0
+
+CHAT = web.AppKey("siyu_web_chat", WebChat)
+PAGE = web.AppKey("siyu_web_page", bytes)
+MAX_WS_BYTES = web.AppKey("siyu_web_max_ws_bytes", int)
+
+# The page loads only same-origin files; nothing inline, nothing from elsewhere.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+def create_web_app(
+    handle: MessageHandler,
+    config: WebConfig,
+    *,
+    bot_name: str,
+    brand: str,
+    clock: Clock = utc_now,
+) -> web.Application:
+    """The web chat application, feeding every member message to ``handle``."""
+    app = web.Application(client_max_size=config.max_body_bytes)
+    app[CHAT] = WebChat(handle, Persona(bot_name=bot_name, brand=brand), clock)
+    app[PAGE] = render_page(bot_name=bot_name, brand=brand)
+    app[MAX_WS_BYTES] = config.max_body_bytes
+    app.router.add_get("/", _index)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/ws", _websocket)
+    app.router.add_static("/static/", STATIC_DIR)
+    app.on_shutdown.append(_close_sockets)
+    return app
+
+
+def render_page(*, bot_name: str, brand: str) -> bytes:
+    """``chat.html`` with the bot's name and the brand filled in (HTML-escaped)."""
+    template = (STATIC_DIR / "chat.html").read_text(encoding="utf-8")
+    page = template.replace("{{BOT_NAME}}", html.escape(bot_name, quote=True))
+    return page.replace("{{BRAND}}", html.escape(brand, quote=True)).encode("utf-8")
+
+
+async def _index(request: web.Request) -> web.Response:
+    return web.Response(
+        body=request.app[PAGE], content_type="text/html", charset="utf-8", headers=_PAGE_HEADERS
+    )
+
+
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _websocket(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=request.app[MAX_WS_BYTES])
+    await ws.prepare(request)
+    chat = request.app[CHAT]
+    peer = chat.hub.connect(ws, request.transport)
+    code, reason = WSCloseCode.OK, b""
+    try:
+        async for frame in ws:
+            if frame.type is WSMsgType.TEXT:
+                await chat.on_text(peer, frame.data)
+            elif frame.type is WSMsgType.BINARY:
+                chat.refuse(peer, "binary_frame", "只接受文本（JSON）消息")
+            else:  # ERROR, e.g. a frame over max_msg_size: aiohttp has closed the socket
+                logger.info("web chat socket error: %r", ws.exception())
+                break
+            if peer.exhausted:
+                code, reason = WSCloseCode.POLICY_VIOLATION, b"too many bad frames"
+                break
+    finally:
+        chat.leave(peer)
+        await peer.close(code, reason)
+    return ws
+
+
+async def _close_sockets(app: web.Application) -> None:
+    await app[CHAT].hub.close_all()
+
+
+async def start_web(app: web.Application, config: WebConfig) -> tuple[web.AppRunner, str]:
+    """Start serving ``app`` on ``config.host:config.port``; return the runner and the page URL.
+
+    Port 0 picks a free port; the URL names the one bound. The caller owns the runner and must
+    ``await runner.cleanup()``.
+    """
+    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    port = runner.addresses[0][1]
+    return runner, f"http://{_url_host(config.host)}:{port}/"
+
+
+async def serve(
+    app: web.Application, config: WebConfig, *, on_started: Callable[[str], None] | None = None
+) -> None:
+    """Serve ``app`` until cancelled, then shut down cleanly. ``on_started`` gets the URL."""
+    runner, url = await start_web(app, config)
+    try:
+        if on_started is not None:
+            on_started(url)
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def _url_host(host: str) -> str:
+    """A host a browser on this machine can open: wildcards become loopback."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,80 @@
+"""The composition root: settings in, a running engine, knowledge base and pipeline out.
+
+The CLI and every adapter start here (``App.build``) and feed ``app.pipeline.handle``. Each
+component receives only its own settings section.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.answer import ExtractiveAnswerer
+from bot.db import create_engine, create_schema
+from bot.guard import guard_text
+from bot.llm import LLMAnswerer
+from bot.pipeline import Pipeline, utcnow
+from bot.settings import Settings
+from bot.store import Store
+from knowledge.base import KnowledgeBase
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class App:
+    """Everything a running Siyu needs, built once and closed once."""
+
+    settings: Settings
+    engine: AsyncEngine
+    knowledge: KnowledgeBase
+    pipeline: Pipeline
+    store: Store
+    answerer: ExtractiveAnswerer | LLMAnswerer
+
+    @classmethod
+    async def build(cls, settings: Settings) -> App:
+        """Create the engine and schema, open the knowledge base, choose the answerer."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            await create_schema(engine)
+            knowledge = await KnowledgeBase.open(settings.knowledge(), engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        answerer = _choose_answerer(settings, knowledge)
+        store = Store(engine)
+        pipeline = Pipeline(store, answerer, settings.bot())
+        return cls(settings, engine, knowledge, pipeline, store, answerer)
+
+    async def preview_answer(
+        self, question: str, *, store_id: str | None = None, at: datetime | None = None
+    ) -> str:
+        """What the bot would answer ``question`` with no history, as sent (for ``siyu ask``)."""
+        answer = await self.answerer.answer(question, (), store_id=store_id, at=at or utcnow())
+        return guard_text(answer.text, self.settings.reply_max_bytes)
+
+    async def close(self) -> None:
+        """Release the LLM connections, the knowledge base and the engine, in that order."""
+        try:
+            await self.answerer.aclose()
+        finally:
+            try:
+                await self.knowledge.close()
+            finally:
+                await self.engine.dispose()
+
+
+def _choose_answerer(
+    settings: Settings, knowledge: KnowledgeBase
+) -> ExtractiveAnswerer | LLMAnswerer:
+    llm = settings.llm()
+    if llm.enabled:
+        log.info("answering with the LLM %s at %s", llm.model, llm.base_url or "api.openai.com")
+        return LLMAnswerer(knowledge, llm, brand=settings.brand_name)
+    log.info("no LLM configured (SIYU_LLM_MODEL): answering extractively")
+    return ExtractiveAnswerer(knowledge)

@@ -1,0 +1,220 @@
+"""The ``siyu`` command line: chat, serve, ingest, ask, documents, demo, eval.
+
+This module and ``bot.app`` are the composition root: the only places in ``bot`` that may import
+``adapters`` (and, later, ``campaigns``). Settings are read here once and passed down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.table import Table
+
+from bot.app import App
+from bot.settings import Settings
+from knowledge.errors import KnowledgeError
+from knowledge.loaders import MetaOverrides
+from knowledge.metadata import parse_datetime
+from knowledge.types import Kind
+
+app = typer.Typer(help="Siyu (私域): customer-care bot for retail brands on WeChat / WeCom.")
+eval_app = typer.Typer(help="Measure retrieval quality.")
+app.add_typer(eval_app, name="eval")
+console = Console()
+
+T = TypeVar("T")
+
+
+def _run(factory: Callable[[App], Awaitable[T]], settings: Settings | None = None) -> T:
+    """Build the app, run one coroutine with it, always close it."""
+
+    async def main() -> T:
+        built = await App.build(settings or Settings())
+        try:
+            return await factory(built)
+        finally:
+            await built.close()
+
+    return asyncio.run(main())
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console
+    )
+
+
+async def _ingest_all(built: App, paths: list[Path], overrides: MetaOverrides) -> None:
+    with _progress() as progress:
+        for path in paths:
+            task = progress.add_task(path.name, total=None)
+
+            def report(done: int, total: int, task_id: TaskID = task) -> None:
+                progress.update(task_id, completed=done, total=total)
+
+            try:
+                result = await built.knowledge.ingest_path(path, overrides, progress=report)
+            except KnowledgeError as exc:
+                progress.console.print(f"[red]✗ {path.name}: {exc}[/red]")
+                continue
+            state = "unchanged" if result.unchanged else f"v{result.version}"
+            progress.console.print(
+                f"✓ {path.name}: {result.chunks} chunks, {state}, "
+                f"{result.embedded} embedded, {result.reused} reused"
+            )
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(exists=True, help="Files to load.")],
+    kind: Annotated[Kind | None, typer.Option(help="faq | promotion | product | policy")] = None,
+    store: Annotated[str | None, typer.Option(help="Store id; 'all' for every store.")] = None,
+    valid_from: Annotated[str | None, typer.Option(help="e.g. 2026-12-01")] = None,
+    valid_to: Annotated[str | None, typer.Option(help="e.g. 2026-12-31 (end of day)")] = None,
+    tags: Annotated[str | None, typer.Option(help="Comma-separated tags.")] = None,
+) -> None:
+    """Load knowledge files (Markdown, text, CSV/XLSX QA tables, JSON, PDF, DOCX)."""
+    settings = Settings()
+    tz = settings.bot().timezone
+    overrides = MetaOverrides(
+        kind=kind,
+        store_id=store,
+        valid_from=parse_datetime(valid_from, tz) if valid_from else None,
+        valid_to=parse_datetime(valid_to, tz, end_of_day=True) if valid_to else None,
+        tags=tuple(t.strip() for t in tags.split(",") if t.strip()) if tags else None,
+    )
+    _run(lambda built: _ingest_all(built, list(paths), overrides), settings)
+
+
+@app.command()
+def docs() -> None:
+    """List the documents in the knowledge base."""
+
+    async def show(built: App) -> None:
+        table = Table("doc_id", "kind", "store", "version", "chunks", "valid")
+        for d in await built.knowledge.documents():
+            valid = f"{d.valid_from or '-'} → {d.valid_to or '-'}"
+            table.add_row(
+                d.doc_id, d.kind, d.store_id or "all", str(d.version), str(d.chunks), valid
+            )
+        console.print(table)
+
+    _run(show)
+
+
+@app.command()
+def ask(
+    question: str,
+    store: Annotated[str | None, typer.Option(help="Ask as a member of this store.")] = None,
+    at: Annotated[str | None, typer.Option(help="Ask as of this time (default now).")] = None,
+) -> None:
+    """Show what the bot would answer, with the retrieved entries and their scores."""
+    settings = Settings()
+    when = parse_datetime(at, settings.bot().timezone) if at else None
+
+    async def show(built: App) -> None:
+        result = await built.knowledge.search(question, store_id=store, at=when)
+        table = Table("#", "confidence", "score", "by", "source", "text")
+        for i, hit in enumerate(result.hits, 1):
+            text = hit.chunk.draft.text.replace("\n", " ")[:60]
+            table.add_row(
+                str(i),
+                f"{hit.confidence:.3f}",
+                f"{hit.score:.3f}",
+                "+".join(hit.matched_by),
+                hit.chunk.meta.source,
+                text,
+            )
+        console.print(table)
+        console.print(f"threshold {result.threshold:.3f} → found={result.found}")
+        answer = await built.preview_answer(question, store_id=store, at=when)
+        console.print(f"\n[bold]{settings.bot_name}[/bold]: {answer}")
+
+    _run(show, settings)
+
+
+@app.command()
+def chat(
+    store: Annotated[str | None, typer.Option(help="Chat as a member of this store.")] = None,
+) -> None:
+    """Talk to the bot in the terminal (Ctrl-D or /quit to leave)."""
+    from adapters.console import run_console
+
+    async def talk(built: App) -> None:
+        console.print(f"[bold]{built.settings.bot_name}[/bold] 在线。输入问题，/quit 退出。")
+        await run_console(built.pipeline.handle, store_id=store)
+
+    _run(talk)
+
+
+async def _serve(built: App) -> None:
+    from adapters.web import create_web_app, serve
+
+    settings = built.settings
+    web_app = create_web_app(
+        built.pipeline.handle, settings.web(), bot_name=settings.bot_name, brand=settings.brand_name
+    )
+
+    def announce(url: str) -> None:
+        console.print(f"Siyu web chat: [bold]{url}[/bold]  (group room: {url}?room=demo)")
+        console.print("Ctrl-C stops.")
+
+    await serve(web_app, settings.web(), on_started=announce)
+
+
+@app.command()
+def serve() -> None:
+    """Serve the web chat (1:1 and group rooms) and /healthz."""
+    try:
+        _run(_serve)
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+@app.command()
+def demo(
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
+) -> None:
+    """Load the demo brand's knowledge and serve the web chat."""
+    from bot.demo import SAMPLE_QUESTIONS, demo_files
+
+    settings = Settings()
+
+    async def main(built: App) -> None:
+        await _ingest_all(built, demo_files(), MetaOverrides())
+        console.print("Try asking: " + " / ".join(SAMPLE_QUESTIONS[:5]))
+        if serve_after:
+            await _serve(built)
+
+    try:
+        _run(main, settings)
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    faq: Annotated[Path, typer.Option(exists=True, help="faq.jsonl {faq_id, faq_question}")],
+    queries: Annotated[Path, typer.Option(exists=True, help="queries.jsonl {query, faq_id}")],
+    limit: Annotated[int | None, typer.Option(help="Use only the first N queries.")] = None,
+) -> None:
+    """Print recall@1/5/10 and MRR@10 (fused, dense-only, keyword-only) as JSON."""
+    from knowledge.evaluation import evaluate_retrieval
+
+    settings = Settings()
+    report = asyncio.run(evaluate_retrieval(faq, queries, settings.knowledge(), limit=limit))
+    typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()

@@ -1,0 +1,190 @@
+"""Answers written by an LLM over any OpenAI-compatible chat endpoint, grounded in retrieval.
+
+:class:`LLMAnswerer` (1) rewrites a follow-up into a standalone question when there is history,
+(2) retrieves with it, (3) says "not found" without calling the LLM when nothing clears the
+threshold, (4) otherwise asks the LLM to answer only from the numbered sources, citing them as [1],
+[2], and maps the cited numbers back to citations. (5) Any LLM failure (HTTP error, timeout,
+refused connection, malformed or empty response) is logged once and the answer falls back to the
+extractive one for the same retrieval; nothing is retrieved twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import httpx
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import Runnable
+from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
+
+from bot.answer import (
+    Answer,
+    Retriever,
+    Turn,
+    extractive_answer,
+    not_found_answer,
+    source_label,
+)
+from bot.errors import ConfigError, LLMError
+from bot.settings import LLMConfig
+from knowledge.types import Citation, Hit, SearchResult
+
+log = logging.getLogger(__name__)
+
+# ChatOpenAI insists on a key; local servers (vLLM, Ollama) ignore it.
+PLACEHOLDER_API_KEY = "not-needed"
+NOT_COVERED = "资料中没有相关信息"
+"""What the answer prompt tells the model to say when the sources do not cover the question."""
+
+REWRITE_PROMPT = ChatPromptTemplate.from_messages(
+    [
+        (
+            "system",
+            "你是客服对话的改写助手。根据对话历史，把会员的最新问题改写成一个不依赖上下文、"
+            "意思完整的独立问题。只输出改写后的问题，不要回答，不要解释。"
+            "如果最新问题本身已经完整，原样输出。",
+        ),
+        ("human", "对话历史：\n{history}\n\n最新问题：{question}\n\n独立问题："),
+    ]
+)
+
+ANSWER_PROMPT = ChatPromptTemplate.from_messages(
+    [
+        (
+            "system",
+            "你是{brand}的客服助手，只能依据下面编号的资料回答会员的问题。\n"
+            f"1. 只用资料里的信息，不要编造。资料没有覆盖这个问题时，明确说“{NOT_COVERED}”，"
+            "并建议回复“人工”转接客服。\n"
+            "2. 价格、日期、时间、数量和优惠条件必须逐字引用资料原文。\n"
+            "3. 用简体中文，简洁友好，不用 Markdown 标题、加粗或表格。\n"
+            "4. 在用到资料的句子后标注来源编号，例如 [1] 或 [2]。",
+        ),
+        ("human", "资料：\n{sources}\n\n会员问题：{question}"),
+    ]
+)
+
+_CITED = re.compile(r"[\[【]\s*(\d{1,2})\s*[\]】]")
+
+
+def format_history(history: Sequence[Turn]) -> str:
+    """History as "会员：…" / "客服：…" lines for the rewrite prompt."""
+    return "\n".join(f"{'会员' if t.role == 'user' else '客服'}：{t.text}" for t in history)
+
+
+def format_sources(hits: Sequence[Hit]) -> str:
+    """Hits as numbered sources, [1] first; QA rows show their question and answer."""
+    blocks = []
+    for number, hit in enumerate(hits, 1):
+        draft = hit.chunk.draft
+        body = draft.text.strip()
+        if draft.answer and draft.answer.strip() not in body:
+            body = f"{body}\n{draft.answer.strip()}"
+        blocks.append(f"[{number}] {source_label(hit)}\n{body}")
+    return "\n\n".join(blocks)
+
+
+def cited_numbers(text: str, hit_count: int) -> list[int]:
+    """Valid source numbers ``text`` cites as [n] (or 【n】), in order of first citation."""
+    numbers = dict.fromkeys(int(n) for n in _CITED.findall(text))
+    return [n for n in numbers if 1 <= n <= hit_count]
+
+
+def source_line(numbers: Sequence[int], hits: Sequence[Hit]) -> str:
+    """ "（来源：[1] 标题；[2] 标题）" for the cited numbers; the top hit's name when none."""
+    if not numbers:
+        return f"（来源：{source_label(hits[0])}）"
+    return "（来源：" + "；".join(f"[{n}] {source_label(hits[n - 1])}" for n in numbers) + "）"
+
+
+def _citations(hits: Sequence[Hit]) -> tuple[Citation, ...]:
+    unique: dict[str, Citation] = {}
+    for hit in hits:
+        unique.setdefault(hit.chunk.id, hit.citation)
+    return tuple(unique.values())
+
+
+class LLMAnswerer:
+    """Answers with an LLM over retrieved knowledge; falls back to extractive answers."""
+
+    def __init__(self, retriever: Retriever, config: LLMConfig, *, brand: str = "本店") -> None:
+        if not config.model:
+            raise ConfigError("LLMAnswerer needs an LLM model (SIYU_LLM_MODEL)")
+        self._retriever = retriever
+        self._brand = brand
+        # Our own HTTP clients (not langchain's process-wide cached ones) so close() releases them.
+        self._http = httpx.AsyncClient(timeout=config.timeout)
+        self._http_sync = httpx.Client(timeout=config.timeout)
+        model = ChatOpenAI(
+            base_url=config.base_url,
+            model=config.model,
+            api_key=SecretStr(config.api_key or PLACEHOLDER_API_KEY),
+            timeout=config.timeout,
+            max_retries=config.max_retries,
+            temperature=config.temperature,
+            http_async_client=self._http,
+            http_client=self._http_sync,
+        )
+        self._rewrite: Runnable[dict[str, Any], str] = REWRITE_PROMPT | model | StrOutputParser()
+        self._write: Runnable[dict[str, Any], str] = ANSWER_PROMPT | model | StrOutputParser()
+
+    async def answer(
+        self, question: str, history: Sequence[Turn], *, store_id: str | None, at: datetime
+    ) -> Answer:
+        """Rewrite (with history), retrieve, then answer from the sources with citations."""
+        llm_up = True
+        query = question
+        if history:
+            try:
+                query = await self._standalone(question, history)
+            except LLMError as exc:
+                log.warning("LLM rewrite failed, answering extractively: %s", exc)
+                llm_up = False
+        result = await self._retriever.search(query, store_id=store_id, at=at)
+        if not result.found:
+            return not_found_answer()
+        if not llm_up:
+            return extractive_answer(result)
+        try:
+            return await self._grounded(query, result)
+        except LLMError as exc:
+            log.warning("LLM answer failed, answering extractively: %s", exc)
+            return extractive_answer(result)
+
+    async def aclose(self) -> None:
+        """Release the HTTP connections."""
+        await self._http.aclose()
+        self._http_sync.close()
+
+    async def _standalone(self, question: str, history: Sequence[Turn]) -> str:
+        inputs = {"history": format_history(history), "question": question}
+        rewritten = await self._invoke(self._rewrite, inputs)
+        # Models sometimes echo the label or wrap the question in quotes.
+        return rewritten.removeprefix("独立问题：").strip().strip("“”\"'") or question
+
+    async def _grounded(self, query: str, result: SearchResult) -> Answer:
+        inputs = {"brand": self._brand, "sources": format_sources(result.hits), "question": query}
+        text = await self._invoke(self._write, inputs)
+        numbers = cited_numbers(text, len(result.hits))
+        if NOT_COVERED in text and not numbers:
+            # The model says the sources miss the question: no source line, counted as not found.
+            return Answer(text, (), "not_found", found=False)
+        cited = [result.hits[n - 1] for n in numbers] or list(result.hits[:1])
+        reply = f"{text}\n{source_line(numbers, result.hits)}"
+        return Answer(reply, _citations(cited), "llm", found=True)
+
+    @staticmethod
+    async def _invoke(chain: Runnable[dict[str, Any], str], inputs: dict[str, Any]) -> str:
+        try:
+            text = await chain.ainvoke(inputs)
+        except Exception as exc:
+            # openai, httpx and parsing errors all mean the same here: no usable LLM output.
+            raise LLMError(f"{type(exc).__name__}: {exc}") from exc
+        if not text.strip():
+            raise LLMError("the LLM returned empty content")
+        return text.strip()

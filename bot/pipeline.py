@@ -1,0 +1,228 @@
+"""The one entry point every adapter feeds: ``Pipeline.handle(msg) -> Reply``.
+
+A message runs through an ordered chain of steps; each step gets the message's :class:`Context`
+and the rest of the chain (``call_next``), like middleware. The whole chain, outermost first::
+
+    error boundary   any failure → logged once, polite "not found, ask for a person" reply
+    dedupe           (channel, message id) seen before → NoReply("duplicate"); durable key
+    session lock     one message at a time per session, in arrival order
+    member           upsert the sender, move last_active
+    addressing       groups: silent unless addressed; the address is stripped, the asker quoted
+    record           store the question and the reply as sent (on the way out)
+    guard            plain text within reply_max_bytes, never empty (on the way out)
+    commands         help / handoff / opt-out / opt-in; silence while a person serves
+    answer           the answerer (LLM or extractive) over the knowledge base
+
+"record" and "guard" act on the reply coming back, so they wrap the steps that produce it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from bot.answer import NOT_FOUND_TEXT, Answerer, Turn
+from bot.commands import ALLOWED_DURING_HANDOFF, Commands, parse_command
+from bot.groups import Addressing, quote_for
+from bot.guard import guard_text, utf8_len
+from bot.models import Member
+from bot.settings import BotConfig
+from bot.store import Store
+from bot.types import HandoffReply, InboundMessage, NoReply, Reply, TextReply
+from knowledge.types import Citation
+
+log = logging.getLogger(__name__)
+
+SESSION_IDLE = timedelta(minutes=30)
+"""History older than this is a past conversation: follow-ups do not refer to it."""
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware (UTC)."""
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class Context:
+    """What the steps learn about one message as it passes through the chain."""
+
+    msg: InboundMessage
+    now: datetime
+    question: str = ""
+    quote: str | None = None
+    member: Member | None = None
+    history: list[Turn] | None = field(default=None, repr=False)
+
+    @property
+    def sender(self) -> Member:
+        """The stored member; set by the member step."""
+        if self.member is None:
+            raise RuntimeError("the member step has not run")
+        return self.member
+
+
+Next = Callable[[Context], Awaitable[Reply]]
+Step = Callable[[Context, Next], Awaitable[Reply]]
+
+
+def build_chain(steps: Sequence[Step], terminal: Next) -> Next:
+    """Join ``steps`` (outermost first) around ``terminal`` into one handler."""
+    handler = terminal
+    for step in reversed(steps):
+        handler = _link(step, handler)
+    return handler
+
+
+def _link(step: Step, call_next: Next) -> Next:
+    async def run(ctx: Context) -> Reply:
+        return await step(ctx, call_next)
+
+    return run
+
+
+class KeyedLocks:
+    """One asyncio lock per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        """Hold ``key``'s lock; waiters get it in arrival order."""
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class Pipeline:
+    """Handles every member message: commands, answers and the rules around them."""
+
+    def __init__(
+        self,
+        store: Store,
+        answerer: Answerer,
+        config: BotConfig,
+        clock: Callable[[], datetime] = utcnow,
+        *,
+        session_idle: timedelta = SESSION_IDLE,
+    ) -> None:
+        self._store = store
+        self._answerer = answerer
+        self._config = config
+        self._clock = clock
+        self._session_idle = session_idle
+        self._commands = Commands(store, config)
+        self._addressing = Addressing(config.name)
+        self._locks = KeyedLocks()
+        self._chain = build_chain(
+            [
+                self._error_boundary,
+                self._dedupe,
+                self._session_lock,
+                self._member,
+                self._address,
+                self._record,
+                self._guard,
+                self._command,
+            ],
+            terminal=self._answer,
+        )
+
+    async def handle(self, msg: InboundMessage) -> Reply:
+        """Handle one inbound message and return what to send back (maybe nothing)."""
+        return await self._chain(Context(msg, self._clock()))
+
+    async def _error_boundary(self, ctx: Context, call_next: Next) -> Reply:
+        try:
+            return await call_next(ctx)
+        except Exception:
+            # The one place message failures are logged; the member still gets a polite reply.
+            log.exception("failed to handle message %s on %s", ctx.msg.id, ctx.msg.channel)
+            return TextReply(NOT_FOUND_TEXT, quote=quote_for(ctx.msg), answered_by="error")
+
+    async def _dedupe(self, ctx: Context, call_next: Next) -> Reply:
+        if not await self._store.claim_message(ctx.msg.channel, ctx.msg.id, ctx.now):
+            return NoReply("duplicate")
+        return await call_next(ctx)
+
+    async def _session_lock(self, ctx: Context, call_next: Next) -> Reply:
+        async with self._locks.hold(ctx.msg.session_key):
+            return await call_next(ctx)
+
+    async def _member(self, ctx: Context, call_next: Next) -> Reply:
+        ctx.member = await self._store.upsert_member(ctx.msg.sender, ctx.now)
+        return await call_next(ctx)
+
+    async def _address(self, ctx: Context, call_next: Next) -> Reply:
+        question = self._addressing.question(ctx.msg)
+        if question is None:
+            return NoReply("not addressed")
+        ctx.question = question
+        ctx.quote = quote_for(ctx.msg)
+        return await call_next(ctx)
+
+    async def _record(self, ctx: Context, call_next: Next) -> Reply:
+        reply = await call_next(ctx)
+        text, answered_by, citations = _loggable(reply)
+        await self._store.log_exchange(
+            ctx.msg.session_key, ctx.sender, ctx.question, ctx.now,
+            reply=text, answered_by=answered_by, citations=citations,
+        )  # fmt: skip
+        return reply
+
+    async def _guard(self, ctx: Context, call_next: Next) -> Reply:
+        reply = await call_next(ctx)
+        if isinstance(reply, NoReply):
+            return reply
+        max_bytes = self._config.reply_max_bytes
+        # Channels that render the quote as "@name " inline count it against the same limit.
+        reserve = min(utf8_len(f"@{ctx.quote} "), max_bytes // 4) if ctx.quote else 0
+        return replace(reply, text=guard_text(reply.text, max_bytes - reserve), quote=ctx.quote)
+
+    async def _command(self, ctx: Context, call_next: Next) -> Reply:
+        command = parse_command(ctx.question)
+        if ctx.sender.handoff and command not in ALLOWED_DURING_HANDOFF:
+            return NoReply("human serving")
+        if command is None:
+            return await call_next(ctx)
+        return await self._commands.run(command, ctx.sender, await self._history(ctx), ctx.now)
+
+    async def _answer(self, ctx: Context) -> Reply:
+        answer = await self._answerer.answer(
+            ctx.question, await self._history(ctx), store_id=ctx.msg.store_id, at=ctx.now
+        )
+        return TextReply(answer.text, answer.citations, answered_by=answer.answered_by)
+
+    async def _history(self, ctx: Context) -> list[Turn]:
+        # history_turns counts exchanges (a question and its reply): twice as many messages.
+        if ctx.history is None:
+            ctx.history = await self._store.recent_turns(
+                ctx.msg.session_key,
+                limit=2 * self._config.history_turns,
+                since=ctx.now - self._session_idle,
+            )
+        return ctx.history
+
+
+def _loggable(reply: Reply) -> tuple[str | None, str | None, tuple[Citation, ...]]:
+    """The bot turn to log for ``reply``: text, answered_by, citations (no text: nothing sent)."""
+    if isinstance(reply, TextReply):
+        return reply.text, reply.answered_by, reply.citations
+    if isinstance(reply, HandoffReply):
+        return reply.text, "handoff", ()
+    return None, None, ()

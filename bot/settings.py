@@ -1,0 +1,151 @@
+"""Typed settings, read once at the composition root (prefix ``SIYU_``, optional ``.env``).
+
+Each component receives only its own section: :meth:`Settings.knowledge` for the knowledge base,
+:meth:`Settings.llm` for the LLM client, :meth:`Settings.bot` for the pipeline, :meth:`Settings.web`
+for the web chat. Every field is documented in ``.env.example``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from knowledge.config import EmbeddingConfig, KnowledgeConfig, RetrievalConfig
+
+
+@dataclass(frozen=True, slots=True)
+class LLMConfig:
+    """An OpenAI-compatible chat endpoint. ``enabled`` is False when no model is configured."""
+
+    base_url: str | None
+    model: str | None
+    api_key: str | None
+    timeout: float
+    max_retries: int
+    temperature: float
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.model)
+
+
+@dataclass(frozen=True, slots=True)
+class BotConfig:
+    """How the pipeline talks: the bot's name (groups address it by name), reply limits, history."""
+
+    name: str
+    brand: str
+    reply_max_bytes: int
+    history_turns: int
+    timezone: ZoneInfo
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    """Where ``siyu serve`` listens."""
+
+    host: str
+    port: int
+    max_body_bytes: int
+
+
+class Settings(BaseSettings):
+    """All of Siyu's settings. Read once with ``Settings()``; pass sections, never this object."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SIYU_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+
+    chroma_url: str | None = None
+    chroma_collection: str = "siyu_knowledge"
+    embedding: Literal["local", "openai", "hash"] = "local"
+    embedding_base_url: str | None = None
+    embedding_model: str | None = None
+    embedding_api_key: SecretStr | None = None
+
+    retrieval_top_k: int = Field(default=5, ge=1, le=50)
+    retrieval_fusion: Literal["rrf", "weighted"] = "weighted"
+    retrieval_dense_weight: float = Field(default=0.8, ge=0.0, le=1.0)
+    retrieval_min_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_timeout: float = Field(default=20.0, gt=0)
+    llm_max_retries: int = Field(default=1, ge=0, le=5)
+    llm_temperature: float = Field(default=0.2, ge=0.0, le=2.0)
+
+    bot_name: str = "小域"
+    brand_name: str = "Siyu"
+    reply_max_bytes: int = Field(default=2048, ge=200)
+    history_turns: int = Field(default=6, ge=0, le=50)
+    timezone: str = "Asia/Shanghai"
+
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8080, ge=0, le=65535)
+    web_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        ZoneInfo(value)  # raises for an unknown zone name
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        """``database_url``, or SQLite in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'siyu.db').resolve()}"
+
+    def knowledge(self) -> KnowledgeConfig:
+        key = self.embedding_api_key.get_secret_value() if self.embedding_api_key else None
+        return KnowledgeConfig(
+            data_dir=self.data_dir,
+            chroma_url=self.chroma_url,
+            collection=self.chroma_collection,
+            embedding=EmbeddingConfig(
+                backend=self.embedding,
+                base_url=self.embedding_base_url,
+                model=self.embedding_model,
+                api_key=key,
+            ),
+            retrieval=RetrievalConfig(
+                top_k=self.retrieval_top_k,
+                fusion=self.retrieval_fusion,
+                dense_weight=self.retrieval_dense_weight,
+                min_confidence=self.retrieval_min_confidence,
+            ),
+        )
+
+    def llm(self) -> LLMConfig:
+        return LLMConfig(
+            base_url=self.llm_base_url,
+            model=self.llm_model,
+            api_key=self.llm_api_key.get_secret_value() if self.llm_api_key else None,
+            timeout=self.llm_timeout,
+            max_retries=self.llm_max_retries,
+            temperature=self.llm_temperature,
+        )
+
+    def bot(self) -> BotConfig:
+        return BotConfig(
+            name=self.bot_name,
+            brand=self.brand_name,
+            reply_max_bytes=self.reply_max_bytes,
+            history_turns=self.history_turns,
+            timezone=ZoneInfo(self.timezone),
+        )
+
+    def web(self) -> WebConfig:
+        return WebConfig(
+            host=self.web_host, port=self.web_port, max_body_bytes=self.web_max_body_bytes
+        )

@@ -1,0 +1,212 @@
+"""SQL storage of the core: dedupe keys, members and their state, and the message log.
+
+Every state change is one short transaction. Flags flip with a conditional ``UPDATE`` so
+"was it already on?" is answered atomically, even when two messages of one member race (a member
+writes in two groups at once, say).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime
+
+from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.answer import Turn
+from bot.models import Member, MessageLog, SeenMessage, require_aware
+from bot.types import MemberRef
+from knowledge.types import Citation
+
+
+class Store:
+    """The core's tables over one async engine (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+    async def claim_message(self, channel: str, message_id: str, at: datetime) -> bool:
+        """Record a platform message id; False when it was already recorded (a duplicate).
+
+        The unique key decides, so restarts, replicas and concurrent retries agree.
+        """
+        require_aware(at)
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    SeenMessage.__table__.insert().values(  # type: ignore[attr-defined]
+                        channel=channel, message_id=message_id, seen_at=at
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    async def prune_seen(self, before: datetime) -> int:
+        """Forget dedupe keys seen before ``before`` (platforms retry within minutes)."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                delete(SeenMessage).where(col(SeenMessage.seen_at) < before)
+            )
+        return result.rowcount
+
+    async def get_member(self, channel: str, external_id: str) -> Member | None:
+        """The member with this channel identity, or None."""
+        async with self._sessions() as session:
+            return await self._find(session, channel, external_id)
+
+    async def upsert_member(self, ref: MemberRef, at: datetime) -> Member:
+        """Create the member on first contact, else move ``last_active`` to ``at``.
+
+        A non-empty ``display_name`` replaces the stored one (members rename themselves).
+        """
+        require_aware(at)
+        member = await self._touch(ref, at)
+        if member is not None:
+            return member
+        try:
+            return await self._insert(ref, at)
+        except IntegrityError:
+            # Another message of the same new member inserted it first.
+            member = await self._touch(ref, at)
+            if member is None:
+                raise
+            return member
+
+    async def set_opted_out(self, member: Member, opted_out: bool, at: datetime) -> bool:
+        """Opt the member out (or back in); False when it was already in that state."""
+        stamp = {"opted_out_at": at} if opted_out else {"opted_in_at": at}
+        return await self._flip(member, "opted_out", opted_out, stamp)
+
+    async def start_handoff(self, member: Member, at: datetime) -> bool:
+        """A person takes over; False when one already had. The bot stays silent meanwhile."""
+        return await self._flip(member, "handoff", True, {"handoff_at": at})
+
+    async def end_handoff(self, member: Member) -> bool:
+        """The bot answers again (the member asked, or the human session closed).
+
+        False when no handoff was on.
+        """
+        return await self._flip(member, "handoff", False, {})
+
+    async def recent_turns(self, session_key: str, *, limit: int, since: datetime) -> list[Turn]:
+        """The session's last ``limit`` messages logged at or after ``since``, oldest first."""
+        require_aware(since)
+        if limit <= 0:
+            return []
+        statement = (
+            select(MessageLog)
+            .where(col(MessageLog.session_key) == session_key)
+            .where(col(MessageLog.created_at) >= since)
+            .order_by(col(MessageLog.created_at).desc(), col(MessageLog.id).desc())
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            rows = (await session.exec(statement)).all()
+        return [Turn("bot" if row.role == "bot" else "user", row.text) for row in reversed(rows)]
+
+    async def log_exchange(
+        self,
+        session_key: str,
+        member: Member,
+        question: str,
+        at: datetime,
+        *,
+        reply: str | None = None,
+        answered_by: str | None = None,
+        citations: Sequence[Citation] = (),
+    ) -> None:
+        """Store the member's question and, when the bot replied, the reply as sent."""
+        require_aware(at)
+        member_id = _member_id(member)
+        rows = [
+            MessageLog(
+                session_key=session_key,
+                member_id=member_id,
+                role="user",
+                text=question,
+                created_at=at,
+            )
+        ]
+        if reply is not None:
+            rows.append(
+                MessageLog(
+                    session_key=session_key,
+                    member_id=member_id,
+                    role="bot",
+                    text=reply,
+                    answered_by=answered_by,
+                    citations=[asdict(c) for c in citations],
+                    created_at=at,
+                )
+            )
+        async with self._sessions() as session:
+            session.add_all(rows)
+            await session.commit()
+
+    async def session_log(self, session_key: str) -> list[MessageLog]:
+        """Every logged message of a session, oldest first (for operators and tests)."""
+        statement = (
+            select(MessageLog)
+            .where(col(MessageLog.session_key) == session_key)
+            .order_by(col(MessageLog.created_at), col(MessageLog.id))
+        )
+        async with self._sessions() as session:
+            return list((await session.exec(statement)).all())
+
+    @staticmethod
+    async def _find(session: AsyncSession, channel: str, external_id: str) -> Member | None:
+        statement = select(Member).where(
+            col(Member.channel) == channel, col(Member.external_id) == external_id
+        )
+        return (await session.exec(statement)).first()
+
+    async def _touch(self, ref: MemberRef, at: datetime) -> Member | None:
+        async with self._sessions() as session:
+            member = await self._find(session, ref.channel, ref.external_id)
+            if member is None:
+                return None
+            member.last_active = max(member.last_active, at)
+            if ref.display_name:
+                member.display_name = ref.display_name
+            await session.commit()
+            return member
+
+    async def _insert(self, ref: MemberRef, at: datetime) -> Member:
+        member = Member(
+            channel=ref.channel,
+            external_id=ref.external_id,
+            display_name=ref.display_name,
+            first_seen=at,
+            last_active=at,
+        )
+        async with self._sessions() as session:
+            session.add(member)
+            await session.commit()
+        return member
+
+    async def _flip(
+        self, member: Member, flag: str, value: bool, stamps: dict[str, datetime]
+    ) -> bool:
+        for stamp in stamps.values():
+            require_aware(stamp)
+        column = Member.__table__.c[flag]  # type: ignore[attr-defined]
+        statement = (
+            update(Member)
+            .where(col(Member.id) == _member_id(member), column == (not value))
+            .values({flag: value, **stamps})
+        )
+        async with self._engine.begin() as conn:
+            result = await conn.execute(statement)
+        return result.rowcount == 1
+
+
+def _member_id(member: Member) -> int:
+    if member.id is None:
+        raise ValueError("the member has not been stored yet")
+    return member.id

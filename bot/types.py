@@ -1,0 +1,84 @@
+"""The values that cross the boundary between adapters and the core.
+
+Adapters translate a platform payload into one frozen :class:`InboundMessage` and render the
+:data:`Reply` the pipeline returns. The core never sees XML or JSON from a platform.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from knowledge.types import Citation
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRef:
+    """Who a member is on one channel: ``(channel, external_id)`` is unique."""
+
+    channel: str
+    external_id: str
+    display_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One message from a member, normalised by an adapter.
+
+    ``id`` is the platform's message id, unique per channel (the dedupe key). ``conversation`` is
+    the chat it belongs to: the member's 1:1 chat, or the group. ``store_id`` scopes answers to one
+    store when the channel knows it (a store's group, a store's kf account).
+    """
+
+    id: str
+    channel: str
+    conversation: str
+    sender: MemberRef
+    text: str
+    received_at: datetime
+    is_group: bool = False
+    mentioned_bot: bool = False
+    store_id: str | None = None
+
+    @property
+    def session_key(self) -> str:
+        """One session per 1:1 chat, and one per member inside a group."""
+        if self.is_group:
+            return f"{self.channel}:{self.conversation}:{self.sender.external_id}"
+        return f"{self.channel}:{self.conversation}"
+
+
+@dataclass(frozen=True, slots=True)
+class TextReply:
+    """An answer or a command confirmation. ``quote`` names the asker in groups."""
+
+    text: str
+    citations: tuple[Citation, ...] = ()
+    quote: str | None = None
+    answered_by: str = "command"  # "llm" | "extractive" | "command" | "not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffReply:
+    """Tell the member a person takes over; ``summary`` is for the human agent."""
+
+    text: str
+    summary: str
+    quote: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NoReply:
+    """Say nothing: a duplicate, a group message not addressed to the bot, a human is serving."""
+
+    reason: str = field(default="")
+
+
+Reply = TextReply | HandoffReply | NoReply
+
+
+class MessageHandler(Protocol):
+    """The one entry point every adapter feeds: ``bot.pipeline.Pipeline.handle`` fits it."""
+
+    async def __call__(self, msg: InboundMessage, /) -> Reply: ...

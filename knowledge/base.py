@@ -1,0 +1,298 @@
+"""The knowledge base: ingest documents as versions, replace them atomically, search them.
+
+A replace never disturbs readers:
+
+1. the new version's vectors go to Chroma under new ids (``{doc}:{version}:{ordinal}#q{i}``)
+   while searches keep using the active snapshot, whose chunk ids filter out the new entries;
+2. the new snapshot (chunks, BM25 index, SKU map, entry vectors) is built off to the side;
+3. the registry flips the active version in one SQL transaction;
+4. the snapshot is swapped by one reference assignment: a search holds the reference it started
+   with, so it never mixes versions;
+5. the old version's vectors are deleted.
+
+A failure before step 3 removes the partial new vectors and leaves the old version serving. If
+step 5 fails, the orphans are swept on the next :meth:`KnowledgeBase.open`, which builds the
+snapshot from the SQL chunk rows and the embedding cache, and re-indexes active chunks missing
+from Chroma (a new embedding backend's collection, a wiped server). Writers are serialised by
+one lock per knowledge base: run one writing process per collection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from knowledge.config import KnowledgeConfig
+from knowledge.embeddings import CachedEmbedder, Embedder, Vectors, build_embedder
+from knowledge.errors import KnowledgeError, MetadataError, StoreError
+from knowledge.keyword import Segmenter
+from knowledge.registry import DocumentInfo, Registry
+from knowledge.retriever import PATHS, HybridRetriever, Snapshot, index_texts
+from knowledge.types import Chunk, SearchResult, SourceDocument
+from knowledge.vectorstore import VectorEntry, VectorStore
+
+if TYPE_CHECKING:
+    from knowledge.metadata import MetaOverrides
+
+__all__ = ["DocumentInfo", "IngestReport", "KnowledgeBase", "Progress"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+"""Called with (index texts done, total) while a document is embedded."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestReport:
+    """What an ingest did. ``embedded`` chunks were computed now, ``reused`` came from the cache."""
+
+    doc_id: str
+    version: int
+    chunks: int
+    embedded: int
+    reused: int
+    unchanged: bool = False
+
+
+def chunk_id(doc_id: str, version: int, ordinal: int) -> str:
+    """A readable, Chroma-safe id: a slug of the doc id plus a short hash (slugs may collide)."""
+    slug = re.sub(r"[^\w.-]+", "_", doc_id).strip("_")[:40] or "doc"
+    digest = hashlib.sha256(doc_id.encode()).hexdigest()[:8]
+    return f"{slug}-{digest}:{version}:{ordinal}"
+
+
+def vector_entries(chunks: Sequence[Chunk]) -> list[tuple[VectorEntry, str]]:
+    """One Chroma entry per index text of each chunk, with the text to embed."""
+    return [
+        (VectorEntry(f"{c.id}#q{i}", c.id, c.doc_id, c.version), text)
+        for c in chunks
+        for i, text in enumerate(index_texts(c.draft))
+    ]
+
+
+def by_chunk(chunks: Sequence[Chunk], vectors: Vectors) -> dict[str, Vectors]:
+    """Split entry vectors (in :func:`vector_entries` order) into each chunk's rows."""
+    out: dict[str, Vectors] = {}
+    start = 0
+    for c in chunks:
+        end = start + len(index_texts(c.draft))
+        out[c.id] = vectors[start:end]
+        start = end
+    return out
+
+
+class KnowledgeBase:
+    """Documents, their active versions and hybrid search over them. Open with :meth:`open`."""
+
+    def __init__(
+        self,
+        config: KnowledgeConfig,
+        registry: Registry,
+        store: VectorStore,
+        embedder: CachedEmbedder,
+        segmenter: Segmenter,
+    ) -> None:
+        self._config = config
+        self._registry = registry
+        self._store = store
+        self._embedder = embedder
+        self._segmenter = segmenter
+        self._retriever = HybridRetriever(
+            embedder.inner, store, config.retrieval, config.embedding.backend
+        )
+        self._snapshot = Snapshot.empty()
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(
+        cls, config: KnowledgeConfig, engine: AsyncEngine, *, embedder: Embedder | None = None
+    ) -> KnowledgeBase:
+        """Create the tables, open Chroma, build the embedder and load the active snapshot.
+
+        ``embedder`` replaces the one ``config.embedding`` names (tests wrap a real one).
+        """
+        registry = Registry(engine, config.collection)
+        await registry.create_tables()
+        inner = embedder
+        if inner is None:
+            inner = await asyncio.to_thread(build_embedder, config.embedding)
+        store = await VectorStore.open(config, inner)
+        cached = CachedEmbedder(inner, registry, config.embedding.batch_size)
+        # jieba loads its dictionary (about a second) when the first term is added, in a thread.
+        kb = cls(config, registry, store, cached, Segmenter())
+        try:
+            await kb._load()
+        except BaseException:
+            await store.close()
+            raise
+        return kb
+
+    async def close(self) -> None:
+        """Release Chroma. The SQL engine belongs to the caller."""
+        await self._store.close()
+
+    @property
+    def threshold(self) -> float:
+        """The confidence below which a search counts as "not found"."""
+        return self._retriever.threshold
+
+    async def ingest(
+        self, doc: SourceDocument, *, doc_id: str | None = None, progress: Progress | None = None
+    ) -> IngestReport:
+        """Store ``doc`` as the new active version of ``doc_id`` (default: its source)."""
+        key = (doc_id if doc_id is not None else doc.meta.source).strip()
+        if not key:
+            raise MetadataError("a document needs a non-empty doc_id or source")
+        async with self._lock:
+            current = await self._registry.document(key)
+            if current is not None and current.content_hash == doc.content_hash:
+                return IngestReport(key, current.version, current.chunks, 0, 0, unchanged=True)
+            version = current.version + 1 if current else 1
+            chunks = [
+                Chunk(chunk_id(key, version, i), key, version, i, d, d.meta or doc.meta)
+                for i, d in enumerate(doc.chunks)
+            ]
+            embedded, vectors = await self._write(chunks, progress)
+            await self._activate(key, version, doc, chunks, vectors, current)
+        reused = len(chunks) - embedded
+        return IngestReport(key, version, len(chunks), embedded, reused)
+
+    async def ingest_path(
+        self, path: Path, overrides: MetaOverrides | None = None, progress: Progress | None = None
+    ) -> IngestReport:
+        """Load a file with :func:`knowledge.loaders.load_path` and ingest it."""
+        from knowledge.loaders import load_path
+        from knowledge.metadata import MetaOverrides
+
+        doc = await asyncio.to_thread(load_path, path, overrides or MetaOverrides())
+        return await self.ingest(doc, progress=progress)
+
+    async def delete(self, doc_id: str) -> bool:
+        """Remove a document; False when there was none."""
+        async with self._lock:
+            if await self._registry.document(doc_id) is None:
+                return False
+            snap = await self._rebuild(drop=doc_id, add=(), vectors={})
+            await self._registry.remove(doc_id)
+            self._snapshot = snap
+            await self._sweep(doc_id, version=None)
+        return True
+
+    async def documents(self) -> list[DocumentInfo]:
+        """Every stored document's active version."""
+        return await self._registry.documents()
+
+    async def search(
+        self,
+        query: str,
+        *,
+        store_id: str | None = None,
+        at: datetime | None = None,
+        top_k: int | None = None,
+        paths: Sequence[str] = PATHS,
+    ) -> SearchResult:
+        """Hybrid search over the active snapshot (see :mod:`knowledge.retriever`).
+
+        ``paths`` limits the search to some of "sku", "dense", "keyword" (for evaluation).
+        """
+        snap = self._snapshot  # one reference for the whole search: never mixes versions
+        return await self._retriever.search(
+            snap, query, store_id=store_id, at=at, top_k=top_k, paths=paths
+        )
+
+    def chunk_count(self) -> int:
+        """Number of active chunks."""
+        return len(self._snapshot.chunks)
+
+    async def _write(
+        self, chunks: Sequence[Chunk], progress: Progress | None
+    ) -> tuple[int, dict[str, Vectors]]:
+        """Embed and store the new version's vectors; on failure remove what was written.
+
+        Returns how many chunks needed a fresh embedding, and each chunk's vectors.
+        """
+        entries = vector_entries(chunks)
+        try:
+            vectors, fresh = await self._embedder.embed([t for _, t in entries], progress)
+            await self._store.add([e for e, _ in entries], vectors)
+        except BaseException:
+            await self._discard([e.id for e, _ in entries])
+            raise
+        fresh_chunks = {e.chunk_id for (e, _), f in zip(entries, fresh, strict=True) if f}
+        return len(fresh_chunks), by_chunk(chunks, vectors)
+
+    async def _activate(
+        self,
+        key: str,
+        version: int,
+        doc: SourceDocument,
+        chunks: list[Chunk],
+        vectors: dict[str, Vectors],
+        current: DocumentInfo | None,
+    ) -> None:
+        """Build the new snapshot, flip the registry, swap the snapshot, drop old vectors."""
+        try:
+            snap = await self._rebuild(drop=key, add=chunks, vectors=vectors)
+            await self._registry.activate(key, version, doc.content_hash, doc.meta, chunks)
+        except BaseException:
+            await self._discard([e.id for e, _ in vector_entries(chunks)])
+            raise
+        self._snapshot = snap
+        if current is not None:
+            await self._sweep(key, version=current.version)
+
+    async def _rebuild(
+        self, drop: str, add: Sequence[Chunk], vectors: dict[str, Vectors]
+    ) -> Snapshot:
+        """The current snapshot without ``drop``'s chunks, plus ``add`` (with ``vectors``)."""
+        old = self._snapshot
+        kept = [c for c in old.chunks.values() if c.doc_id != drop]
+        rows = {c.id: old.vectors[slice(*old.spans[c.id])] for c in kept} | vectors
+        return await asyncio.to_thread(Snapshot.build, [*kept, *add], rows, self._segmenter)
+
+    async def _discard(self, ids: list[str]) -> None:
+        try:
+            await self._store.delete_ids(ids)
+        except StoreError:
+            # The registry never pointed at these ids; the next open sweeps them.
+            log.exception(
+                "could not remove %d partial vectors; they are swept on next open", len(ids)
+            )
+
+    async def _sweep(self, doc_id: str, version: int | None) -> None:
+        """Delete one version's vectors (all when None); failures wait for the next open."""
+        try:
+            if version is None:
+                await self._store.delete_ids(await self._store.ids({"doc_id": doc_id}))
+            else:
+                await self._store.delete_version(doc_id, version)
+        except KnowledgeError:
+            log.exception("could not delete old vectors of %r; they are swept on next open", doc_id)
+
+    async def _load(self) -> None:
+        """Build the snapshot from SQL and make Chroma match it (re-index missing, drop orphans)."""
+        chunks = await self._registry.active_chunks()
+        entries = vector_entries(chunks)
+        # Vectors come from the SQL cache; only texts missing there are embedded again.
+        vectors, _ = await self._embedder.embed([t for _, t in entries], None)
+        expected = {e.id: i for i, (e, _) in enumerate(entries)}
+        present = set(await self._store.ids())
+        orphans = [i for i in present if i not in expected]
+        missing = [i for vid, i in expected.items() if vid not in present]
+        if orphans:
+            log.info("removing %d orphan vectors from Chroma", len(orphans))
+            await self._store.delete_ids(orphans)
+        if missing:
+            log.info("indexing %d vectors missing from Chroma", len(missing))
+            await self._store.add([entries[i][0] for i in missing], vectors[missing])
+        rows = by_chunk(chunks, vectors)
+        self._snapshot = await asyncio.to_thread(Snapshot.build, chunks, rows, self._segmenter)

@@ -1,0 +1,34 @@
+"""What each format's parser hands back before metadata layers are merged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from knowledge.metadata import PartialMeta
+from knowledge.types import ChunkDraft
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """A chunk draft (without effective metadata yet) and, for a table row, the row's own layer.
+
+    ``where`` ("row 7") locates the piece in the file for error messages.
+    """
+
+    draft: ChunkDraft
+    row_meta: PartialMeta | None = None
+    where: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A parsed file: its pieces, the metadata the file itself states, and format defaults.
+
+    ``file_meta`` is front matter / a JSON ``meta`` object; ``defaults`` are what the format implies
+    (a product table is ``kind: product``; a Markdown H1 is the title). The ingest call's overrides
+    sit between the two.
+    """
+
+    pieces: tuple[Piece, ...]
+    file_meta: PartialMeta = field(default_factory=PartialMeta)
+    defaults: PartialMeta = field(default_factory=PartialMeta)

@@ -1,0 +1,274 @@
+"""The web chat over a real server and real WebSockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+
+import aiohttp
+import pytest
+from aiohttp import WSCloseCode
+
+from bot.types import HandoffReply, InboundMessage, Reply, TextReply
+from knowledge.types import Citation
+from tests.adapters.conftest import BOT_NAME, FIXED_NOW, Recorder, StartServer, join, receive
+
+CITATION = Citation(doc_id="d1", source="faq.md", title="营业时间", version=2, chunk_id="c1")
+
+
+def _cited(msg: InboundMessage) -> Reply:
+    return TextReply(f"答:{msg.text}", citations=(CITATION,), quote=msg.sender.display_name)
+
+
+async def test_healthz(start_server: StartServer, session: aiohttp.ClientSession) -> None:
+    _, url = await start_server(Recorder())
+    async with session.get(url + "healthz") as resp:
+        assert resp.status == 200
+        assert await resp.json() == {"status": "ok"}
+
+
+async def test_page_is_self_contained_and_escapes_names(
+    start_server: StartServer, session: aiohttp.ClientSession
+) -> None:
+    _, url = await start_server(Recorder())
+    async with session.get(url) as resp:
+        assert resp.status == 200
+        assert resp.content_type == "text/html"
+        assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
+        page = await resp.text()
+    assert BOT_NAME in page
+    assert "山茶花&lt;超市&gt;" in page
+    assert "山茶花<超市>" not in page
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert sorted(assets) == ["/static/chat.css", "/static/chat.js"]
+    for text in [page, *[await _get_text(session, url + a.lstrip("/")) for a in assets]]:
+        assert not re.search(r"https?://", text), "the page must not load anything external"
+
+
+async def _get_text(session: aiohttp.ClientSession, url: str) -> str:
+    async with session.get(url) as resp:
+        assert resp.status == 200
+        return await resp.text()
+
+
+async def test_one_to_one_round_trip(
+    start_server: StartServer, session: aiohttp.ClientSession
+) -> None:
+    handler = Recorder(_cited)
+    _, url = await start_server(handler)
+    ws = await join(session, url, "m-1", "阿花", store_id="sh-01")
+    await ws.send_json({"type": "message", "text": "  几点开门？ "})
+    answer = await receive(ws)
+    assert answer["from"] == "bot"
+    assert answer["kind"] == "answer"
+    assert answer["name"] == BOT_NAME
+    assert answer["text"] == "答:几点开门？"
+    assert answer["citations"] == [{"source": "faq.md", "title": "营业时间"}]
+    (msg,) = handler.seen
+    assert answer["reply_to"] == msg.id
+    assert uuid.UUID(msg.id)
+    assert (msg.channel, msg.conversation, msg.text) == ("web", "m-1", "几点开门？")
+    assert (msg.sender.external_id, msg.sender.display_name) == ("m-1", "阿花")
+    assert not msg.is_group
+    assert msg.store_id == "sh-01"
+    assert msg.received_at == FIXED_NOW
+    await ws.send_json({"type": "message", "text": "再问一次"})
+    await receive(ws)
+    assert handler.seen[1].id != msg.id, "every inbound message gets its own dedupe key"
+
+
+async def test_handoff_is_marked(start_server: StartServer, session: aiohttp.ClientSession) -> None:
+    _, url = await start_server(Recorder(lambda m: HandoffReply("正在为你转接人工", "摘要")))
+    ws = await join(session, url, "m-1", "阿花")
+    await ws.send_json({"type": "message", "text": "转人工"})
+    frame = await receive(ws)
+    assert (frame["kind"], frame["text"], frame["from"]) == ("handoff", "正在为你转接人工", "bot")
+    assert "summary" not in json.dumps(frame), "the agent's summary is not for the member"
+
+
+async def test_room_broadcasts_members_and_bot(
+    start_server: StartServer, session: aiohttp.ClientSession
+) -> None:
+    handler = Recorder(_cited)
+    _, url = await start_server(handler)
+    alice = await join(session, url, "m-a", "阿花", room="门店群")
+    bob = await join(session, url, "m-b", "阿宝", room="门店群")
+    joined = await receive(alice)
+    assert joined["kind"] == "notice"
+    assert "阿宝" in joined["text"]
+
+    await alice.send_json({"type": "message", "text": f"@{BOT_NAME} 周末有活动吗"})
+    for ws, mine in ((alice, True), (bob, False)):
+        said = await receive(ws)
+        assert (said["from"], said["kind"], said["name"]) == ("member", "message", "阿花")
+        assert said["text"] == f"@{BOT_NAME} 周末有活动吗"
+        assert said["mine"] is mine
+        answer = await receive(ws)
+        assert answer["kind"] == "answer"
+        assert answer["quote"] == "阿花"
+        assert answer["reply_to"] == said["id"] == handler.seen[0].id
+    msg = handler.seen[0]
+    assert msg.is_group
+    assert msg.mentioned_bot
+    assert msg.conversation == "room:门店群"
+
+
+async def test_mention_flag_only_for_at_bot_name(
+    start_server: StartServer, session: aiohttp.ClientSession
+) -> None:
+    handler = Recorder()
+    _, url = await start_server(handler)
+    ws = await join(session, url, "m-a", "阿花", room="r1")
+    for text in (f"请问@{BOT_NAME}", f"{BOT_NAME}你好", "@小 域"):
+        await ws.send_json({"type": "message", "text": text})
+        await receive(ws)  # the broadcast of the member's own message
+        await receive(ws)  # the echo answer
+    assert [m.mentioned_bot for m in handler.seen] == [True, False, False]
+
+
+async def test_no_reply_sends_nothing_back(
+    start_server: StartServer, session: aiohttp.ClientSession
+) -> None:
+    _, url = await start_server(Recorder())
+    direct = await join(session, url, "m-1", "阿花")
+    await direct.send_json({"type": "message", "text": "silent"})
+    await direct.send_json({"type": "message", "text": "hi"})
+    assert (await receive(direct))["text"] == "echo:hi", "NoReply must produce no frame"
+
+    room = await join(session, url, "m-2", "阿宝", room="r1")
+    await room.send_json({"type": "message", "text": "silent"})
+    await room.send_json({"type": "message", "text": "hi"})
+    texts = [(await receive(room))["text"] for _ in range(3)]
+    assert texts == ["silent", "hi", "echo:hi"]
+
+
+async def test_hostile_frames_get_errors_and_the_socket_keeps_working(
+    start_server: StartServer, session: aiohttp.ClientSession
+) -> None:
+    _, url = await start_server(Recorder())
+    ws = await session.ws_connect(url + "ws")
+    await ws.send_json({"type": "message", "text": "hi"})
+    assert (await receive(ws))["code"] == "no_hello"
+    hostile = [
+        ("{not json", "bad_json"),
+        ("[" * 50_000, "bad_json"),  # nested past the recursion limit
+        ("[1, 2]", "bad_frame"),
+        ('{"type": "shout"}', "unknown_type"),
+        ('{"type": "hello", "name": "x"}', "missing_field"),
+        ('{"type": "hello", "member_id": "bad id!", "name": "x"}', "bad_field"),
+        ('{"type": "hello", "member_id": "m-1", "name": 42}', "bad_field"),
+        ('{"type": "hello", "member_id": "m-1", "name": "  "}', "bad_field"),
+    ]
+    for raw, code in hostile:
+        await ws.send_str(raw)
+        frame = await receive(ws)
+        assert (frame["type"], frame["code"]) == ("error", code), raw
+        assert frame["error"]
+    await ws.send_str(json.dumps({"type": "hello", "member_id": "m-1", "name": "阿花"}))
+    await receive(ws)
+    for raw, code in [
+        (json.dumps({"type": "message", "text": "长" * 2001}), "text_too_long"),
+        (json.dumps({"type": "message", "text": "  "}), "empty_text"),
+        (json.dumps({"type": "message", "text": "a\x00b"}), "bad_field"),
+        (json.dumps({"type": "message"}), "missing_field"),
+    ]:
+        await ws.send_str(raw)
+        assert (await receive(ws))["code"] == code
+    await ws.send_bytes(b"\x00\x01binary")
+    assert (await receive(ws))["code"] == "binary_frame"
+    await ws.send_json({"type": "message", "text": "长" * 2000})
+    assert (await receive(ws))["text"] == "echo:" + "长" * 2000
+
+
+async def test_binary_spam_is_closed_cleanly(
+    start_server: StartServer, session: aiohttp.ClientSession
+) -> None:
+    _, url = await start_server(Recorder())
+    ws = await session.ws_connect(url + "ws")
+    errors = 0
+    for _ in range(50):
+        await ws.send_bytes(b"spam")
+    while (msg := await ws.receive(timeout=10)).type is aiohttp.WSMsgType.TEXT:
+        errors += json.loads(msg.data)["code"] == "binary_frame"
+    assert msg.type is aiohttp.WSMsgType.CLOSE
+    assert msg.data == WSCloseCode.POLICY_VIOLATION
+    assert errors == 10
+    async with session.get(url + "healthz") as resp:
+        assert resp.status == 200
+
+
+async def test_oversized_frame_closes_that_socket_only(
+    start_server: StartServer, session: aiohttp.ClientSession
+) -> None:
+    _, url = await start_server(Recorder(), max_body_bytes=4096)
+    other = await join(session, url, "m-2", "阿宝")
+    ws = await join(session, url, "m-1", "阿花")
+    await ws.send_str(json.dumps({"type": "message", "text": "x" * 5000}))
+    msg = await ws.receive(timeout=10)
+    assert msg.type is aiohttp.WSMsgType.CLOSE
+    assert msg.data == WSCloseCode.MESSAGE_TOO_BIG
+    await other.send_json({"type": "message", "text": "还在吗"})
+    assert (await receive(other))["text"] == "echo:还在吗"
+
+
+async def test_handler_failure_is_an_error_frame(
+    start_server: StartServer, session: aiohttp.ClientSession
+) -> None:
+    def flaky(msg: InboundMessage) -> Reply:
+        if msg.text == "boom":
+            raise RuntimeError("pipeline exploded")
+        return TextReply(f"ok:{msg.text}")
+
+    _, url = await start_server(Recorder(flaky))
+    ws = await join(session, url, "m-1", "阿花")
+    await ws.send_json({"type": "message", "text": "boom"})
+    frame = await receive(ws)
+    assert frame["type"] == "error"
+    assert frame["code"] == "handler_failed"
+    assert "exploded" not in frame["error"], "internal errors stay in the log"
+    await ws.send_json({"type": "message", "text": "again"})
+    assert (await receive(ws))["text"] == "ok:again"
+
+
+async def test_leaving_and_switching_rooms_tell_the_room(
+    start_server: StartServer, session: aiohttp.ClientSession
+) -> None:
+    _, url = await start_server(Recorder())
+    alice = await join(session, url, "m-a", "阿花", room="r1")
+    bob = await join(session, url, "m-b", "阿宝", room="r1")
+    await receive(alice)  # 阿宝 joined
+    await bob.send_json({"type": "hello", "member_id": "m-b", "name": "阿宝", "room": "r2"})
+    assert "阿宝 离开了群聊" in (await receive(alice))["text"]
+    assert "r2" in (await receive(bob))["text"]
+    await bob.send_json({"type": "message", "text": "只在 r2"})
+    assert (await receive(bob))["text"] == "只在 r2"
+    await receive(bob)  # echo answer
+    carol = await join(session, url, "m-c", "阿彩", room="r1")
+    await receive(alice)  # 阿彩 joined
+    await carol.close()
+    assert "阿彩 离开了群聊" in (await receive(alice))["text"]
+    await alice.send_json({"type": "message", "text": "还有人吗"})
+    assert (await receive(alice))["text"] == "还有人吗", "r2's traffic never reached r1"
+
+
+async def test_a_client_that_stops_reading_is_dropped_not_waited_for(
+    start_server: StartServer, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    big = "大" * 100_000  # ~300 KB a frame: a few dozen fill the socket buffers
+    _, url = await start_server(Recorder(lambda m: TextReply(big)), max_body_bytes=8192)
+    reader = await join(session, url, "m-a", "阿花", room="r1")
+    stalled = await join(session, url, "m-s", "不读", room="r1")  # never reads again
+    assert "不读" in (await receive(reader))["text"]
+    for turn in range(400):
+        await reader.send_json({"type": "message", "text": f"q{turn}"})
+        said = await receive(reader)
+        if said["kind"] == "notice":
+            assert "不读 离开了群聊" in said["text"]
+            break
+        assert said["text"] == f"q{turn}"
+        assert (await receive(reader))["text"] == big
+    else:
+        raise AssertionError("the stalled client was never dropped")
+    assert "stopped reading" in caplog.text
+    await stalled.close()

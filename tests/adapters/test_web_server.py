@@ -1,0 +1,52 @@
+"""Running the web chat: ``start_web``, ``serve`` and a clean shutdown with sockets open."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+from aiohttp import WSCloseCode
+
+from adapters.web import create_web_app, serve, start_web
+from bot.settings import WebConfig
+from tests.adapters.conftest import BOT_NAME, BRAND, Recorder, join
+
+CONFIG = WebConfig(host="127.0.0.1", port=0, max_body_bytes=65_536)
+
+
+async def test_start_web_reports_the_bound_port(session: aiohttp.ClientSession) -> None:
+    app = create_web_app(Recorder(), CONFIG, bot_name=BOT_NAME, brand=BRAND)
+    runner, url = await start_web(app, CONFIG)
+    try:
+        assert url.startswith("http://127.0.0.1:")
+        assert url.endswith("/")
+        assert int(url.rsplit(":", 1)[1].rstrip("/")) > 0
+        async with session.get(url + "healthz") as resp:
+            assert resp.status == 200
+    finally:
+        await runner.cleanup()
+
+
+async def test_shutdown_closes_open_sockets(session: aiohttp.ClientSession) -> None:
+    app = create_web_app(Recorder(), CONFIG, bot_name=BOT_NAME, brand=BRAND)
+    runner, url = await start_web(app, CONFIG)
+    ws = await join(session, url, "m-1", "阿花", room="r1")
+    await runner.cleanup()
+    msg = await ws.receive(timeout=10)
+    assert msg.type is aiohttp.WSMsgType.CLOSE
+    assert msg.data == WSCloseCode.GOING_AWAY  # (the client may then see 1006: server hung up)
+
+
+async def test_serve_runs_until_cancelled(session: aiohttp.ClientSession) -> None:
+    app = create_web_app(Recorder(), CONFIG, bot_name=BOT_NAME, brand=BRAND)
+    started: asyncio.Queue[str] = asyncio.Queue()
+    task = asyncio.create_task(serve(app, CONFIG, on_started=started.put_nowait))
+    url = await asyncio.wait_for(started.get(), timeout=10)
+    async with session.get(url + "healthz") as resp:
+        assert await resp.json() == {"status": "ok"}
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await session.get(url + "healthz")

@@ -1,0 +1,219 @@
+"""A fake OpenAI-compatible API on 127.0.0.1 for tests: chat completions and embeddings.
+
+Use the ``openai_server`` fixture: import it into a conftest
+(``from tests.fakes.openai_server import openai_server``; ``pytest_plugins`` only works in the
+root conftest). Point clients at ``server.base_url`` (ends in ``/v1``).
+
+Script chat responses per test; each request pops the next scripted behaviour, and when the script
+is empty ``server.responder(body)`` writes the reply text (default: "好的。[1]")::
+
+    server.reply("答案 [1]")            # 200 with this content
+    server.fail(500)                    # HTTP 500 with an OpenAI error body
+    server.delay(2.0, "slow")           # answer after 2 s (longer than a 0.5 s client timeout)
+    server.malformed()                  # 200 with a body that is not JSON
+    server.reply("")                    # 200 with empty content
+    server.fail_embeddings(400)         # the next /v1/embeddings request fails
+
+Every request body is recorded: ``server.chat_requests`` / ``server.embedding_requests``;
+``ChatRequest.text`` joins the messages' contents so a test can assert what a prompt contained.
+Embeddings are deterministic character-hash vectors (``dim`` floats), as floats or base64.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+from aiohttp import web
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One recorded POST /v1/chat/completions body."""
+
+    body: dict[str, Any]
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return list(self.body.get("messages", []))
+
+    @property
+    def text(self) -> str:
+        """Every message's content, joined: what the model was shown."""
+        return "\n".join(_content_text(m.get("content")) for m in self.messages)
+
+    @property
+    def last_user_text(self) -> str:
+        users = [m for m in self.messages if m.get("role") == "user"]
+        return _content_text(users[-1].get("content")) if users else ""
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
+
+
+@dataclass(frozen=True)
+class _Reply:
+    content: str
+
+
+@dataclass(frozen=True)
+class _Fail:
+    status: int
+    message: str
+
+
+@dataclass(frozen=True)
+class _Delay:
+    seconds: float
+    content: str
+
+
+@dataclass(frozen=True)
+class _Malformed:
+    pass
+
+
+Behaviour = _Reply | _Fail | _Delay | _Malformed
+
+
+@dataclass
+class FakeOpenAI:
+    """The fake server's script and recordings; ``base_url`` is set once it listens."""
+
+    base_url: str = ""
+    dim: int = 32
+    responder: Callable[[ChatRequest], str] = lambda _request: "好的。[1]"
+    chat_requests: list[ChatRequest] = field(default_factory=list)
+    embedding_requests: list[dict[str, Any]] = field(default_factory=list)
+    _script: deque[Behaviour] = field(default_factory=deque)
+    _embedding_script: deque[_Fail] = field(default_factory=deque)
+    _closing: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def reply(self, *contents: str) -> None:
+        """Answer the next requests with these contents, one each."""
+        self._script.extend(_Reply(c) for c in contents)
+
+    def fail(self, status: int = 500, message: str = "internal error", *, times: int = 1) -> None:
+        """Answer the next ``times`` requests with an HTTP error."""
+        self._script.extend(_Fail(status, message) for _ in range(times))
+
+    def delay(self, seconds: float, content: str = "迟到的回答", *, times: int = 1) -> None:
+        """Answer the next ``times`` requests only after ``seconds``."""
+        self._script.extend(_Delay(seconds, content) for _ in range(times))
+
+    def malformed(self, *, times: int = 1) -> None:
+        """Answer the next ``times`` requests with a 200 whose body is not JSON."""
+        self._script.extend(_Malformed() for _ in range(times))
+
+    def fail_embeddings(
+        self, status: int = 500, message: str = "internal error", *, times: int = 1
+    ) -> None:
+        """Answer the next ``times`` embedding requests with an HTTP error."""
+        self._embedding_script.extend(_Fail(status, message) for _ in range(times))
+
+    @property
+    def pending(self) -> int:
+        """Scripted behaviours not used yet."""
+        return len(self._script)
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        chat = ChatRequest(body)
+        self.chat_requests.append(chat)
+        behaviour = self._script.popleft() if self._script else _Reply(self.responder(chat))
+        if isinstance(behaviour, _Fail):
+            error = {"error": {"message": behaviour.message, "type": "server_error"}}
+            return web.json_response(error, status=behaviour.status)
+        if isinstance(behaviour, _Malformed):
+            return web.Response(text='{"choices": [', content_type="application/json")
+        if isinstance(behaviour, _Delay):
+            # Wakes early when the server closes, so teardown never waits for the delay.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), behaviour.seconds)
+            behaviour = _Reply(behaviour.content)
+        return web.json_response(_completion(str(body.get("model", "fake")), behaviour.content))
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.embedding_requests.append(body)
+        if self._embedding_script:
+            failure = self._embedding_script.popleft()
+            error = {"error": {"message": failure.message, "type": "server_error"}}
+            return web.json_response(error, status=failure.status)
+        inputs = body.get("input", [])
+        items = [inputs] if isinstance(inputs, str) else list(inputs)
+        as_base64 = body.get("encoding_format") == "base64"
+        data = []
+        for index, item in enumerate(items):
+            vector = hash_vector(json.dumps(item, ensure_ascii=False), self.dim)
+            encoded: Any = (
+                base64.b64encode(vector.astype("<f4").tobytes()).decode()
+                if as_base64
+                else vector.tolist()
+            )
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        usage = {"prompt_tokens": len(items), "total_tokens": len(items)}
+        return web.json_response(
+            {"object": "list", "data": data, "model": body.get("model", "fake"), "usage": usage}
+        )
+
+
+def hash_vector(text: str, dim: int) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """A deterministic unit vector from the text's characters (similar texts, similar vectors)."""
+    vector = np.zeros(dim, dtype=np.float32)
+    for char in text:
+        digest = hashlib.blake2b(char.encode(), digest_size=4).digest()
+        vector[int.from_bytes(digest, "big") % dim] += 1.0
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm else vector
+
+
+def _completion(model: str, content: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+    }
+
+
+@pytest.fixture
+async def openai_server() -> AsyncIterator[FakeOpenAI]:
+    """A running fake OpenAI-compatible server; closed after the test."""
+    fake = FakeOpenAI()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", fake._chat)
+    app.router.add_post("/v1/embeddings", fake._embeddings)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    fake.base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        yield fake
+    finally:
+        fake._closing.set()
+        await runner.cleanup()
