@@ -400,9 +400,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _build_in_child(args: argparse.Namespace) -> None:
-    """Build the cache in a child process: its exit guarantees Chroma and SQLite have written
-    everything before the data dir is copied, and the measuring process starts the same way
-    whether the cache was warm or not."""
+    """Build the cache in a child process, so Chroma and SQLite have closed their files before
+    the data dir is copied, and the measuring process starts the same whether the cache was warm
+    or cold."""
     argv = ["--chunks", str(args.chunks), "--embedding", args.embedding, "--seed", str(args.seed)]
     child = await asyncio.create_subprocess_exec(sys.executable, __file__, *argv, "--build-only")
     if await child.wait() != 0:

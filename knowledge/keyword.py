@@ -34,6 +34,8 @@ _UNIT = re.compile(r"[a-z0-9]+(?:[-_.][a-z0-9]+)*|[^\W_]")
 
 # jieba logs "Building prefix dict..." to stderr on first use; that is noise in a bot's logs.
 jieba.setLogLevel(logging.WARNING)
+# bm25s sets its own logger to DEBUG at import and logs every index build; keep it to warnings.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 def normalise(text: str) -> str:

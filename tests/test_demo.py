@@ -10,6 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import pytest_asyncio
 
 from bot.db import create_engine
 from bot.demo import (
@@ -153,8 +154,10 @@ def test_current_demo_in_the_reference_month_is_unchanged(tmp_path: Path) -> Non
         assert copy.read_bytes() == source.read_bytes()
 
 
-@pytest.fixture
-async def demo_kb(tmp_path: Path) -> AsyncIterator[KnowledgeBase]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def demo_kb(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[KnowledgeBase]:
+    """The demo ingested once for the read-only tests below (they share one event loop)."""
+    tmp_path = tmp_path_factory.mktemp("demo-kb")
     engine = create_engine("sqlite+aiosqlite:///" + str(tmp_path / "t.db"))
     config = KnowledgeConfig(data_dir=tmp_path / "kb", embedding=EmbeddingConfig(backend="hash"))
     kb = await KnowledgeBase.open(config, engine)
@@ -189,6 +192,7 @@ def test_expected_sources_cover_the_sample_questions() -> None:
     assert 8 <= len(SAMPLE_QUESTIONS) <= 10
 
 
+@pytest.mark.asyncio(loop_scope="module")
 async def test_sample_questions_find_the_expected_file(demo_kb: KnowledgeBase) -> None:
     for question in HASH_FINDS:
         result = await demo_kb.search(question, store_id="sh-pudong", at=TODAY)
@@ -213,6 +217,7 @@ async def test_local_embedder_answers_every_sample_question(tmp_path: Path) -> N
         await engine.dispose()
 
 
+@pytest.mark.asyncio(loop_scope="module")
 async def test_sku_question_quotes_the_product_price(demo_kb: KnowledgeBase) -> None:
     result = await demo_kb.search("HD-1105 多少钱？", at=TODAY)
     assert result.found
@@ -221,6 +226,7 @@ async def test_sku_question_quotes_the_product_price(demo_kb: KnowledgeBase) -> 
     assert "88.00" in best.answer_text
 
 
+@pytest.mark.asyncio(loop_scope="module")
 async def test_expired_and_future_promotions_are_never_found(demo_kb: KnowledgeBase) -> None:
     for question in ("秋季粮油节五常大米活动价", "十周年店庆满 300 减 60"):
         for store in (None, *DEMO_STORES):
@@ -229,12 +235,14 @@ async def test_expired_and_future_promotions_are_never_found(demo_kb: KnowledgeB
             assert not sources & {"grain-oil-festival.md", "anniversary.md"}, (question, store)
 
 
+@pytest.mark.asyncio(loop_scope="module")
 async def test_future_promotion_is_found_once_it_starts(demo_kb: KnowledgeBase) -> None:
     during = datetime(2026, 12, 20, 12, tzinfo=SHANGHAI)
     result = await demo_kb.search("十周年店庆满 300 减 60", at=during, top_k=10)
     assert "anniversary.md" in {hit.chunk.meta.source for hit in result.hits}
 
 
+@pytest.mark.asyncio(loop_scope="module")
 async def test_store_only_promotion_is_scoped_to_its_store(demo_kb: KnowledgeBase) -> None:
     question = "徐汇店晚上面包第二件半价"
     own = await demo_kb.search(question, store_id="sh-xuhui", at=TODAY, top_k=10)
