@@ -56,7 +56,13 @@ class Retriever(Protocol):
 
 
 class Answerer(Protocol):
-    """Answers one question; ``history`` holds the session's recent turns, oldest first."""
+    """Answers one question; ``history`` holds the session's recent turns, oldest first.
+
+    ``uses_history`` False lets the pipeline skip reading the history (a query per message).
+    """
+
+    @property
+    def uses_history(self) -> bool: ...
 
     async def answer(
         self, question: str, history: Sequence[Turn], *, store_id: str | None, at: datetime
@@ -88,6 +94,8 @@ def extractive_answer(result: SearchResult) -> Answer:
 
 class ExtractiveAnswerer:
     """Answers without an LLM: retrieve, then quote the best entry. History is not used."""
+
+    uses_history = False
 
     def __init__(self, retriever: Retriever) -> None:
         self._retriever = retriever

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -184,12 +185,15 @@ def demo(
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
 ) -> None:
     """Load the demo brand's knowledge and serve the web chat."""
-    from bot.demo import SAMPLE_QUESTIONS, demo_files
+    from bot.demo import SAMPLE_QUESTIONS, write_current_demo
 
     settings = Settings()
+    today = datetime.now(settings.bot().timezone).date()
+    # A copy with the promotions' dates moved to this month, so the demo stays current.
+    files = write_current_demo(settings.data_dir / "demo-knowledge", today)
 
     async def main(built: App) -> None:
-        await _ingest_all(built, demo_files(), MetaOverrides())
+        await _ingest_all(built, files, MetaOverrides())
         console.print("Try asking: " + " / ".join(SAMPLE_QUESTIONS[:5]))
         if serve_after:
             await _serve(built)

@@ -112,6 +112,8 @@ def _citations(hits: Sequence[Hit]) -> tuple[Citation, ...]:
 class LLMAnswerer:
     """Answers with an LLM over retrieved knowledge; falls back to extractive answers."""
 
+    uses_history = True  # follow-up questions are rewritten with the recent turns
+
     def __init__(self, retriever: Retriever, config: LLMConfig, *, brand: str = "本店") -> None:
         if not config.model:
             raise ConfigError("LLMAnswerer needs an LLM model (SIYU_LLM_MODEL)")

@@ -203,8 +203,9 @@ class Pipeline:
         return await self._commands.run(command, ctx.sender, await self._history(ctx), ctx.now)
 
     async def _answer(self, ctx: Context) -> Reply:
+        history = await self._history(ctx) if self._answerer.uses_history else []
         answer = await self._answerer.answer(
-            ctx.question, await self._history(ctx), store_id=ctx.msg.store_id, at=ctx.now
+            ctx.question, history, store_id=ctx.msg.store_id, at=ctx.now
         )
         return TextReply(answer.text, answer.citations, answered_by=answer.answered_by)
 

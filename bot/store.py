@@ -123,31 +123,23 @@ class Store:
     ) -> None:
         """Store the member's question and, when the bot replied, the reply as sent."""
         require_aware(at)
-        member_id = _member_id(member)
-        rows = [
-            MessageLog(
-                session_key=session_key,
-                member_id=member_id,
-                role="user",
-                text=question,
-                created_at=at,
-            )
+        base = {"session_key": session_key, "member_id": _member_id(member), "created_at": at}
+        rows: list[dict[str, object]] = [
+            {**base, "role": "user", "text": question, "answered_by": None, "citations": []}
         ]
         if reply is not None:
+            cited = [asdict(c) for c in citations]
             rows.append(
-                MessageLog(
-                    session_key=session_key,
-                    member_id=member_id,
-                    role="bot",
-                    text=reply,
-                    answered_by=answered_by,
-                    citations=[asdict(c) for c in citations],
-                    created_at=at,
-                )
+                {
+                    **base,
+                    "role": "bot",
+                    "text": reply,
+                    "answered_by": answered_by,
+                    "citations": cited,
+                }
             )
-        async with self._sessions() as session:
-            session.add_all(rows)
-            await session.commit()
+        async with self._engine.begin() as conn:
+            await conn.execute(MessageLog.__table__.insert(), rows)  # type: ignore[attr-defined]
 
     async def session_log(self, session_key: str) -> list[MessageLog]:
         """Every logged message of a session, oldest first (for operators and tests)."""
@@ -167,13 +159,26 @@ class Store:
         return (await session.exec(statement)).first()
 
     async def _touch(self, ref: MemberRef, at: datetime) -> Member | None:
+        # One UPDATE ... RETURNING in the common case (a known member writing again); a message
+        # older than last_active (arriving out of order) only refreshes the display name.
+        member = await self._update_returning(ref, {"last_active": at}, newer_than=at)
+        if member is None:
+            member = await self._update_returning(ref, {}, newer_than=None)
+        return member
+
+    async def _update_returning(
+        self, ref: MemberRef, values: dict[str, object], *, newer_than: datetime | None
+    ) -> Member | None:
+        if ref.display_name:
+            values = {**values, "display_name": ref.display_name}
+        where = [col(Member.channel) == ref.channel, col(Member.external_id) == ref.external_id]
+        if newer_than is not None:
+            where.append(col(Member.last_active) <= newer_than)
         async with self._sessions() as session:
-            member = await self._find(session, ref.channel, ref.external_id)
-            if member is None:
-                return None
-            member.last_active = max(member.last_active, at)
-            if ref.display_name:
-                member.display_name = ref.display_name
+            if not values:
+                return await self._find(session, ref.channel, ref.external_id)
+            statement = update(Member).where(*where).values(**values).returning(Member)
+            member = (await session.exec(statement)).scalars().first()
             await session.commit()
             return member
 
