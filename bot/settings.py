@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     retrieval_fusion: Literal["rrf", "weighted"] = "weighted"
     retrieval_dense_weight: float = Field(default=0.8, ge=0.0, le=1.0)
     retrieval_min_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    knowledge_refresh_seconds: float = Field(default=5.0, ge=0.0)
 
     llm_base_url: str | None = None
     llm_model: str | None = None
@@ -124,6 +125,7 @@ class Settings(BaseSettings):
                 dense_weight=self.retrieval_dense_weight,
                 min_confidence=self.retrieval_min_confidence,
             ),
+            refresh_seconds=self.knowledge_refresh_seconds,
         )
 
     def llm(self) -> LLMConfig:

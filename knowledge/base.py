@@ -14,12 +14,20 @@ A failure before step 3 removes the partial new vectors and leaves the old versi
 step 5 fails, the orphans are swept on the next :meth:`KnowledgeBase.open`, which builds the
 snapshot from the SQL chunk rows and the embedding cache, and re-indexes active chunks missing
 from Chroma (a new embedding backend's collection, a wiped server). Writers are serialised by
-one lock per knowledge base: run one writing process per collection.
+one lock per knowledge base.
+
+Other processes (``siyu ingest`` while ``siyu serve`` runs, several workers at scale) are noticed
+by :meth:`KnowledgeBase.refresh`, which a background task calls every ``refresh_seconds``: when
+the registry's fingerprint moved, the snapshot is rebuilt from SQL and the new entries are
+upserted into this process's Chroma client too — an embedded Chroma does not see vectors another
+process wrote (measured: its HNSW index stays as it was loaded), and an upsert of the same id and
+vector is a no-op on a shared server. Two processes must not ingest the same document at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
@@ -111,6 +119,8 @@ class KnowledgeBase:
         )
         self._snapshot = Snapshot.empty()
         self._lock = asyncio.Lock()
+        self._fingerprint: tuple[int, int, str] | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -134,11 +144,48 @@ class KnowledgeBase:
         except BaseException:
             await store.close()
             raise
+        if config.refresh_seconds > 0:
+            kb._watcher = asyncio.create_task(kb._watch(config.refresh_seconds))
         return kb
 
     async def close(self) -> None:
-        """Release Chroma. The SQL engine belongs to the caller."""
+        """Stop watching for other writers and release Chroma. The SQL engine is the caller's."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         await self._store.close()
+
+    async def refresh(self) -> bool:
+        """Pick up documents another process ingested or deleted; False when nothing changed."""
+        async with self._lock:
+            fingerprint = await self._registry.fingerprint()
+            if fingerprint == self._fingerprint:
+                return False
+            old = self._snapshot
+            chunks = await self._registry.active_chunks()
+            fresh = [c for c in chunks if c.id not in old.chunks]
+            entries = vector_entries(fresh)
+            vectors, _ = await self._embedder.embed([t for _, t in entries], None)
+            if entries:
+                await self._store.add([e for e, _ in entries], vectors)
+            rows = {
+                c.id: old.vectors[slice(*old.spans[c.id])] for c in chunks if c.id in old.chunks
+            }
+            rows |= by_chunk(fresh, vectors)
+            self._snapshot = await asyncio.to_thread(Snapshot.build, chunks, rows, self._segmenter)
+            self._fingerprint = fingerprint
+        log.info("knowledge refreshed: %d chunks (%d new)", len(chunks), len(fresh))
+        return True
+
+    async def _watch(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.refresh()
+            except Exception:
+                # The one place a failed background refresh is reported; the next tick retries.
+                log.exception("knowledge refresh failed; still serving the previous snapshot")
 
     @property
     def threshold(self) -> float:
@@ -184,6 +231,7 @@ class KnowledgeBase:
             snap = await self._rebuild(drop=doc_id, add=(), vectors={})
             await self._registry.remove(doc_id)
             self._snapshot = snap
+            self._fingerprint = await self._registry.fingerprint()
             await self._sweep(doc_id, version=None)
         return True
 
@@ -247,6 +295,7 @@ class KnowledgeBase:
             await self._discard([e.id for e, _ in vector_entries(chunks)])
             raise
         self._snapshot = snap
+        self._fingerprint = await self._registry.fingerprint()
         if current is not None:
             await self._sweep(key, version=current.version)
 
@@ -280,6 +329,7 @@ class KnowledgeBase:
 
     async def _load(self) -> None:
         """Build the snapshot from SQL and make Chroma match it (re-index missing, drop orphans)."""
+        fingerprint = await self._registry.fingerprint()  # before reading: a later write is seen
         chunks = await self._registry.active_chunks()
         entries = vector_entries(chunks)
         # Vectors come from the SQL cache; only texts missing there are embedded again.
@@ -296,3 +346,4 @@ class KnowledgeBase:
             await self._store.add([entries[i][0] for i in missing], vectors[missing])
         rows = by_chunk(chunks, vectors)
         self._snapshot = await asyncio.to_thread(Snapshot.build, chunks, rows, self._segmenter)
+        self._fingerprint = fingerprint

@@ -55,3 +55,5 @@ class KnowledgeConfig:
     collection: str = "siyu_knowledge"
     embedding: EmbeddingConfig = EmbeddingConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
+    refresh_seconds: float = 5.0
+    """How often an open knowledge base checks for documents another process ingested (0: never)."""

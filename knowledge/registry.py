@@ -184,6 +184,19 @@ class Registry:
             rows = (await conn.execute(q)).mappings().all()
         return [_info(KnowledgeDocument(**r)) for r in rows]
 
+    async def fingerprint(self) -> tuple[int, int, str]:
+        """(documents, sum of active versions, last update): changes whenever any writer ingests
+        or deletes, so a process can tell cheaply that another one changed the knowledge."""
+        t = KnowledgeDocument.__table__  # type: ignore[attr-defined]
+        q = sa.select(
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(t.c.version), 0),
+            sa.func.max(t.c.updated_at),
+        ).where(t.c.collection == self._collection)
+        async with self._engine.connect() as conn:
+            count, versions, last = (await conn.execute(q)).one()
+        return int(count), int(versions), str(last)
+
     async def document(self, doc_id: str) -> DocumentInfo | None:
         """One document's active version, or None."""
         t = KnowledgeDocument.__table__  # type: ignore[attr-defined]
