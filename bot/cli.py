@@ -163,9 +163,18 @@ async def _serve(built: App) -> None:
     web_app = create_web_app(
         built.pipeline.handle, settings.web(), bot_name=settings.bot_name, brand=settings.brand_name
     )
+    if bridges := settings.webhooks_config():
+        from adapters.webhook import create_webhook_app
+
+        hooks = create_webhook_app(
+            built.pipeline.handle, bridges, max_body_bytes=settings.web_max_body_bytes
+        )
+        web_app.add_subapp("/hooks/", hooks)
 
     def announce(url: str) -> None:
         console.print(f"Siyu web chat: [bold]{url}[/bold]  (group room: {url}?room=demo)")
+        for bridge in settings.webhooks_config():
+            console.print(f"JSON webhook {bridge.name}: POST {url}hooks/{bridge.name}")
         console.print("Ctrl-C stops.")
 
     await serve(web_app, settings.web(), on_started=announce)

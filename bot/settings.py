@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from knowledge.config import EmbeddingConfig, KnowledgeConfig, RetrievalConfig
@@ -54,6 +54,26 @@ class WebConfig:
     max_body_bytes: int
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """One bridge on the generic JSON webhook: its name (in the URL), shared HMAC secret, and
+    optional URL to push messages to (proactive sends). See ``adapters/webhook``."""
+
+    name: str
+    secret: str
+    push_url: str | None = None
+    store_id: str | None = None
+
+
+class WebhookAccount(BaseModel):
+    """``SIYU_WEBHOOKS`` entry, e.g. ``[{"name": "bridge", "secret": "..."}]`` (JSON)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    secret: SecretStr = Field(min_length=16)
+    push_url: str | None = None
+    store_id: str | None = None
+
+
 class Settings(BaseSettings):
     """All of Siyu's settings. Read once with ``Settings()``; pass sections, never this object."""
 
@@ -93,6 +113,16 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=0, le=65535)
     web_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    webhooks: list[WebhookAccount] = Field(default_factory=list)
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_webhook_names(cls, value: list[WebhookAccount]) -> list[WebhookAccount]:
+        names = [a.name for a in value]
+        if len(names) != len(set(names)):
+            raise ValueError(f"webhook names must be unique, got {names}")
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -146,6 +176,12 @@ class Settings(BaseSettings):
             history_turns=self.history_turns,
             timezone=ZoneInfo(self.timezone),
         )
+
+    def webhooks_config(self) -> list[WebhookConfig]:
+        return [
+            WebhookConfig(a.name, a.secret.get_secret_value(), a.push_url, a.store_id)
+            for a in self.webhooks
+        ]
 
     def web(self) -> WebConfig:
         return WebConfig(

@@ -1,0 +1,59 @@
+"""Pushing messages to a bridge (proactive sends: campaign posts into groups, handoff notices)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+
+import aiohttp
+
+from adapters.webhook.signing import signed_headers
+from bot.settings import WebhookConfig
+
+
+class PushError(Exception):
+    """The bridge did not accept a push (HTTP status, timeout, connection error)."""
+
+
+class WebhookPusher:
+    """Signed ``{"type": "push", ...}`` POSTs to one bridge's ``push_url``."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, bridge: WebhookConfig, *, timeout: float = 10.0
+    ) -> None:
+        if not bridge.push_url:
+            raise ValueError(f"webhook {bridge.name!r} has no push_url")
+        self._session = session
+        self._bridge = bridge
+        self._url = bridge.push_url
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def push(
+        self,
+        conversation: str,
+        text: str,
+        *,
+        mention: Sequence[str] = (),
+        message_id: str | None = None,
+    ) -> str:
+        """Send ``text`` to ``conversation``; returns the push id (the bridge may dedupe on it)."""
+        push_id = message_id or uuid.uuid4().hex
+        payload = {
+            "type": "push",
+            "id": push_id,
+            "conversation": conversation,
+            "text": text,
+            "mention": list(mention),
+        }
+        body = json.dumps(payload, ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json", **signed_headers(self._bridge.secret, body)}
+        try:
+            async with self._session.post(
+                self._url, data=body, headers=headers, timeout=self._timeout
+            ) as resp:
+                if resp.status >= 300:
+                    raise PushError(f"{self._bridge.name}: push answered HTTP {resp.status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise PushError(f"{self._bridge.name}: push failed: {exc!r}") from exc
+        return push_id

@@ -1,0 +1,186 @@
+"""The generic JSON webhook on the real core (App: SQLite, Chroma, hash embedder) over real HTTP:
+signed messages in, signed replies out, hostile requests refused with 4xx, pushes signed."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from adapters.webhook import PushError, WebhookPusher, create_webhook_app
+from adapters.webhook.signing import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SignatureMismatch,
+    signed_headers,
+    verify,
+)
+from bot.app import App
+from bot.demo import DEMO_DIR
+from bot.settings import Settings, WebhookConfig
+
+SECRET = "a-shared-secret-of-bridge"
+BRIDGE = WebhookConfig(name="bridge", secret=SECRET, store_id="sh-xuhui")
+MAX_BODY = 65_536
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[str]:
+    settings = Settings(
+        _env_file=None, data_dir=tmp_path / "data", embedding="hash", llm_model=None,
+        bot_name="小域", knowledge_refresh_seconds=0,
+    )  # fmt: skip
+    app = await App.build(settings)
+    await app.knowledge.ingest_path(DEMO_DIR / "faq.csv")
+    root = web.Application(client_max_size=MAX_BODY)
+    root.add_subapp(
+        "/hooks/", create_webhook_app(app.pipeline.handle, [BRIDGE], max_body_bytes=MAX_BODY)
+    )
+    runner = web.AppRunner(root)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/hooks/bridge"
+    finally:
+        await runner.cleanup()
+        await app.close()
+
+
+def message(**fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "id": "m-1", "conversation": "member-1", "sender": {"id": "wx-1", "name": "小明"},
+        "text": "积分会过期吗？",
+    }  # fmt: skip
+    base.update(fields)
+    return base
+
+
+async def post(
+    url: str, payload: Any, *, secret: str = SECRET, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], bytes, dict[str, str]]:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    sent = {"Content-Type": "application/json", **signed_headers(secret, body), **(headers or {})}
+    data = io.BytesIO(body)  # aiohttp warns about large raw-bytes bodies
+    async with aiohttp.ClientSession() as http, http.post(url, data=data, headers=sent) as resp:
+        raw = await resp.read()
+        return resp.status, json.loads(raw), raw, dict(resp.headers)
+
+
+async def test_member_question_gets_a_signed_answer(server: str) -> None:
+    status, data, raw, headers = await post(server, message())
+    assert status == 200
+    verify(SECRET, headers, raw)  # the response is signed with the bridge's secret
+    assert data["status"] == "replied"
+    assert "次年 12 月 31 日" in data["reply"]["text"]
+    assert data["reply"]["kind"] == "answer"
+    assert data["reply"]["citations"][0]["source"] == "faq.csv"
+
+
+async def test_retried_message_is_answered_once(server: str) -> None:
+    first = await post(server, message(id="m-retry"))
+    second = await post(server, message(id="m-retry"))
+    assert first[1]["status"] == "replied"
+    assert second[1] == {"status": "silent", "reason": "duplicate", "reply": None}
+
+
+async def test_group_messages_need_an_address(server: str) -> None:
+    group = {"conversation": "group-9", "is_group": True}
+    _, quiet, _, _ = await post(server, message(id="g-1", **group))
+    assert quiet["status"] == "silent"
+    assert quiet["reason"] == "not addressed"
+    _, mentioned, _, _ = await post(server, message(id="g-2", mentioned_bot=True, **group))
+    assert mentioned["status"] == "replied"
+    assert mentioned["reply"]["quote"] == "小明"
+    _, named, _, _ = await post(server, message(id="g-3", text="小域，积分会过期吗？", **group))
+    assert named["status"] == "replied"
+
+
+@pytest.mark.parametrize(
+    ("payload", "secret", "headers", "status"),
+    [
+        (message(), "the-wrong-secret-entirely", None, 401),
+        (
+            message(),
+            SECRET,
+            {TIMESTAMP_HEADER: "1000000000"},
+            401,
+        ),  # stale: signed at a fixed old time
+        (message(), SECRET, {SIGNATURE_HEADER: "sha256=" + "0" * 64}, 401),
+        (b"{not json", SECRET, None, 400),
+        (b"[1, 2, 3]", SECRET, None, 400),
+        (message(sender="小明"), SECRET, None, 400),
+        (message(text=""), SECRET, None, 400),
+        (message(text="长" * 2001), SECRET, None, 400),
+        (message(is_group="yes"), SECRET, None, 400),
+        (b"\xff\xfe\x00garbage", SECRET, None, 400),
+        (b"[" * 100_00 + b"]" * 100_00, SECRET, None, 400),
+    ],
+)
+async def test_hostile_requests_get_4xx(
+    server: str, payload: Any, secret: str, headers: dict[str, str] | None, status: int
+) -> None:
+    got, data, _, _ = await post(server, payload, secret=secret, headers=headers)
+    assert got == status
+    assert data["error"]
+    ok, answer, _, _ = await post(server, message(id=f"after-{status}-{len(str(payload))}"))
+    assert ok == 200  # the server is still up and answering
+    assert answer["status"] == "replied"
+
+
+async def test_unknown_bridge_and_huge_body(server: str) -> None:
+    status, _, _, _ = await post(server.replace("/bridge", "/nobody"), message())
+    assert status == 404
+    status, _, _, _ = await post(server, b"x" * (10 * 1024 * 1024))
+    assert status == 413
+
+
+def test_signature_helpers_refuse_tampering() -> None:
+    body = b'{"a": 1}'
+    headers = signed_headers(SECRET, body, clock=lambda: 1_700_000_000)
+    verify(SECRET, headers, body, clock=lambda: 1_700_000_100)
+    with pytest.raises(SignatureMismatch):
+        verify(SECRET, headers, body + b" ", clock=lambda: 1_700_000_100)
+    with pytest.raises(SignatureMismatch):
+        verify(SECRET, headers, body, clock=lambda: 1_700_001_000)
+    with pytest.raises(SignatureMismatch):
+        verify(SECRET, {TIMESTAMP_HEADER: "9" * 40, SIGNATURE_HEADER: "x"}, body)
+
+
+async def test_push_is_signed_and_failures_are_typed() -> None:
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    async def bridge(request: web.Request) -> web.Response:
+        received.append((dict(request.headers), await request.read()))
+        return web.Response(status=204 if len(received) == 1 else 500)
+
+    app = web.Application()
+    app.router.add_post("/push", bridge)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/push"
+    try:
+        async with aiohttp.ClientSession() as http:
+            pusher = WebhookPusher(http, WebhookConfig("bridge", SECRET, push_url=url))
+            push_id = await pusher.push("group-9", "今日特价：鲜奶 9.9 元", mention=["wx-1"])
+            headers, body = received[0]
+            verify(SECRET, headers, body)
+            assert json.loads(body) == {
+                "type": "push", "id": push_id, "conversation": "group-9",
+                "text": "今日特价：鲜奶 9.9 元", "mention": ["wx-1"],
+            }  # fmt: skip
+            with pytest.raises(PushError, match="HTTP 500"):
+                await pusher.push("group-9", "again")
+    finally:
+        await runner.cleanup()
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(ValueError, match="push_url"):
+            WebhookPusher(http, BRIDGE)
