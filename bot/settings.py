@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -74,6 +74,59 @@ class WebhookAccount(BaseModel):
     store_id: str | None = None
 
 
+class _Account(BaseModel):
+    """Fields every WeChat / WeCom account has: a name (used in callback URLs) and a store scope."""
+
+    model_config = {"frozen": True}
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    store_id: str | None = None
+
+
+class _Callback(_Account):
+    """An account whose platform calls us back: the callback Token and EncodingAESKey."""
+
+    token: SecretStr
+    encoding_aes_key: SecretStr | None = None  # required for WeCom; OA plain mode has none
+
+
+class KfAccount(_Callback):
+    """WeCom customer service (微信客服): ``SIYU_WECOM_KF`` entries. Callback URL
+    ``/wecom/kf/<name>``; ``secret`` is the 微信客服 Secret of the corp."""
+
+    corp_id: str
+    secret: SecretStr
+    welcome: str = "您好，我是智能客服，有什么可以帮您？回复“人工”可转人工客服。"
+    servicer_userid: str | None = None  # hand off to this agent; empty: the human queue
+
+
+class WeComAppAccount(_Callback):
+    """A WeCom self-built app for store staff: ``SIYU_WECOM_APPS`` entries. Callback URL
+    ``/wecom/app/<name>``."""
+
+    corp_id: str
+    agent_id: int
+    secret: SecretStr
+
+
+class OfficialAccountConfig(_Callback):
+    """An Official Account (公众号): ``SIYU_OFFICIAL_ACCOUNTS`` entries. Callback URL
+    ``/wechat/oa/<name>``. ``mode`` is the admin page's 消息加解密方式."""
+
+    app_id: str
+    secret: SecretStr
+    mode: Literal["plain", "compatible", "safe"] = "safe"
+    reply_budget_seconds: float = Field(default=4.5, gt=0, le=4.8)
+
+
+class RobotAccount(_Account):
+    """A WeCom group robot (send-only): ``SIYU_WECOM_ROBOTS`` entries.
+
+    ``key`` is the ``key=`` of the robot's webhook URL."""
+
+    key: SecretStr
+
+
 class Settings(BaseSettings):
     """All of Siyu's settings. Read once with ``Settings()``; pass sections, never this object."""
 
@@ -116,12 +169,19 @@ class Settings(BaseSettings):
 
     webhooks: list[WebhookAccount] = Field(default_factory=list)
 
-    @field_validator("webhooks")
+    wecom_kf: list[KfAccount] = Field(default_factory=list)
+    wecom_apps: list[WeComAppAccount] = Field(default_factory=list)
+    official_accounts: list[OfficialAccountConfig] = Field(default_factory=list)
+    wecom_robots: list[RobotAccount] = Field(default_factory=list)
+    wecom_api_base: str = "https://qyapi.weixin.qq.com"
+    wechat_api_base: str = "https://api.weixin.qq.com"
+
+    @field_validator("webhooks", "wecom_kf", "wecom_apps", "official_accounts", "wecom_robots")
     @classmethod
-    def _unique_webhook_names(cls, value: list[WebhookAccount]) -> list[WebhookAccount]:
+    def _unique_names(cls, value: list[Any]) -> list[Any]:
         names = [a.name for a in value]
         if len(names) != len(set(names)):
-            raise ValueError(f"webhook names must be unique, got {names}")
+            raise ValueError(f"account names must be unique within a channel, got {names}")
         return value
 
     @field_validator("timezone")
