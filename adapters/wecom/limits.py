@@ -1,0 +1,151 @@
+"""Byte limits of WeChat / WeCom outbound text, and splitting long answers to fit them.
+
+The platforms count UTF-8 bytes, not characters (a Chinese character is 3 bytes, most emoji 4),
+and silently drop or reject a message over the limit, so every outbound text is measured here
+before it is sent. A long answer is split where a reader would pause: between paragraphs, then
+after a sentence end, and only as a last resort between characters. A character is never cut, nor
+an emoji sequence (skin tones, ZWJ families, flags, keycaps, variation selectors).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Iterator
+
+TEXT_MAX_BYTES = 2048
+MARKDOWN_MAX_BYTES = 4096
+ELLIPSIS = "…"
+
+_MIN_MAX_BYTES = 8  # room for the ellipsis (3 bytes) and one 4-byte character
+_PARAGRAPH_END = re.compile(r"\n[ \t\r\f\v]*\n\s*")
+_SENTENCE_END = re.compile(r"[。！？!?；\n]+[”’」』）)\"']*")
+_ZWJ = "\u200d"
+
+
+def utf8_len(s: str) -> int:
+    """The length of ``s`` in UTF-8 bytes, as the platforms count it."""
+    return len(s.encode("utf-8", "surrogatepass"))
+
+
+def split_text(
+    text: str, max_bytes: int = TEXT_MAX_BYTES, *, max_parts: int | None = None
+) -> list[str]:
+    """Split ``text`` into parts of at most ``max_bytes`` UTF-8 bytes each.
+
+    Parts are cut at paragraph breaks, then sentence ends (。！？!?；newline), then between
+    characters, and are stripped of surrounding whitespace; blank text gives no parts. With
+    ``max_parts``, text beyond the last allowed part is dropped and that part ends with "…".
+    """
+    if max_bytes < _MIN_MAX_BYTES:
+        raise ValueError(f"max_bytes must be at least {_MIN_MAX_BYTES}, got {max_bytes}")
+    if max_parts is not None and max_parts < 1:
+        raise ValueError(f"max_parts must be at least 1, got {max_parts}")
+    stripped = text.strip()
+    if not stripped:
+        return []
+    parts = _split(stripped, max_bytes)
+    if max_parts is not None and len(parts) > max_parts:
+        parts = [*parts[: max_parts - 1], truncate(parts[max_parts - 1], max_bytes)]
+    return parts
+
+
+def truncate(text: str, max_bytes: int) -> str:
+    """``text`` cut at a character boundary so that it plus "…" fits ``max_bytes``, then "…"."""
+    budget = max_bytes - utf8_len(ELLIPSIS)
+    kept: list[str] = []
+    used = 0
+    for cluster in clusters(text):
+        size = utf8_len(cluster)
+        if used + size > budget:
+            break
+        kept.append(cluster)
+        used += size
+    return "".join(kept).rstrip() + ELLIPSIS
+
+
+def clusters(text: str) -> list[str]:
+    """``text`` as user-perceived characters: an emoji sequence or a base plus its marks stay whole.
+
+    A close approximation of Unicode grapheme clusters that needs no third-party tables.
+    """
+    out: list[str] = []
+    for char in text:
+        if out and _joins_previous(out[-1], char):
+            out[-1] += char
+        else:
+            out.append(char)
+    return out
+
+
+def _joins_previous(previous: str, char: str) -> bool:
+    if previous.endswith(_ZWJ) or char == _ZWJ:
+        return True
+    code = ord(char)
+    if 0xFE00 <= code <= 0xFE0F or 0x1F3FB <= code <= 0x1F3FF or 0xE0020 <= code <= 0xE007F:
+        return True  # variation selectors, skin tones, tag characters (subdivision flags)
+    if code == 0x20E3 or unicodedata.combining(char):
+        return True  # keycap, combining marks
+    if previous == "\r" and char == "\n":
+        return True
+    return _is_regional(char) and len(previous) == 1 and _is_regional(previous)
+
+
+def _is_regional(char: str) -> bool:
+    return 0x1F1E6 <= ord(char) <= 0x1F1FF
+
+
+def _split(text: str, max_bytes: int) -> list[str]:
+    """Pack the pieces greedily into parts; a heading stays with the paragraph that follows."""
+    parts: list[str] = []
+    current: list[str] = []
+    used = 0
+    for piece in _pieces(text, max_bytes, level=0):
+        size = utf8_len(piece)
+        if used + size > max_bytes:
+            _flush(parts, current)
+            current, used = [], 0
+        current.append(piece)
+        used += size
+    _flush(parts, current)
+    return parts
+
+
+def _pieces(text: str, max_bytes: int, *, level: int) -> Iterator[str]:
+    """The text's pieces at this level; one too big is cut at the next, finer level."""
+    for piece in _LEVELS[level](text):
+        if utf8_len(piece) <= max_bytes:
+            yield piece
+        else:
+            yield from _pieces(piece, max_bytes, level=level + 1)
+
+
+def _flush(parts: list[str], current: list[str]) -> None:
+    part = "".join(current).strip()
+    if part:
+        parts.append(part)
+
+
+def _cut_after(pattern: re.Pattern[str]) -> Callable[[str], list[str]]:
+    def cut(text: str) -> list[str]:
+        pieces: list[str] = []
+        start = 0
+        for match in pattern.finditer(text):
+            pieces.append(text[start : match.end()])
+            start = match.end()
+        if start < len(text):
+            pieces.append(text[start:])
+        return pieces
+
+    return cut
+
+
+# Paragraphs, then sentences, then user-perceived characters, then code points: the last level
+# only runs for a single emoji sequence longer than max_bytes (a ZWJ family is 25 bytes), and a
+# code point (at most 4 bytes) always fits because max_bytes is at least 8.
+_LEVELS: list[Callable[[str], list[str]]] = [
+    _cut_after(_PARAGRAPH_END),
+    _cut_after(_SENTENCE_END),
+    clusters,
+    list,
+]
