@@ -1,0 +1,309 @@
+"""The Official Account (公众号) channel: passive replies inside WeChat's deadline, customer-service
+messages after it, and exactly one answer per message across WeChat's retries.
+
+Mounted at ``/wechat/oa/``; each account answers at ``/{name}``:
+
+- ``GET``: the URL check, a 3-part ``signature`` over (token, timestamp, nonce); ``echostr`` is
+  echoed unchanged.
+- ``POST`` in plain mode: ``signature`` checked, the body is plain XML, the reply is plain.
+  With ``encrypt_type=aes`` (safe mode, and compatible mode which also carries the plain fields):
+  ``msg_signature`` checked over ``<Encrypt>``, only the encrypted message is read, and the
+  passive reply is encrypted. A ``safe`` account refuses plain callbacks; a ``plain`` account (no
+  EncodingAESKey) refuses encrypted ones.
+
+Deadline (DESIGN.md §3): the answer is raced against the account's ``reply_budget_seconds``. If
+it is ready in time it is the passive reply; otherwise the request answers ``success`` and the
+answer goes out through ``message/custom/send`` when it arrives (5 in 48 h: a closed window is
+logged and dropped, never retried).
+
+Exactly once: WeChat retries a message it saw no answer to (same MsgId, about every 5 s, three
+attempts). Each message's answer is one task in :class:`InFlight`; a retry waits on the same task
+within its own budget. Whoever finds the finished answer first claims it: a request still open
+returns it passively, else the task's completion sends it through the API. A retry after delivery
+answers ``success``; after a restart the pipeline's durable dedupe answers NoReply("duplicate"),
+which is ``success`` too.
+
+Text (and voice with WeChat's speech recognition) goes to the pipeline; ``subscribe`` gets a
+welcome; images, voice, video get a polite "text only" note; everything else is ``success`` and
+a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from adapters import MAX_TEXT_CHARS, Clock, utc_now
+from adapters.wecom.callback import (
+    MAX_ID_CHARS,
+    BackgroundTasks,
+    BadQuery,
+    ids,
+    open_envelope,
+    query_params,
+    read_body,
+    refused,
+    reply_text,
+)
+from adapters.wecom.client import Credentials, TokenCache, WeComClient
+from adapters.wecom.crypto import CallbackCrypto, verify_plain
+from adapters.wecom.errors import CallbackError
+from adapters.wecom.inflight import Answer, InFlight
+from adapters.wecom.limits import TEXT_MAX_BYTES, split_text
+from adapters.wecom.xmlwire import MAX_CALLBACK_BYTES, parse_xml, text_reply_xml
+from bot.settings import OfficialAccountConfig
+from bot.types import InboundMessage, MemberRef, MessageHandler
+
+log = logging.getLogger(__name__)
+
+CHANNEL_PREFIX = "oa."
+SUCCESS = "success"
+DEFAULT_WELCOME = "感谢关注！有问题直接发消息问我；回复“人工”可转人工客服。"
+MEDIA_TEXT = "目前只能处理文字消息，请用文字描述您的问题。"
+MEDIA_TYPES = frozenset({"image", "voice", "video", "shortvideo"})
+MAX_CUSTOM_PARTS = 3
+"""A long answer is cut to at most this many customer-service messages (5 allowed in 48 h)."""
+
+Produce = Callable[[], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class _Account:
+    config: OfficialAccountConfig
+    crypto: CallbackCrypto | None
+    creds: Credentials
+
+    @property
+    def channel(self) -> str:
+        return CHANNEL_PREFIX + self.config.name
+
+    @property
+    def token(self) -> str:
+        return self.config.token.get_secret_value()
+
+
+def _account(config: OfficialAccountConfig) -> _Account:
+    key = config.encoding_aes_key
+    if key is None and config.mode != "plain":
+        raise ValueError(f"Official Account {config.name!r} in {config.mode} mode needs a key")
+    crypto = None
+    if key is not None:
+        crypto = CallbackCrypto(
+            config.token.get_secret_value(), key.get_secret_value(), config.app_id
+        )
+    creds = Credentials("oa", config.app_id, config.secret.get_secret_value())
+    return _Account(config, crypto, creds)
+
+
+@dataclass(frozen=True)
+class _Callback:
+    """One verified callback: its fields, and the crypto to encrypt the reply with (safe mode)."""
+
+    fields: dict[str, str]
+    crypto: CallbackCrypto | None
+    timestamp: str
+    nonce: str
+
+
+class OfficialAccountChannel:
+    """The callbacks, passive replies and customer-service sends of every Official Account."""
+
+    def __init__(
+        self,
+        handle: MessageHandler,
+        accounts: Sequence[OfficialAccountConfig],
+        *,
+        api_base: str,
+        clock: Clock = utc_now,
+        welcome: str = DEFAULT_WELCOME,
+        max_body_bytes: int = MAX_CALLBACK_BYTES,
+        tokens: TokenCache | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._handle = handle
+        self._accounts = {a.name: _account(a) for a in accounts}
+        self._api_base = api_base
+        self._clock = clock
+        self._welcome = welcome
+        self._max_body = max_body_bytes
+        self._tokens = tokens if tokens is not None else TokenCache()
+        self._clients: dict[str, WeComClient] = {}
+        self.tasks = BackgroundTasks("oa")
+        self.inflight = InFlight(monotonic=monotonic)
+
+    async def lifecycle(self, _app: web.Application) -> AsyncIterator[None]:
+        """``cleanup_ctx``: one HTTP session for the API while the application runs."""
+        async with aiohttp.ClientSession() as session:
+            self._clients = {
+                name: WeComClient(session, a.creds, base_url=self._api_base, tokens=self._tokens)
+                for name, a in self._accounts.items()
+            }
+            try:
+                yield
+            finally:
+                await self.tasks.close()
+                self._clients = {}
+
+    async def verify(self, request: web.Request) -> web.Response:
+        """``GET``: echo ``echostr`` of a correctly signed URL check, unchanged."""
+        account = self._accounts.get(request.match_info["name"])
+        if account is None:
+            return web.Response(status=404)
+        try:
+            names = ("signature", "timestamp", "nonce", "echostr")
+            signature, timestamp, nonce, echostr = query_params(request.query, *names)
+            verify_plain(account.token, signature, timestamp, nonce)
+        except CallbackError as exc:
+            return refused(account.channel, exc)
+        return web.Response(text=echostr)
+
+    async def receive(self, request: web.Request) -> web.Response:
+        """``POST``: the passive reply if the answer is ready within the budget, else success."""
+        account = self._accounts.get(request.match_info["name"])
+        if account is None:
+            return web.Response(status=404)
+        try:
+            body = await read_body(request, self._max_body)
+            callback = self._open(account, request.query, body)
+            text = await self._dispatch(account, callback.fields)
+        except CallbackError as exc:
+            return refused(account.channel, exc)
+        if text is None:
+            return web.Response(text=SUCCESS)
+        user = callback.fields["FromUserName"]
+        first, *rest = split_text(text, TEXT_MAX_BYTES)
+        if rest:  # a passive reply carries one message: the rest goes through the API
+            self.tasks.spawn(self._send(account, user, rest), what="rest of a long answer")
+        return web.Response(text=self._passive(callback, first), content_type="application/xml")
+
+    def _open(self, account: _Account, query: Mapping[str, str], body: bytes) -> _Callback:
+        if query.get("encrypt_type") == "aes":
+            if account.crypto is None:
+                raise BadQuery("an encrypted callback for a plain-mode account")
+            _, timestamp, nonce = query_params(query, "msg_signature", "timestamp", "nonce")
+            fields = open_envelope(account.crypto, query, body)
+            return _Callback(fields, account.crypto, timestamp, nonce)
+        if account.config.mode == "safe":
+            raise BadQuery("a plain callback for a safe-mode account")
+        signature, timestamp, nonce = query_params(query, "signature", "timestamp", "nonce")
+        verify_plain(account.token, signature, timestamp, nonce)
+        return _Callback(parse_xml(body), None, timestamp, nonce)
+
+    async def _dispatch(self, account: _Account, fields: dict[str, str]) -> str | None:
+        """The passive reply's text, or None for ``success``."""
+        (user,) = ids(fields, "FromUserName")
+        kind = fields.get("MsgType", "")
+        question = fields.get("Content") if kind == "text" else fields.get("Recognition")
+        if question and question.strip():
+            (msg_id,) = ids(fields, "MsgId")
+            msg = self._message(account, msg_id, user, question)
+            if msg is None:
+                return None
+            return await self._respond(account, msg_id, user, lambda: self._ask(msg))
+        if kind in MEDIA_TYPES:
+            key = fields.get("MsgId", "")[:MAX_ID_CHARS] or f"{user}:{fields.get('CreateTime', '')}"
+            return await self._respond(account, key, user, _constant(MEDIA_TEXT))
+        if kind == "event" and fields.get("Event") == "subscribe":
+            key = f"subscribe:{user}:{fields.get('CreateTime', '')[:MAX_ID_CHARS]}"  # no MsgId
+            return await self._respond(account, key, user, _constant(self._welcome))
+        log.info("%s: ignored a %r callback (%s)", account.channel, kind, fields.get("Event", ""))
+        return None
+
+    def _message(
+        self, account: _Account, msg_id: str, user: str, text: str
+    ) -> InboundMessage | None:
+        if len(text) > MAX_TEXT_CHARS:
+            log.info("%s: ignored message %s of %d characters", account.channel, msg_id, len(text))
+            return None
+        return InboundMessage(
+            id=msg_id,
+            channel=account.channel,
+            conversation=user,
+            sender=MemberRef(account.channel, user),
+            text=text,
+            received_at=self._clock(),
+            store_id=account.config.store_id,
+        )
+
+    async def _ask(self, msg: InboundMessage) -> str | None:
+        return reply_text(await self._handle(msg))
+
+    async def _respond(
+        self, account: _Account, key: str, user: str, produce: Produce
+    ) -> str | None:
+        """Start (or join) the answer for ``key`` and wait for it within the account's budget."""
+        answer = self.inflight.get(f"{account.config.name}:{key}")
+        if answer is None:
+            answer = self.inflight.start(
+                f"{account.config.name}:{key}",
+                lambda entry: self.tasks.spawn(_fill(entry, produce), what=f"answer to {key}"),
+                lambda entry: self._finished(account, user, entry),
+            )
+        return await answer.wait(account.config.reply_budget_seconds)
+
+    def _finished(self, account: _Account, user: str, answer: Answer) -> None:
+        """The answer is ready and no request is waiting for it: send it through the API."""
+        if answer.text is not None and answer.claim():
+            work = self._send(account, user, split_text(answer.text, TEXT_MAX_BYTES))
+            self.tasks.spawn(work, what="customer-service send")
+
+    async def _send(self, account: _Account, user: str, parts: list[str]) -> None:
+        client = self._clients[account.config.name]
+        for part in parts[:MAX_CUSTOM_PARTS]:
+            await client.custom_send_text(touser=user, content=part)
+
+    def _passive(self, callback: _Callback, text: str) -> str:
+        """The passive reply XML carrying ``text``, encrypted when the callback was."""
+        user, ours = callback.fields["FromUserName"], callback.fields.get("ToUserName", "")
+        xml = text_reply_xml(user, ours, text, int(self._clock().timestamp()))
+        if callback.crypto is None:
+            return xml
+        return callback.crypto.encrypted_reply(
+            xml, timestamp=callback.timestamp, nonce=callback.nonce
+        )
+
+
+async def _fill(answer: Answer, produce: Produce) -> None:
+    answer.text = await produce()
+
+
+def _constant(text: str) -> Produce:
+    async def produce() -> str | None:
+        return text
+
+    return produce
+
+
+OA_CHANNEL = web.AppKey("siyu_oa_channel", OfficialAccountChannel)
+
+
+def create_official_app(
+    handle: MessageHandler,
+    accounts: Sequence[OfficialAccountConfig],
+    *,
+    api_base: str,
+    clock: Clock = utc_now,
+    welcome: str = DEFAULT_WELCOME,
+    max_body_bytes: int = MAX_CALLBACK_BYTES,
+    tokens: TokenCache | None = None,
+) -> web.Application:
+    """A sub-application to mount at ``/wechat/oa/``: ``GET``/``POST /{name}`` per account.
+
+    Raises ``ValueError`` for a compatible- or safe-mode account without an EncodingAESKey.
+    ``app[OA_CHANNEL]`` exposes the in-flight answers and background tasks (tests, shutdown).
+    """
+    channel = OfficialAccountChannel(
+        handle, accounts, api_base=api_base, clock=clock, welcome=welcome,
+        max_body_bytes=max_body_bytes, tokens=tokens,
+    )  # fmt: skip
+    app = web.Application()
+    app[OA_CHANNEL] = channel
+    app.router.add_get("/{name}", channel.verify)
+    app.router.add_post("/{name}", channel.receive)
+    app.cleanup_ctx.append(channel.lifecycle)
+    return app

@@ -1,0 +1,319 @@
+"""The Official Account channel over real HTTP against the fake platform: GET verification, plain /
+compatible / safe round trips, the reply budget (passive reply or customer-service send), exactly
+one answer across WeChat's retries (sequential and concurrent), hostile callbacks, a real core."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pytest
+from pydantic import SecretStr
+
+from adapters.wecom.crypto import CallbackCrypto
+from adapters.wecom.official import (
+    DEFAULT_WELCOME,
+    MEDIA_TEXT,
+    OA_CHANNEL,
+    OfficialAccountChannel,
+    create_official_app,
+)
+from adapters.wecom.xmlwire import build_xml, parse_xml
+from bot.settings import OfficialAccountConfig
+from bot.types import MessageHandler
+from tests.adapters.wecom.wire import (
+    AES_KEY,
+    TIMESTAMP,
+    XML_BOMB,
+    SlowBot,
+    encrypted,
+    get,
+    plain_query,
+    post,
+    real_core,
+    serve,
+    text_fields,
+    until,
+)
+from tests.fakes.wecom_server import FakePlatform
+
+TOKEN = "oa-callback-token"
+OURS = "gh_1234567890ab"
+USER = "oUser-openid-1"
+FAST = 4.5
+SLOW = 0.2
+Mode = Literal["plain", "compatible", "safe"]
+
+
+@dataclass
+class Running:
+    url: str
+    channel: OfficialAccountChannel
+    crypto: CallbackCrypto
+    mode: Mode
+
+    async def send(
+        self, content: str, msg_id: str, *, fields: dict[str, str] | None = None
+    ) -> tuple[int, str]:
+        """Post a message as WeChat does in this account's mode."""
+        inner = fields or text_fields(USER, OURS, content, msg_id)
+        if self.mode == "plain":
+            return await post(self.url, build_xml(inner).encode(), plain_query(TOKEN))
+        query, body = encrypted(self.crypto, build_xml(inner))
+        if self.mode == "compatible":  # the plain fields travel next to <Encrypt>
+            body = build_xml({**inner, "Encrypt": parse_xml(body)["Encrypt"]}).encode()
+        return await post(self.url, body, {**plain_query(TOKEN), **query, "encrypt_type": "aes"})
+
+    def open_reply(self, text: str) -> dict[str, str]:
+        """The passive reply's fields, decrypted (and its signature checked) when encrypted."""
+        outer = parse_xml(text)
+        if "Encrypt" not in outer:
+            return outer
+        self.crypto.verify(outer["MsgSignature"], outer["TimeStamp"], outer["Nonce"],
+                           outer["Encrypt"])  # fmt: skip
+        return parse_xml(self.crypto.decrypt(outer["Encrypt"]))
+
+
+StartChannel = Callable[..., Awaitable[Running]]
+
+
+@pytest.fixture
+async def start(wecom_server: FakePlatform) -> AsyncIterator[StartChannel]:
+    """Start the channel around a handler with one account; closed after the test."""
+    async with AsyncExitStack() as stack:
+
+        async def run(handle: MessageHandler, mode: Mode = "safe", budget: float = FAST) -> Running:
+            account = OfficialAccountConfig(
+                name="brand", token=SecretStr(TOKEN), app_id=wecom_server.oa_app_id,
+                secret=SecretStr(wecom_server.oa_secret), mode=mode,
+                encoding_aes_key=None if mode == "plain" else SecretStr(AES_KEY),
+                reply_budget_seconds=budget, store_id="sh-xuhui",
+            )  # fmt: skip
+            sub = create_official_app(handle, [account], api_base=wecom_server.url)
+            url = await stack.enter_async_context(serve("/wechat/oa/", sub))
+            crypto = CallbackCrypto(TOKEN, AES_KEY, wecom_server.oa_app_id)
+            return Running(url + "brand", sub[OA_CHANNEL], crypto, mode)
+
+        yield run
+
+
+def fast_bot() -> SlowBot:
+    bot = SlowBot()
+    bot.release.set()
+    return bot
+
+
+async def test_get_verification_echoes_echostr(start: StartChannel) -> None:
+    running = await start(fast_bot(), mode="plain")
+    params = {**plain_query(TOKEN), "echostr": "5837397520665436492"}
+    assert await get(running.url, params) == (200, "5837397520665436492")
+    assert (await get(running.url, {**params, "signature": "f" * 40}))[0] == 401
+    assert (await get(running.url, {**params, "echostr": ""}))[0] == 400
+    assert (await get(running.url.replace("brand", "nobody"), params))[0] == 404
+
+
+@pytest.mark.parametrize("mode", ["plain", "compatible", "safe"])
+async def test_passive_reply_round_trip(start: StartChannel, mode: Mode) -> None:
+    bot = fast_bot()
+    running = await start(bot, mode=mode)
+    status, text = await running.send("营业时间？", "100001")
+    assert status == 200
+    reply = running.open_reply(text)
+    assert ("Encrypt" in parse_xml(text)) is (mode != "plain")
+    assert (reply["ToUserName"], reply["FromUserName"]) == (USER, OURS)
+    assert (reply["MsgType"], reply["Content"]) == ("text", "answer:营业时间？")
+    (msg,) = bot.seen
+    assert (msg.id, msg.channel, msg.conversation, msg.store_id) == (
+        "100001", "oa.brand", USER, "sh-xuhui",
+    )  # fmt: skip
+    assert msg.sender.external_id == USER
+
+
+async def test_compatible_mode_reads_the_encrypted_message(start: StartChannel) -> None:
+    bot = fast_bot()
+    running = await start(bot, mode="compatible")
+    inner = text_fields(USER, OURS, "加密的问题", "100002")
+    query, body = encrypted(running.crypto, build_xml(inner))
+    forged = {**inner, "Content": "明文的问题", "Encrypt": parse_xml(body)["Encrypt"]}
+    params = {**plain_query(TOKEN), **query, "encrypt_type": "aes"}
+    status, text = await post(running.url, build_xml(forged).encode(), params)
+    assert status == 200
+    assert running.open_reply(text)["Content"] == "answer:加密的问题"
+
+
+async def test_modes_refuse_the_other_kind_of_callback(start: StartChannel) -> None:
+    safe = await start(fast_bot(), mode="safe")
+    plain_body = build_xml(text_fields(USER, OURS, "hi", "100003")).encode()
+    assert (await post(safe.url, plain_body, plain_query(TOKEN)))[0] == 400
+    plain = await start(fast_bot(), mode="plain")
+    query, body = encrypted(plain.crypto, build_xml(text_fields(USER, OURS, "hi", "100004")))
+    assert (await post(plain.url, body, {**query, "encrypt_type": "aes"}))[0] == 400
+
+
+async def test_slow_answer_goes_through_custom_send_once(
+    start: StartChannel, wecom_server: FakePlatform
+) -> None:
+    bot = SlowBot()
+    running = await start(bot, budget=SLOW)
+    wecom_server.add_oa_message(USER)
+    assert await running.send("慢问题", "200001") == (200, "success")
+    assert await running.send("慢问题", "200001") == (200, "success")  # retry, still working
+    bot.release.set()
+    await running.channel.tasks.drain()
+    assert await running.send("慢问题", "200001") == (200, "success")  # retry after delivery
+    await running.channel.tasks.drain()
+    assert wecom_server.custom_sent == [
+        {"touser": USER, "msgtype": "text", "text": {"content": "answer:慢问题"}}
+    ]
+    assert len(bot.seen) == 1
+
+
+async def test_concurrent_retries_of_a_slow_message_answer_once(
+    start: StartChannel, wecom_server: FakePlatform
+) -> None:
+    bot = SlowBot()
+    running = await start(bot, budget=SLOW)
+    wecom_server.add_oa_message(USER)
+    replies = await asyncio.gather(*(running.send("慢问题", "200002") for _ in range(3)))
+    assert replies == [(200, "success")] * 3
+    bot.release.set()
+    await running.channel.tasks.drain()
+    assert [sent["text"]["content"] for sent in wecom_server.custom_sent] == ["answer:慢问题"]
+    assert len(bot.seen) == 1
+
+
+async def test_a_retry_still_open_when_the_answer_lands_replies_passively(
+    start: StartChannel, wecom_server: FakePlatform
+) -> None:
+    bot = SlowBot()
+    running = await start(bot, budget=1.0)
+    wecom_server.add_oa_message(USER)
+    assert await running.send("慢问题", "200003") == (200, "success")
+    retry = asyncio.create_task(running.send("慢问题", "200003"))
+    await until(
+        lambda: running.channel.inflight.waiting("brand:200003") == 1, lambda: asyncio.sleep(0)
+    )
+    bot.release.set()
+    status, text = await retry
+    assert status == 200
+    assert running.open_reply(text)["Content"] == "answer:慢问题"
+    await running.channel.tasks.drain()
+    assert wecom_server.custom_sent == []  # delivered once, passively
+    assert len(bot.seen) == 1
+
+
+async def test_fast_retries_get_success_after_the_passive_reply(start: StartChannel) -> None:
+    bot = fast_bot()
+    running = await start(bot, mode="plain")
+    first = await running.send("快问题", "300001")
+    assert running.open_reply(first[1])["Content"] == "answer:快问题"
+    for _ in range(2):
+        assert await running.send("快问题", "300001") == (200, "success")
+    assert len(bot.seen) == 1
+
+
+async def test_closed_window_is_logged_and_dropped(
+    start: StartChannel, wecom_server: FakePlatform, caplog: pytest.LogCaptureFixture
+) -> None:
+    bot = SlowBot()
+    running = await start(bot, budget=SLOW)  # the fake has seen no message from USER: 45015
+    assert await running.send("慢问题", "400001") == (200, "success")
+    bot.release.set()
+    await running.channel.tasks.drain()
+    assert wecom_server.custom_sent == []
+    assert wecom_server.count("/cgi-bin/message/custom/send") == 1  # never retried
+    assert "45015" in caplog.text
+
+
+async def test_long_passive_answer_sends_the_rest_through_the_api(
+    start: StartChannel, wecom_server: FakePlatform
+) -> None:
+    bot = SlowBot(answer=lambda msg: "长" * 1000)  # 3000 bytes: two messages
+    bot.release.set()
+    running = await start(bot, mode="plain")
+    wecom_server.add_oa_message(USER)
+    _, text = await running.send("说长一点", "400002")
+    await running.channel.tasks.drain()
+    first = running.open_reply(text)["Content"]
+    rest = [sent["text"]["content"] for sent in wecom_server.custom_sent]
+    assert len(rest) == 1
+    assert first + rest[0] == "长" * 1000
+
+
+def event(kind: str, **extra: str) -> dict[str, str]:
+    return {"ToUserName": OURS, "FromUserName": USER, "CreateTime": TIMESTAMP, "MsgType": kind,
+            **extra}  # fmt: skip
+
+
+async def test_events_media_and_unknown_types(start: StartChannel) -> None:
+    bot = fast_bot()
+    running = await start(bot, mode="safe")
+    _, welcome = await running.send("", "", fields=event("event", Event="subscribe"))
+    assert running.open_reply(welcome)["Content"] == DEFAULT_WELCOME
+    assert await running.send("", "", fields=event("event", Event="subscribe")) == (
+        200,
+        "success",
+    )  # fmt: skip  (WeChat's retry of the same event)
+    _, media = await running.send("", "", fields=event("image", MsgId="500001", PicUrl="x"))
+    assert running.open_reply(media)["Content"] == MEDIA_TEXT
+    for fields in (event("location", MsgId="500002"), event("event", Event="unsubscribe")):
+        assert await running.send("", "", fields=fields) == (200, "success")
+    _, spoken = await running.send(
+        "", "", fields=event("voice", MsgId="500003", Recognition="几点开门")
+    )
+    assert running.open_reply(spoken)["Content"] == "answer:几点开门"
+    assert [msg.text for msg in bot.seen] == ["几点开门"]
+
+
+async def test_hostile_callbacks_get_4xx_and_the_server_stays_up(start: StartChannel) -> None:
+    bot = fast_bot()
+    running = await start(bot, mode="compatible")
+    signed = plain_query(TOKEN)
+    query, body = encrypted(running.crypto, build_xml(text_fields(USER, OURS, "hi", "600001")))
+    safe = {**signed, **query, "encrypt_type": "aes"}
+    cases = [
+        ("bad plain signature", {**signed, "signature": "0" * 40}, b"<xml/>", 401),
+        ("bad msg_signature", {**safe, "msg_signature": "0" * 40}, body, 401),
+        ("no query", {}, b"<xml/>", 400),
+        ("xml bomb", signed, XML_BOMB, 400),
+        ("encrypted xml bomb", safe, XML_BOMB, 400),
+        ("malformed", signed, b"<xml><Content>hi</xml>", 400),
+        ("no sender", signed, b"<xml><MsgType>text</MsgType></xml>", 400),
+        ("text without MsgId", signed, build_xml(event("text", Content="hi")).encode(), 400),
+        (
+            "huge MsgId",
+            signed,
+            build_xml(event("text", Content="hi", MsgId="9" * 500)).encode(),
+            400,
+        ),
+        ("10 MB", signed, b"<xml>" + b"x" * (10 * 1024 * 1024) + b"</xml>", 413),
+    ]
+    for name, params, payload, status in cases:
+        assert (await post(running.url, payload, params))[0] == status, name
+    assert bot.seen == []
+    _, text = await running.send("还在吗", "600002")
+    assert running.open_reply(text)["Content"] == "answer:还在吗"
+
+
+async def test_real_core_answers_from_the_demo_faq_and_survives_a_restart(
+    start: StartChannel, tmp_path: Path
+) -> None:
+    async with real_core(tmp_path) as core:
+        running = await start(core.pipeline.handle, mode="safe")
+        status, text = await running.send("积分会过期吗？", "700001")
+        assert status == 200
+        assert "次年 12 月 31 日" in running.open_reply(text)["Content"]
+        restarted = await start(core.pipeline.handle, mode="safe")  # no in-process memory
+        assert await restarted.send("积分会过期吗？", "700001") == (200, "success")
+
+
+def test_an_encrypted_mode_account_needs_a_key() -> None:
+    account = OfficialAccountConfig(
+        name="nokey", token=SecretStr("t"), app_id="wx1", secret=SecretStr("s"), mode="safe"
+    )
+    with pytest.raises(ValueError, match="needs a key"):
+        create_official_app(fast_bot(), [account], api_base="http://127.0.0.1:9")
