@@ -1,0 +1,258 @@
+"""The kf pull loop: ``kf/sync_msg`` pages → the pipeline → ``kf/send_msg``.
+
+A callback only says "something happened on open_kfid X" (with a short-lived ``Token``).
+:meth:`KfChannel.nudge` runs one loop per (account, open_kfid): when a loop is already running
+the nudge marks it dirty and hands it the newer token, and the loop syncs once more before it
+stops, so no callback is lost and two loops never race on one cursor in this process.
+
+One sync reads pages while ``has_more``; the cursor is saved only after a page's messages were
+handled. A crash in between re-reads that page: the pipeline's durable dedupe (on msgid) answers
+nothing twice, and our ``send_msg`` msgid (derived from the inbound one) makes a retried send
+idempotent on the platform too. Messages are handled one after another, in the platform's order.
+
+Before each reply the channel:
+
+1. asks ``kf/service_state/get`` (one extra call per reply, none for messages that get no reply):
+   states 2/3 mean a person owns the chat, and the bot stays silent;
+2. claims a slot in the customer's 48 h / 5-message window (:class:`KfState`), never relying on
+   the platform to refuse; a ``WindowClosedError`` from the platform closes our window too.
+
+A handoff sends its text first and then moves the session to the human queue (state 2), or to
+the account's ``servicer_userid`` (state 3): the platform refuses the bot's ``send_msg`` once a
+person owns the session, so the order matters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from adapters import Clock
+from adapters.wecom.client import KF_SYNC_MAX_LIMIT, WeComClient
+from adapters.wecom.errors import APIError, WindowClosedError
+from adapters.wecom.kf_messages import (
+    HUMAN_STATES,
+    BadKfMessage,
+    KfMessage,
+    parse_kf_message,
+    reply_msgid,
+)
+from adapters.wecom.kf_state import REPLIES_PER_MESSAGE, KfState, WindowKey
+from adapters.wecom.limits import split_text
+from bot.settings import KfAccount
+from bot.types import HandoffReply, InboundMessage, MemberRef, MessageHandler, NoReply, Reply
+
+log = logging.getLogger(__name__)
+
+CHANNEL_PREFIX = "kf."
+NON_TEXT_TEXT = "目前只能处理文字消息，请用文字描述您的问题。"
+TOO_LONG_TEXT = "消息太长了，请分几次发送。"
+MAX_QUESTION_CHARS = 2000
+STATE_QUEUE, STATE_AGENT = 2, 3
+
+
+@dataclass
+class _Loop:
+    """One running sync loop: the newest callback token and whether a callback came meanwhile."""
+
+    token: str
+    dirty: bool = False
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class KfEndpoint:
+    """One kf account as the loop needs it: its settings and its API client."""
+
+    account: KfAccount
+    client: WeComClient
+
+
+class KfChannel:
+    """The sync loops of every kf account, tracked so that shutdown cancels and awaits them."""
+
+    def __init__(
+        self, handle: MessageHandler, state: KfState, endpoints: Mapping[str, KfEndpoint], *,
+        clock: Clock, page_size: int = KF_SYNC_MAX_LIMIT,
+    ) -> None:  # fmt: skip
+        self._handle = handle
+        self._page_size = page_size
+        self._state = state
+        self._endpoints = endpoints
+        self._clock = clock
+        self._loops: dict[tuple[str, str], _Loop] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def nudge(self, account: str, open_kfid: str, token: str) -> None:
+        """A callback arrived: start the loop of (account, open_kfid), or make it sync again."""
+        key = (account, open_kfid)
+        loop = self._loops.get(key)
+        if loop is not None:
+            loop.token, loop.dirty = token, True
+            return
+        loop = self._loops[key] = _Loop(token)
+        loop.task = asyncio.create_task(self._run(key, loop), name=f"kf-sync {account}/{open_kfid}")
+        self._tasks.add(loop.task)
+        loop.task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait until every loop has stopped (loops a nudge starts meanwhile included)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Cancel the running loops and wait for them; saved cursors keep what was done."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _run(self, key: tuple[str, str], loop: _Loop) -> None:
+        account, open_kfid = key
+        try:
+            while True:
+                loop.dirty = False
+                try:
+                    await self._sync(self._endpoints[account], open_kfid, loop)
+                except APIError as exc:  # logged here, once; the next callback resumes
+                    log.warning("kf %s/%s: sync stopped: %s", account, open_kfid, exc)
+                if not loop.dirty:
+                    return
+        except Exception:  # the task's error boundary: log once, the channel stays up
+            log.exception("kf %s/%s: sync loop failed", account, open_kfid)
+        finally:
+            del self._loops[key]
+
+    async def _sync(self, endpoint: KfEndpoint, open_kfid: str, loop: _Loop) -> None:
+        name = endpoint.account.name
+        cursor = await self._state.cursor(name, open_kfid)
+        while True:
+            page = await endpoint.client.kf_sync_msg(
+                token=loop.token, open_kfid=open_kfid, cursor=cursor, limit=self._page_size
+            )
+            entries = page.get("msg_list")
+            for raw in entries if isinstance(entries, list) else []:
+                await self._on_entry(endpoint, open_kfid, raw)
+            next_cursor = page.get("next_cursor")
+            if isinstance(next_cursor, str) and next_cursor and next_cursor != cursor:
+                cursor = next_cursor
+                await self._state.save_cursor(name, open_kfid, cursor, self._clock())
+            elif page.get("has_more"):
+                log.warning("kf %s/%s: has_more without a new cursor", name, open_kfid)
+                return
+            if not page.get("has_more"):
+                return
+
+    async def _on_entry(self, endpoint: KfEndpoint, open_kfid: str, raw: object) -> None:
+        try:
+            msg = parse_kf_message(raw, open_kfid=open_kfid)
+        except BadKfMessage as exc:
+            log.warning("kf %s/%s: skipped a message: %s", endpoint.account.name, open_kfid, exc)
+            return
+        if msg.msgtype == "event":
+            await self._on_event(endpoint, msg)
+        elif msg.is_customer and msg.external_userid:
+            await self._on_customer(endpoint, msg)
+
+    async def _on_event(self, endpoint: KfEndpoint, msg: KfMessage) -> None:
+        if msg.event_type != "enter_session" or not msg.welcome_code:
+            log.debug("kf %s: ignored event %s", endpoint.account.name, msg.event_type or "?")
+            return
+        try:
+            await endpoint.client.kf_send_msg_on_event(
+                code=msg.welcome_code, content=endpoint.account.welcome
+            )
+        except APIError as exc:  # a re-read page meets a used code: nothing to do
+            log.info("kf %s: welcome not sent: %s", endpoint.account.name, exc)
+
+    async def _on_customer(self, endpoint: KfEndpoint, msg: KfMessage) -> None:
+        key = WindowKey(endpoint.account.name, msg.open_kfid, msg.external_userid)
+        await self._state.customer_wrote(key, msg.sent_at)
+        if msg.msgtype != "text":
+            await self._reply_text(endpoint, msg, key, NON_TEXT_TEXT)
+        elif len(msg.text) > MAX_QUESTION_CHARS:
+            await self._reply_text(endpoint, msg, key, TOO_LONG_TEXT)
+        else:
+            reply = await self._handle(self._inbound(endpoint.account, msg))
+            await self._deliver(endpoint, msg, key, reply)
+
+    def _inbound(self, account: KfAccount, msg: KfMessage) -> InboundMessage:
+        channel = CHANNEL_PREFIX + account.name
+        return InboundMessage(
+            id=msg.msgid,
+            channel=channel,
+            conversation=msg.conversation,
+            sender=MemberRef(channel, msg.external_userid),
+            text=msg.text,
+            received_at=msg.sent_at,
+            store_id=account.store_id,
+        )
+
+    async def _deliver(
+        self, endpoint: KfEndpoint, msg: KfMessage, key: WindowKey, reply: Reply
+    ) -> None:
+        if isinstance(reply, NoReply):
+            return
+        if not await self._reply_text(endpoint, msg, key, reply.text):
+            return
+        if isinstance(reply, HandoffReply):
+            await self._hand_off(endpoint, msg)
+
+    async def _reply_text(
+        self, endpoint: KfEndpoint, msg: KfMessage, key: WindowKey, text: str
+    ) -> bool:
+        """Send ``text`` (split by bytes) unless a person serves or the window is closed; True
+        when every part was sent."""
+        if await self._human_serving(endpoint, msg):
+            log.info("kf %s: %s is served by a person: silent", key.account, key.external_userid)
+            return False
+        for part, content in enumerate(split_text(text, max_parts=REPLIES_PER_MESSAGE)):
+            if not await self._state.claim_reply(key, self._clock()):
+                log.info("kf %s: window of %s closed: not sent", key.account, key.external_userid)
+                return False
+            if not await self._send(endpoint, msg, key, part, content):
+                return False
+        return True
+
+    async def _send(
+        self, endpoint: KfEndpoint, msg: KfMessage, key: WindowKey, part: int, content: str
+    ) -> bool:
+        try:
+            await endpoint.client.kf_send_text(
+                touser=msg.external_userid,
+                open_kfid=msg.open_kfid,
+                content=content,
+                msgid=reply_msgid(msg, part),
+            )
+        except WindowClosedError as exc:
+            await self._state.close_window(key)
+            log.info("kf %s: platform closed the window of %s: %s", key.account, msg.msgid, exc)
+            return False
+        except APIError as exc:
+            log.warning("kf %s: reply to %s not sent: %s", key.account, msg.msgid, exc)
+            return False
+        return True
+
+    async def _human_serving(self, endpoint: KfEndpoint, msg: KfMessage) -> bool:
+        try:
+            state = await endpoint.client.kf_service_state_get(
+                open_kfid=msg.open_kfid, external_userid=msg.external_userid
+            )
+        except APIError as exc:
+            # Unknown state: try to send; the platform refuses (95018) if a person serves.
+            log.warning("kf %s: service state unknown: %s", endpoint.account.name, exc)
+            return False
+        return state in HUMAN_STATES
+
+    async def _hand_off(self, endpoint: KfEndpoint, msg: KfMessage) -> None:
+        servicer = endpoint.account.servicer_userid or None
+        try:
+            await endpoint.client.kf_service_state_trans(
+                open_kfid=msg.open_kfid,
+                external_userid=msg.external_userid,
+                service_state=STATE_AGENT if servicer else STATE_QUEUE,
+                servicer_userid=servicer,
+            )
+        except APIError as exc:
+            log.warning("kf %s: handoff of %s failed: %s", endpoint.account.name, msg.msgid, exc)
