@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from aiohttp import web
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
@@ -156,6 +157,48 @@ def chat(
     _run(talk)
 
 
+def _channel_apps(built: App) -> list[tuple[str, web.Application]]:
+    """The configured channels' sub-applications and the prefix each is mounted under."""
+    from adapters.webhook import create_webhook_app
+    from adapters.wecom.app_channel import create_wecom_app_channel
+    from adapters.wecom.kf import create_kf_app
+    from adapters.wecom.official import create_official_app
+
+    settings, handle = built.settings, built.pipeline.handle
+    mounted: list[tuple[str, web.Application]] = []
+    if bridges := settings.webhooks_config():
+        limit = settings.web_max_body_bytes
+        mounted.append(("/hooks/", create_webhook_app(handle, bridges, max_body_bytes=limit)))
+    if settings.wecom_kf:
+        kf = create_kf_app(
+            handle, settings.wecom_kf, api_base=settings.wecom_api_base, engine=built.engine
+        )
+        mounted.append(("/wecom/kf/", kf))
+    if settings.wecom_apps:
+        apps = create_wecom_app_channel(
+            handle, settings.wecom_apps, api_base=settings.wecom_api_base
+        )
+        mounted.append(("/wecom/app/", apps))
+    if settings.official_accounts:
+        oa = create_official_app(
+            handle, settings.official_accounts, api_base=settings.wechat_api_base
+        )
+        mounted.append(("/wechat/oa/", oa))
+    return mounted
+
+
+def _channel_urls(settings: Settings, base: str) -> list[str]:
+    groups = [
+        ("JSON webhook", "hooks", [b.name for b in settings.webhooks]),
+        ("WeCom kf", "wecom/kf", [a.name for a in settings.wecom_kf]),
+        ("WeCom app", "wecom/app", [a.name for a in settings.wecom_apps]),
+        ("Official Account", "wechat/oa", [a.name for a in settings.official_accounts]),
+    ]
+    return [
+        f"{label} {name}: {base}{path}/{name}" for label, path, names in groups for name in names
+    ]
+
+
 async def _serve(built: App) -> None:
     from adapters.web import create_web_app, serve
 
@@ -163,18 +206,13 @@ async def _serve(built: App) -> None:
     web_app = create_web_app(
         built.pipeline.handle, settings.web(), bot_name=settings.bot_name, brand=settings.brand_name
     )
-    if bridges := settings.webhooks_config():
-        from adapters.webhook import create_webhook_app
-
-        hooks = create_webhook_app(
-            built.pipeline.handle, bridges, max_body_bytes=settings.web_max_body_bytes
-        )
-        web_app.add_subapp("/hooks/", hooks)
+    for prefix, sub_app in _channel_apps(built):
+        web_app.add_subapp(prefix, sub_app)
 
     def announce(url: str) -> None:
         console.print(f"Siyu web chat: [bold]{url}[/bold]  (group room: {url}?room=demo)")
-        for bridge in settings.webhooks_config():
-            console.print(f"JSON webhook {bridge.name}: POST {url}hooks/{bridge.name}")
+        for line in _channel_urls(settings, url):
+            console.print(line)
         console.print("Ctrl-C stops.")
 
     await serve(web_app, settings.web(), on_started=announce)

@@ -8,12 +8,15 @@ import json
 import os
 import re
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
 import pytest
 from typer.testing import CliRunner
 
+from adapters.wecom.crypto import plain_signature
 from bot.cli import app
 
 FAQ_CSV = (
@@ -85,26 +88,44 @@ def test_eval_retrieval_prints_json(env: dict[str, str], tmp_path: Path) -> None
     assert report["recall@1"] == 1.0
 
 
-async def test_demo_loads_the_brand_and_serves_the_web_chat(
-    env: dict[str, str], tmp_path: Path
-) -> None:
+class Served:
+    """A ``siyu`` subprocess serving on a free port; ``output`` is what it printed up to the URL."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, url: str, output: str) -> None:
+        self.proc, self.url, self.output = proc, url, output
+
+
+@asynccontextmanager
+async def serving(*args: str, env: dict[str, str], cwd: Path) -> AsyncIterator[Served]:
     siyu = Path(sys.executable).with_name("siyu")
     environ = {**os.environ, **env, "SIYU_WEB_PORT": "0"}
     proc = await asyncio.create_subprocess_exec(
-        str(siyu), "demo", cwd=tmp_path, env=environ,
+        str(siyu), *args, cwd=cwd, env=environ,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     assert proc.stdout is not None
     output = ""
     try:
         async with asyncio.timeout(120):
-            while not (match := re.search(r"(http://127\.0\.0\.1:\d+/)", output)):
+            while "Ctrl-C stops." not in output:
                 line = await proc.stdout.readline()
-                assert line, f"siyu demo exited early:\n{output}"
+                assert line, f"siyu {args[0]} exited early:\n{output}"
                 output += line.decode()
-        assert "✓ faq.csv" in output
-        assert "Try asking" in output
-        url = match.group(1)
+        match = re.search(r"(http://127\.0\.0\.1:\d+/)", output)
+        assert match, output
+        yield Served(proc, match.group(1), output)
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def test_demo_loads_the_brand_and_serves_the_web_chat(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    async with serving("demo", env=env, cwd=tmp_path) as served:
+        assert "✓ faq.csv" in served.output
+        assert "Try asking" in served.output
+        url = served.url
         async with aiohttp.ClientSession() as http:
             async with http.get(url + "healthz") as resp:
                 assert resp.status == 200
@@ -117,6 +138,41 @@ async def test_demo_loads_the_brand_and_serves_the_web_chat(
                         if frame.get("from") == "bot" and frame.get("kind") == "answer":
                             break
         assert "88" in frame["text"]
-    finally:
-        proc.terminate()
-        await proc.wait()
+
+
+# The official WeCom test vector (DESIGN.md §3): GET verification answers 1616140317555161061.
+CORP, TOKEN, AES_KEY = "wx5823bf96d3bd56c7", "QDG6eK", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+VECTOR = {
+    "msg_signature": "5c45ff5e21c57e6ad56bac8758b79b1d9ac89fd3",
+    "timestamp": "1409659589",
+    "nonce": "263014780",
+    "echostr": (
+        "P9nAzCzyDtyTWESHep1vC5X9xho/qYX3Zpb4yKa9SKld1DsH3Iyt3tP3zNdtp+4RPcs8TgAE7OaBO+FZXvnaqQ=="
+    ),
+}
+
+
+async def test_serve_mounts_every_configured_channel(env: dict[str, str], tmp_path: Path) -> None:
+    wecom = {"corp_id": CORP, "token": TOKEN, "encoding_aes_key": AES_KEY, "secret": "s"}
+    channels = {
+        "SIYU_WECOM_KF": json.dumps([{"name": "kf1", **wecom}]),
+        "SIYU_WECOM_APPS": json.dumps([{"name": "staff", "agent_id": 1000002, **wecom}]),
+        "SIYU_OFFICIAL_ACCOUNTS": json.dumps(
+            [{"name": "oa1", "app_id": "wxapp", "secret": "s", "token": TOKEN, "mode": "plain"}]
+        ),
+        "SIYU_WEBHOOKS": json.dumps([{"name": "bridge", "secret": "x" * 16}]),
+    }
+    async with serving("serve", env={**env, **channels}, cwd=tmp_path) as served:
+        url = served.url
+        for path in ("hooks/bridge", "wecom/kf/kf1", "wecom/app/staff", "wechat/oa/oa1"):
+            assert url + path in served.output
+        oa_query = {"timestamp": "1409659589", "nonce": "263014780", "echostr": "hello-oa"}
+        oa_query["signature"] = plain_signature(TOKEN, oa_query["timestamp"], oa_query["nonce"])
+        async with aiohttp.ClientSession() as http:
+            for path in ("wecom/kf/kf1", "wecom/app/staff"):
+                async with http.get(url + path, params=VECTOR) as resp:
+                    assert (resp.status, await resp.text()) == (200, "1616140317555161061")
+            async with http.get(url + "wechat/oa/oa1", params=oa_query) as resp:
+                assert (resp.status, await resp.text()) == (200, "hello-oa")
+            async with http.post(url + "hooks/bridge", json={"id": "1"}) as resp:
+                assert resp.status == 401  # unsigned
