@@ -24,12 +24,13 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters import Clock, utc_now
+from adapters.wecom.callback import open_envelope, read_body, refused
 from adapters.wecom.client import KF_SYNC_MAX_LIMIT, Credentials, TokenCache, WeComClient
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.errors import CallbackError, MalformedXML
 from adapters.wecom.kf_channel import KfChannel, KfEndpoint
 from adapters.wecom.kf_state import KfState, create_kf_tables
-from adapters.wecom.xmlwire import MAX_CALLBACK_BYTES, parse_xml
+from adapters.wecom.xmlwire import MAX_CALLBACK_BYTES
 from bot.settings import KfAccount
 from bot.types import MessageHandler
 
@@ -150,64 +151,24 @@ class _Callbacks:
                 query.get("nonce", ""), query.get("echostr", ""),
             )  # fmt: skip
         except CallbackError as exc:
-            return _refuse(account, exc)
+            return refused(f"kf {account.settings.name}", exc)
         return web.Response(text=plain)
 
     async def receive(self, request: web.Request) -> web.Response:
         account = self._accounts.get(request.match_info["name"])
         if account is None:
             return web.Response(status=404, text="unknown account")
-        body = await _read_limited(request, MAX_CALLBACK_BYTES)
-        if body is None:
-            log.info(
-                "kf %s: refused a callback over %d bytes", account.settings.name, MAX_CALLBACK_BYTES
-            )
-            return web.Response(status=413, text="body too large")
+        channel = f"kf {account.settings.name}"
         try:
-            fields = _decrypt(account.crypto, request, body)
+            body = await read_body(request, MAX_CALLBACK_BYTES)
+            fields = open_envelope(account.crypto, request.query, body)
         except CallbackError as exc:
-            return _refuse(account, exc)
+            return refused(channel, exc)
         if fields.get("MsgType") != "event" or fields.get("Event") != KF_EVENT:
-            log.info(
-                "kf %s: ignored %s/%s",
-                account.settings.name,
-                fields.get("MsgType"),
-                fields.get("Event"),
-            )
+            log.info("%s: ignored %s/%s", channel, fields.get("MsgType"), fields.get("Event"))
             return web.Response()
         token, open_kfid = fields.get("Token", ""), fields.get("OpenKfId", "")
         if not token or not open_kfid:
-            return _refuse(account, MalformedXML("kf_msg_or_event without Token / OpenKfId"))
+            return refused(channel, MalformedXML("kf_msg_or_event without Token / OpenKfId"))
         self._runtime.channel.nudge(account.settings.name, open_kfid, token)
         return web.Response()
-
-
-def _decrypt(crypto: CallbackCrypto, request: web.Request, body: bytes) -> dict[str, str]:
-    envelope = parse_xml(body)
-    encrypt = envelope.get("Encrypt", "")
-    if not encrypt:
-        raise MalformedXML("the callback has no <Encrypt>")
-    query = request.query
-    crypto.verify(
-        query.get("msg_signature", ""), query.get("timestamp", ""), query.get("nonce", ""), encrypt
-    )
-    return parse_xml(crypto.decrypt(encrypt))
-
-
-async def _read_limited(request: web.Request, limit: int) -> bytes | None:
-    """The body, or None as soon as it is known to exceed ``limit`` bytes."""
-    if request.content_length is not None and request.content_length > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _refuse(account: _Account, exc: CallbackError) -> web.Response:
-    log.info("kf %s: refused a callback: %s: %s", account.settings.name, type(exc).__name__, exc)
-    return web.Response(status=exc.status, text=type(exc).__name__)
