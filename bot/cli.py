@@ -251,6 +251,39 @@ def demo(
         console.print("stopped")
 
 
+@app.command("robot-send")
+def robot_send(
+    name: Annotated[str, typer.Argument(help="The robot's name in SIYU_WECOM_ROBOTS.")],
+    text: Annotated[str, typer.Argument(help="What to post into the group.")],
+    markdown: Annotated[bool, typer.Option(help="Send as markdown (≤ 4096 bytes a part).")] = False,
+) -> None:
+    """Post a message into a WeCom group through its robot (send-only, ≤ 20 a minute)."""
+    import aiohttp
+
+    from adapters.wecom.errors import WeComError
+    from adapters.wecom.robot import RobotWebhook
+
+    settings = Settings()
+    robot = next((r for r in settings.wecom_robots if r.name == name), None)
+    if robot is None:
+        known = ", ".join(r.name for r in settings.wecom_robots) or "none configured"
+        raise typer.BadParameter(f"no robot named {name!r} (known: {known})")
+
+    async def send() -> None:
+        async with aiohttp.ClientSession() as session:
+            hook = RobotWebhook(
+                session, robot.key.get_secret_value(), base_url=settings.wecom_api_base
+            )
+            await (hook.send_markdown(text) if markdown else hook.send_text(text))
+
+    try:
+        asyncio.run(send())
+    except WeComError as exc:
+        console.print(f"[red]✗ {exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"✓ posted to {name}")
+
+
 @eval_app.command("retrieval")
 def eval_retrieval(
     faq: Annotated[Path, typer.Option(exists=True, help="faq.jsonl {faq_id, faq_question}")],

@@ -18,6 +18,9 @@ from typer.testing import CliRunner
 
 from adapters.wecom.crypto import plain_signature
 from bot.cli import app
+from tests.fakes.wecom_server import FakePlatform, wecom_server
+
+__all__ = ["wecom_server"]
 
 FAQ_CSV = (
     "question,answer,variants\n会员积分怎么兑换？,积分满100分可抵扣1元。,积分怎么用|积分能换什么\n"
@@ -176,3 +179,31 @@ async def test_serve_mounts_every_configured_channel(env: dict[str, str], tmp_pa
                 assert (resp.status, await resp.text()) == (200, "hello-oa")
             async with http.post(url + "hooks/bridge", json={"id": "1"}) as resp:
                 assert resp.status == 401  # unsigned
+
+
+async def test_robot_send_posts_into_the_group(
+    env: dict[str, str], tmp_path: Path, wecom_server: FakePlatform
+) -> None:
+    robots = json.dumps([{"name": "xuhui", "key": "robot-key-1", "store_id": "sh-xuhui"}])
+    environ = {
+        **os.environ, **env, "SIYU_WECOM_ROBOTS": robots, "SIYU_WECOM_API_BASE": wecom_server.url,
+    }  # fmt: skip
+    siyu = str(Path(sys.executable).with_name("siyu"))
+
+    async def siyu_run(*args: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            siyu, *args, cwd=tmp_path, env=environ,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+        assert proc.returncode is not None
+        return proc.returncode, out.decode()
+
+    code, out = await siyu_run("robot-send", "xuhui", "今日特价：鲜奶 9.9 元")
+    assert code == 0, out
+    [(_, sent)] = wecom_server.robot_sent
+    assert sent["key"] == "robot-key-1"
+    assert sent["text"]["content"] == "今日特价：鲜奶 9.9 元"
+    code, out = await siyu_run("robot-send", "nobody", "hi")
+    assert code != 0
+    assert "no robot named 'nobody'" in out
