@@ -16,6 +16,12 @@ it is ready in time it is the passive reply; otherwise the request answers ``suc
 answer goes out through ``message/custom/send`` when it arrives (5 in 48 h: a closed window is
 logged and dropped, never retried).
 
+Overload: at most ``MAX_ANSWERING`` answers run at once (a semaphore; more would only queue for
+the CPU and the database pool). When that many are already running or queued, a new message does
+not wait at all: it is acknowledged with ``success`` at once and its answer follows through
+``message/custom/send`` — a slow passive reply under load would make WeChat retry, and the
+acknowledgement stays fast whatever the load (bench/callback_ack.py).
+
 Exactly once: WeChat retries a message it saw no answer to (same MsgId, about every 5 s, three
 attempts). Each message's answer is one task in :class:`InFlight`; a retry waits on the same task
 within its own budget. Whoever finds the finished answer first claims it: a request still open
@@ -30,6 +36,7 @@ a log line.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -67,6 +74,8 @@ DEFAULT_WELCOME = "感谢关注！有问题直接发消息问我；回复“人�
 MEDIA_TEXT = "目前只能处理文字消息，请用文字描述您的问题。"
 MEDIA_TYPES = frozenset({"image", "voice", "video", "shortvideo"})
 MAX_CUSTOM_PARTS = 3
+MAX_ANSWERING = 16
+"""Answers run at once per process; beyond it new messages are acknowledged without waiting."""
 """A long answer is cut to at most this many customer-service messages (5 allowed in 48 h)."""
 
 Produce = Callable[[], Awaitable[str | None]]
@@ -135,6 +144,8 @@ class OfficialAccountChannel:
         self._clients: dict[str, WeComClient] = {}
         self.tasks = BackgroundTasks("oa")
         self.inflight = InFlight(monotonic=monotonic)
+        self._slots = asyncio.Semaphore(MAX_ANSWERING)
+        self._pending = 0  # answers started and not finished: running or waiting for a slot
 
     async def lifecycle(self, _app: web.Application) -> AsyncIterator[None]:
         """``cleanup_ctx``: one HTTP session for the API while the application runs."""
@@ -237,14 +248,25 @@ class OfficialAccountChannel:
         self, account: _Account, key: str, user: str, produce: Produce
     ) -> str | None:
         """Start (or join) the answer for ``key`` and wait for it within the account's budget."""
+        budget = account.config.reply_budget_seconds
         answer = self.inflight.get(f"{account.config.name}:{key}")
         if answer is None:
+            if self._pending >= MAX_ANSWERING:
+                budget = 0.0  # overloaded: acknowledge now, the answer follows by the API
             answer = self.inflight.start(
                 f"{account.config.name}:{key}",
-                lambda entry: self.tasks.spawn(_fill(entry, produce), what=f"answer to {key}"),
+                lambda entry: self.tasks.spawn(self._fill(entry, produce), what=f"answer to {key}"),
                 lambda entry: self._finished(account, user, entry),
             )
-        return await answer.wait(account.config.reply_budget_seconds)
+        return await answer.wait(budget)
+
+    async def _fill(self, answer: Answer, produce: Produce) -> None:
+        self._pending += 1
+        try:
+            async with self._slots:
+                answer.text = await produce()
+        finally:
+            self._pending -= 1
 
     def _finished(self, account: _Account, user: str, answer: Answer) -> None:
         """The answer is ready and no request is waiting for it: send it through the API."""
@@ -266,10 +288,6 @@ class OfficialAccountChannel:
         return callback.crypto.encrypted_reply(
             xml, timestamp=callback.timestamp, nonce=callback.nonce
         )
-
-
-async def _fill(answer: Answer, produce: Produce) -> None:
-    answer.text = await produce()
 
 
 def _constant(text: str) -> Produce:

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.official import (
     DEFAULT_WELCOME,
+    MAX_ANSWERING,
     MEDIA_TEXT,
     OA_CHANNEL,
     OfficialAccountChannel,
@@ -317,3 +318,24 @@ def test_an_encrypted_mode_account_needs_a_key() -> None:
     )
     with pytest.raises(ValueError, match="needs a key"):
         create_official_app(fast_bot(), [account], api_base="http://127.0.0.1:9")
+
+
+async def test_overload_acknowledges_at_once_and_answers_through_the_api(
+    start: StartChannel, wecom_server: FakePlatform
+) -> None:
+    bot = SlowBot()
+    running = await start(bot, budget=FAST)
+    wecom_server.add_oa_message(USER)
+    busy = [
+        asyncio.create_task(running.send(f"问题{i}", f"3000{i:02d}")) for i in range(MAX_ANSWERING)
+    ]
+    await until(lambda: len(bot.seen) == MAX_ANSWERING, lambda: asyncio.sleep(0.01))
+    # Every slot is taken and each of those requests still waits within its 4.5 s budget: the next
+    # message is acknowledged without waiting for an answer.
+    assert await running.send("再问一个", "300099") == (200, "success")
+    assert not any(task.done() for task in busy)
+    bot.release.set()
+    replies = await asyncio.gather(*busy)
+    assert all(status == 200 and text != "success" for status, text in replies)
+    await running.channel.tasks.drain()
+    assert [sent["text"]["content"] for sent in wecom_server.custom_sent] == ["answer:再问一个"]
