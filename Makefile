@@ -37,6 +37,7 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/answer_latency.py
+	$(BIN)/python -m bench.callback_ack
 
 # Retrieval quality on the shared FAQ benchmark (needs ../shared/data).
 eval: $(STAMP)
