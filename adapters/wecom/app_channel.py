@@ -20,12 +20,12 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-import aiohttp
 from aiohttp import web
 
 from adapters import MAX_TEXT_CHARS, Clock, utc_now
 from adapters.wecom.callback import (
     BackgroundTasks,
+    api_clients,
     ids,
     open_envelope,
     query_params,
@@ -96,11 +96,9 @@ class WeComAppChannel:
 
     async def lifecycle(self, _app: web.Application) -> AsyncIterator[None]:
         """``cleanup_ctx``: one HTTP session for the API while the application runs."""
-        async with aiohttp.ClientSession() as session:
-            self._clients = {
-                name: WeComClient(session, a.creds, base_url=self._api_base, tokens=self._tokens)
-                for name, a in self._accounts.items()
-            }
+        creds = {name: a.creds for name, a in self._accounts.items()}
+        async with api_clients(creds, api_base=self._api_base, tokens=self._tokens) as clients:
+            self._clients = clients
             try:
                 yield
             finally:

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
+from adapters.wecom.client import Credentials, TokenCache, WeComClient
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.errors import CallbackError, MalformedXML, WeComError
 from adapters.wecom.xmlwire import MAX_CALLBACK_BYTES, parse_xml
@@ -78,6 +81,18 @@ def open_envelope(crypto: CallbackCrypto, query: Mapping[str, str], body: bytes)
         query.get("msg_signature", ""), query.get("timestamp", ""), query.get("nonce", ""), encrypt
     )
     return parse_xml(crypto.decrypt(encrypt))
+
+
+@asynccontextmanager
+async def api_clients(
+    accounts: Mapping[str, Credentials], *, api_base: str, tokens: TokenCache
+) -> AsyncIterator[dict[str, WeComClient]]:
+    """One HTTP session and an API client per account, for as long as a channel runs."""
+    async with aiohttp.ClientSession() as session:
+        yield {
+            name: WeComClient(session, creds, base_url=api_base, tokens=tokens)
+            for name, creds in accounts.items()
+        }
 
 
 def refused(channel: str, error: CallbackError) -> web.Response:
