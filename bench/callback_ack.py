@@ -172,6 +172,7 @@ async def serve(args: argparse.Namespace) -> None:
             root.add_subapp("/wechat/oa/", oa)
             runner = web.AppRunner(root, access_log=None)
             await runner.setup()
+            core.settle()  # as `siyu serve` does
             await web.TCPSite(runner, "127.0.0.1", 0, backlog=1024).start()
             print(json.dumps({"url": f"http://127.0.0.1:{runner.addresses[0][1]}"}), flush=True)
             try:

@@ -215,6 +215,7 @@ async def _serve(built: App) -> None:
             console.print(line)
         console.print("Ctrl-C stops.")
 
+    built.settle()
     await serve(web_app, settings.web(), on_started=announce)
 
 

@@ -249,13 +249,14 @@ class OfficialAccountChannel:
         budget = account.config.reply_budget_seconds
         answer = self.inflight.get(f"{account.config.name}:{key}")
         if answer is None:
-            if self._pending >= MAX_ANSWERING:
-                budget = 0.0  # overloaded: acknowledge now, the answer follows by the API
+            overloaded = self._pending >= MAX_ANSWERING
             answer = self.inflight.start(
                 f"{account.config.name}:{key}",
                 lambda entry: self.tasks.spawn(self._fill(entry, produce), what=f"answer to {key}"),
                 lambda entry: self._finished(account, user, entry),
             )
+            if overloaded:
+                return None  # acknowledge now; the answer follows through the API
         return await answer.wait(budget)
 
     async def _fill(self, answer: Answer, produce: Produce) -> None:
