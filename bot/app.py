@@ -9,7 +9,8 @@ from __future__ import annotations
 import gc
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,6 +21,7 @@ from bot.llm import LLMAnswerer
 from bot.pipeline import Pipeline, utcnow
 from bot.settings import Settings
 from bot.store import Store
+from campaigns.config import CampaignsConfig, RateLimits
 from knowledge.base import KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,8 @@ class App:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_engine(settings.resolved_database_url)
         try:
+            import campaigns.models  # noqa: F401  (registers the campaigns' tables)
+
             await create_schema(engine)
             knowledge = await KnowledgeBase.open(settings.knowledge(), engine)
         except BaseException:
@@ -83,6 +87,28 @@ class App:
                 await self.knowledge.close()
             finally:
                 await self.engine.dispose()
+
+
+def campaigns_config(settings: Settings) -> CampaignsConfig:
+    """The campaigns' settings section."""
+    start, end = (time.fromisoformat(t) for t in settings.campaign_quiet_hours.split("-"))
+    return CampaignsConfig(
+        timezone=ZoneInfo(settings.timezone),
+        quiet_start=start,
+        quiet_end=end,
+        cap_per_day=settings.campaign_cap_per_day,
+        cap_per_week=settings.campaign_cap_per_week,
+        reengage_cooldown_days=settings.campaign_reengage_cooldown_days,
+        staff_task_per_month=settings.campaign_staff_task_per_month,
+        rates=RateLimits(
+            kf_per_minute=settings.campaign_kf_per_minute,
+            oa_per_minute=settings.campaign_oa_per_minute,
+            staff_task_per_minute=settings.campaign_staff_task_per_minute,
+            robot_per_minute=settings.campaign_robot_per_minute,
+        ),
+        sensitive_words=tuple(settings.campaign_sensitive_words),
+        templates=dict(settings.campaign_templates),
+    )
 
 
 def _choose_answerer(

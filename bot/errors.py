@@ -2,8 +2,9 @@
 
 SiyuError
 ├── ConfigError      settings are missing or contradict each other (raised at start-up)
-└── AnswerError      the answerer could not produce an answer (the pipeline falls back)
-    └── LLMError     the LLM call failed or timed out
+├── AnswerError      the answerer could not produce an answer (the pipeline falls back)
+│   └── LLMError     the LLM call failed or timed out
+└── DeliveryError    a proactive message (bot.types.Outbound) was not delivered
 """
 
 from __future__ import annotations
@@ -23,3 +24,15 @@ class AnswerError(SiyuError):
 
 class LLMError(AnswerError):
     """The LLM call failed, timed out or returned nothing usable."""
+
+
+class DeliveryError(SiyuError):
+    """A proactive send failed. ``reason`` is what the outbox records: ``window_closed`` (the
+    member's 48-hour / 5-message window), ``platform_quota`` (a platform limit), ``rejected``
+    (the platform refused the content or address) or ``transport`` (no answer, busy).
+    ``retryable`` sends may be tried again later; the others end the message."""
+
+    def __init__(self, message: str, *, reason: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retryable = retryable

@@ -127,6 +127,29 @@ class RobotAccount(_Account):
     key: SecretStr
 
 
+class ContactAccount(BaseModel):
+    """WeCom customer contact (客户联系): ``SIYU_WECOM_CONTACT``, e.g.
+    ``{"corp_id": "ww...", "secret": "..."}`` with the 客户联系 Secret. Campaigns create
+    ``add_msg_template`` tasks with it for members' staff owners to confirm."""
+
+    model_config = {"frozen": True}
+
+    corp_id: str
+    secret: SecretStr
+
+
+class DailyDeals(BaseModel):
+    """``SIYU_DAILY_DEALS`` entry: a store's daily-deals campaign, e.g.
+    ``[{"store_id": "sh-xuhui", "cron": "0 9 * * *", "groups": ["xuhui-fans"]}]``. ``cron`` is
+    in the brand's timezone; ``groups`` are SIYU_WECOM_ROBOTS names. ``store_id`` null = chain."""
+
+    model_config = {"frozen": True}
+
+    store_id: str | None = None
+    cron: str = "0 9 * * *"
+    groups: list[str] = Field(default_factory=list)
+
+
 class Settings(BaseSettings):
     """All of Siyu's settings. Read once with ``Settings()``; pass sections, never this object."""
 
@@ -173,6 +196,20 @@ class Settings(BaseSettings):
     wecom_apps: list[WeComAppAccount] = Field(default_factory=list)
     official_accounts: list[OfficialAccountConfig] = Field(default_factory=list)
     wecom_robots: list[RobotAccount] = Field(default_factory=list)
+    wecom_contact: ContactAccount | None = None
+
+    daily_deals: list[DailyDeals] = Field(default_factory=list)
+    campaign_quiet_hours: str = Field(default="21:30-08:30", pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$")
+    campaign_cap_per_day: int = Field(default=1, ge=0)
+    campaign_cap_per_week: int = Field(default=3, ge=0)
+    campaign_reengage_cooldown_days: int = Field(default=14, ge=0)
+    campaign_staff_task_per_month: int = Field(default=4, ge=0)
+    campaign_kf_per_minute: float = Field(default=600.0, gt=0)
+    campaign_oa_per_minute: float = Field(default=600.0, gt=0)
+    campaign_staff_task_per_minute: float = Field(default=60.0, gt=0)
+    campaign_robot_per_minute: float = Field(default=20.0, gt=0, le=20.0)
+    campaign_sensitive_words: list[str] = Field(default_factory=list)
+    campaign_templates: dict[str, str] = Field(default_factory=dict)
     wecom_api_base: str = "https://qyapi.weixin.qq.com"
     wechat_api_base: str = "https://api.weixin.qq.com"
 
@@ -182,6 +219,15 @@ class Settings(BaseSettings):
         names = [a.name for a in value]
         if len(names) != len(set(names)):
             raise ValueError(f"account names must be unique within a channel, got {names}")
+        return value
+
+    @field_validator("campaign_quiet_hours")
+    @classmethod
+    def _clock_times(cls, value: str) -> str:
+        from datetime import time
+
+        for part in value.split("-"):
+            time.fromisoformat(part)  # raises for 25:00 and the like
         return value
 
     @field_validator("timezone")

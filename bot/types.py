@@ -82,3 +82,30 @@ class MessageHandler(Protocol):
     """The one entry point every adapter feeds: ``bot.pipeline.Pipeline.handle`` fits it."""
 
     async def __call__(self, msg: InboundMessage, /) -> Reply: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """One proactive message for an adapter to deliver (campaigns' delivery worker → adapters).
+
+    ``route`` names how it travels: ``kf`` (address: ``account``, ``external_userid``), ``oa``
+    (``account``, ``openid``), ``staff_task`` (``owner``: the staff member who confirms an
+    ``add_msg_template`` task for ``recipients``, their external userids) or ``group`` (``robot``).
+    ``key`` is unique per message: routes that accept a caller id (kf ``msgid``) pass it so a
+    retry after a crash is not delivered twice.
+    """
+
+    route: str
+    address: dict[str, str]
+    text: str
+    key: str
+    recipients: tuple[str, ...] = ()
+
+
+class OutboundSender(Protocol):
+    """Delivers :class:`Outbound` messages; returns the platform's id for the send.
+
+    Raises :class:`bot.errors.DeliveryError` when the platform refused or could not be reached.
+    """
+
+    async def send(self, message: Outbound, /) -> str: ...

@@ -45,7 +45,7 @@ from knowledge.errors import KnowledgeError, MetadataError, StoreError
 from knowledge.keyword import Segmenter
 from knowledge.registry import DocumentInfo, Registry
 from knowledge.retriever import PATHS, HybridRetriever, Snapshot, index_texts
-from knowledge.types import Chunk, SearchResult, SourceDocument
+from knowledge.types import Chunk, Kind, SearchResult, SourceDocument
 from knowledge.vectorstore import VectorEntry, VectorStore
 
 if TYPE_CHECKING:
@@ -256,6 +256,13 @@ class KnowledgeBase:
         return await self._retriever.search(
             snap, query, store_id=store_id, at=at, top_k=top_k, paths=paths
         )
+
+    def active_chunks(self, kind: Kind | None = None) -> list[Chunk]:
+        """The active chunks (of ``kind``, if given) in document and position order; campaigns
+        read promotions here and apply validity and store scope themselves."""
+        chunks = self._snapshot.chunks.values()
+        picked = [c for c in chunks if kind is None or c.meta.kind is kind]
+        return sorted(picked, key=lambda c: (c.doc_id, c.ordinal))
 
     def chunk_count(self) -> int:
         """Number of active chunks."""

@@ -23,7 +23,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -365,6 +365,22 @@ class WeComClient:
             "text": {"content": content},
         }
         return await self.call("/cgi-bin/message/send", payload)
+
+    async def add_msg_template(
+        self, *, sender: str, external_userids: Sequence[str], content: str
+    ) -> JSON:
+        """Create a mass-message task (``add_msg_template``) from staff member ``sender`` to
+        their customers; it reaches them once the staff member confirms it in WeCom."""
+        check_text(content)
+        if not external_userids:
+            raise BadRequestError("add_msg_template needs at least one external_userid")
+        payload = {
+            "chat_type": "single",
+            "sender": sender,
+            "external_userid": list(external_userids),
+            "text": {"content": content},
+        }
+        return await self.call("/cgi-bin/externalcontact/add_msg_template", payload)
 
     async def custom_send_text(self, *, touser: str, content: str) -> JSON:
         """Send an Official Account customer-service text (within 48 h of the user's message)."""

@@ -30,6 +30,9 @@ Endpoints and the rules they enforce (errcodes as the fake uses them):
 - POST ``/cgi-bin/webhook/send?key=``: at most 20 accepted per key in any 60 s (45009 beyond);
   text over 2048 / markdown over 4096 bytes → 40058. Accepted posts (with the clock time) are in
   ``server.robot_sent``. No access token.
+- POST ``/cgi-bin/externalcontact/add_msg_template``: a staff member's mass-message task; ``sender``
+  and a non-empty ``external_userid`` list required (40058 otherwise). Accepted tasks are in
+  ``server.templates_sent``.
 - POST ``/cgi-bin/message/custom/send`` (OA): 45015 when the user (``add_oa_message``) has not
   written within 48 h, 45047 after 5 replies since. Accepted sends in ``server.custom_sent``.
 
@@ -119,6 +122,7 @@ class FakePlatform:
     event_sent: list[JSON] = field(default_factory=list)
     app_sent: list[JSON] = field(default_factory=list)
     custom_sent: list[JSON] = field(default_factory=list)
+    templates_sent: list[JSON] = field(default_factory=list)
     robot_sent: list[tuple[float, JSON]] = field(default_factory=list)
     service_states: dict[tuple[str, str], int] = field(default_factory=dict)
     _windows: dict[tuple[str, str], list[float]] = field(default_factory=dict)
@@ -194,6 +198,7 @@ class FakePlatform:
             "/cgi-bin/message/send": self._message_send,
             "/cgi-bin/webhook/send": self._webhook_send,
             "/cgi-bin/message/custom/send": self._custom_send,
+            "/cgi-bin/externalcontact/add_msg_template": self._add_msg_template,
         }
         for path, handler in routes.items():
             app.router.add_route("*", path, self._endpoint(path, handler))
@@ -361,6 +366,15 @@ class FakePlatform:
             return refused
         self.custom_sent.append(body)
         return _ok()
+
+    async def _add_msg_template(self, request: web.Request, body: JSON) -> JSON:
+        if (denied := self._auth(request)) is not None:
+            return denied
+        users = body.get("external_userid")
+        if not body.get("sender") or not isinstance(users, list) or not users:
+            return _err(40058, "invalid sender or external_userid")
+        self.templates_sent.append(body)
+        return _ok(msgid=f"tmpl{next(self._ids)}", fail_list=[])
 
 
 def _cursor_position(cursor: Any) -> int | None:

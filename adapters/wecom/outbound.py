@@ -1,0 +1,153 @@
+"""Proactive sends for the campaigns' delivery worker: one :class:`PlatformSender` over every
+configured account, speaking :class:`bot.types.Outbound`.
+
+Routes and their addresses:
+
+- ``kf``: ``account`` (a SIYU_WECOM_KF name), ``open_kfid``, ``external_userid`` →
+  ``kf/send_msg`` with ``msgid`` = the message's key (a repeat is not delivered twice);
+- ``oa``: ``account`` (a SIYU_OFFICIAL_ACCOUNTS name), ``openid`` → ``message/custom/send``;
+- ``staff_task``: ``owner`` (the staff member's userid), ``recipients`` = their customers'
+  external userids → ``externalcontact/add_msg_template`` (the owner confirms it in WeCom);
+- ``group``: ``robot`` (a SIYU_WECOM_ROBOTS name) → ``webhook/send``.
+
+Platform errors become :class:`bot.errors.DeliveryError`: a closed 48-hour / 5-message window is
+``window_closed`` (never retried), API frequency limits ``platform_quota`` (retryable), timeouts
+and busy answers ``transport`` (retryable), anything else ``rejected``. An address naming an
+account that is not configured is ``rejected`` too: the message cannot go anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+import aiohttp
+from pydantic import SecretStr
+
+from adapters.wecom.client import Credentials, TokenCache, WeComClient
+from adapters.wecom.errors import (
+    APIError,
+    BadRequestError,
+    RateLimitedError,
+    SystemBusyError,
+    TransportError,
+    WindowClosedError,
+)
+from adapters.wecom.robot import RobotWebhook
+from bot.errors import DeliveryError
+from bot.settings import ContactAccount, KfAccount, OfficialAccountConfig, RobotAccount
+from bot.types import Outbound
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PlatformSender:
+    """Sends :class:`Outbound` messages through the configured accounts' API clients."""
+
+    kf: Mapping[str, WeComClient]
+    oa: Mapping[str, WeComClient]
+    contact: WeComClient | None
+    robots: Mapping[str, RobotWebhook]
+
+    async def send(self, message: Outbound, /) -> str:
+        """Deliver ``message``; the platform's id for it (or the key when it returns none)."""
+        try:
+            return await self._send(message)
+        except WindowClosedError as exc:
+            raise DeliveryError(str(exc), reason="window_closed", retryable=False) from exc
+        except RateLimitedError as exc:
+            raise DeliveryError(str(exc), reason="platform_quota", retryable=True) from exc
+        except (TransportError, SystemBusyError) as exc:
+            raise DeliveryError(str(exc), reason="transport", retryable=True) from exc
+        except (APIError, BadRequestError) as exc:
+            raise DeliveryError(str(exc), reason="rejected", retryable=False) from exc
+
+    async def _send(self, m: Outbound) -> str:
+        a = m.address
+        if m.route == "kf":
+            client = _pick(self.kf, a.get("account"), "kf account")
+            answer = await client.kf_send_text(
+                touser=_need(a, "external_userid"),
+                open_kfid=_need(a, "open_kfid"),
+                content=m.text,
+                msgid=m.key,
+            )
+            return str(answer.get("msgid") or m.key)
+        if m.route == "oa":
+            client = _pick(self.oa, a.get("account"), "Official Account")
+            await client.custom_send_text(touser=_need(a, "openid"), content=m.text)
+            return m.key
+        if m.route == "staff_task":
+            if self.contact is None:
+                raise _unroutable("no WeCom customer-contact account (SIYU_WECOM_CONTACT)")
+            answer = await self.contact.add_msg_template(
+                sender=_need(a, "owner"), external_userids=m.recipients, content=m.text
+            )
+            return str(answer.get("msgid") or m.key)
+        if m.route == "group":
+            robot = _pick(self.robots, a.get("robot"), "group robot")
+            await robot.send_text(m.text)
+            return m.key
+        raise _unroutable(f"unknown route {m.route!r}")
+
+
+def _pick(clients: Mapping[str, T], name: str | None, what: str) -> T:
+    client = clients.get(name or "")
+    if client is None:
+        raise _unroutable(f"no {what} named {name!r} is configured")
+    return client
+
+
+def _need(address: Mapping[str, str], field: str) -> str:
+    value = address.get(field)
+    if not value:
+        raise _unroutable(f"the address lacks {field}")
+    return value
+
+
+def _unroutable(why: str) -> DeliveryError:
+    return DeliveryError(why, reason="rejected", retryable=False)
+
+
+def _creds(kind: Literal["wecom", "oa"], app_id: str, secret: SecretStr) -> Credentials:
+    return Credentials(kind, app_id, secret.get_secret_value())
+
+
+@asynccontextmanager
+async def platform_sender(
+    *,
+    kf: list[KfAccount],
+    official_accounts: list[OfficialAccountConfig],
+    robots: list[RobotAccount],
+    contact: ContactAccount | None,
+    wecom_api_base: str,
+    wechat_api_base: str,
+    tokens: TokenCache | None = None,
+) -> AsyncIterator[PlatformSender]:
+    """A sender over one HTTP session, for as long as the block runs."""
+    cache = tokens if tokens is not None else TokenCache()
+    async with aiohttp.ClientSession() as session:
+
+        def client(creds: Credentials, base: str) -> WeComClient:
+            return WeComClient(session, creds, base_url=base, tokens=cache)
+
+        contact_client = None
+        if contact is not None:
+            contact_client = client(
+                _creds("wecom", contact.corp_id, contact.secret), wecom_api_base
+            )
+        yield PlatformSender(
+            kf={a.name: client(_creds("wecom", a.corp_id, a.secret), wecom_api_base) for a in kf},
+            oa={
+                a.name: client(_creds("oa", a.app_id, a.secret), wechat_api_base)
+                for a in official_accounts
+            },
+            contact=contact_client,
+            robots={
+                r.name: RobotWebhook(session, r.key.get_secret_value(), base_url=wecom_api_base)
+                for r in robots
+            },
+        )

@@ -1,0 +1,209 @@
+"""The delivery worker: claims outbox rows and sends them, one policy decision per message.
+
+Per claimed row, in order (see :mod:`campaigns.outbox` for why each step is where it is):
+
+1. a row whose previous attempt has an unknown outcome (``attempt_at`` set: a worker died
+   during the platform call) is tried again only on an idempotent route (kf, with our ``msgid``);
+   on any other route it ends ``failed`` ("outcome unknown") rather than risk a double send;
+2. a row that used up ``max_attempts`` ends ``failed``;
+3. the delivery policy (:class:`campaigns.policy.DeliveryPolicy`): skip with a reason, defer
+   (quiet hours: back to pending until the morning), or send;
+4. a slot from the shared rate limiter (per route, and per robot for group posts);
+5. the attempt is committed, then the adapter sends (:class:`bot.types.OutboundSender`);
+6. ``sent`` with the platform's id; or, on :class:`bot.errors.DeliveryError`, a retry later
+   with exponential backoff (transient), ``skipped`` (the member's window closed, a platform
+   quota), or ``failed`` (refused).
+
+``staff_task`` rows of one run, staff owner and text are sent together: one ``add_msg_template``
+task per owner lists all their customers (the staff member confirms it once in WeCom).
+
+Several workers (processes) may run against one database: claims never overlap (leases, SKIP
+LOCKED on PostgreSQL) and the rate limiter's slots are shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.errors import DeliveryError
+from bot.types import Outbound, OutboundSender
+from campaigns.config import CampaignsConfig
+from campaigns.models import OutboxRow
+from campaigns.outbox import Outbox, outbox_key
+from campaigns.policy import DeliveryPolicy
+from campaigns.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENT_ROUTES = frozenset({"kf"})
+"""Routes whose send carries our key, so a repeated send is not delivered twice."""
+SKIP_ERRORS = frozenset({"window_closed", "platform_quota"})
+"""Delivery errors that end a row as skipped (a rule said no), not failed."""
+BACKOFF_SECONDS = 30.0
+UNKNOWN_OUTCOME = "outcome unknown: a worker stopped during the send; not repeated"
+
+
+def utc_now() -> datetime:
+    """The current time, aware UTC."""
+    return datetime.now(UTC)
+
+
+def rate_key(row: OutboxRow) -> str:
+    """The limiter a row's send counts against: its route, or its group robot."""
+    if row.channel == "group":
+        return f"robot:{row.address.get('robot', '')}"
+    return f"route:{row.channel}"
+
+
+class DeliveryWorker:
+    """Drains the outbox: ``run`` until cancelled, or ``drain`` until nothing is due."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sender: OutboundSender,
+        config: CampaignsConfig,
+        *,
+        owner: str,
+        clock: Callable[[], datetime] = utc_now,
+        batch: int = 20,
+        idle_seconds: float = 1.0,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self._outbox = Outbox(engine)
+        self._sender = sender
+        self._config = config
+        self._owner = owner
+        self._clock = clock
+        self._batch = batch
+        self._idle = idle_seconds
+        self._policy = DeliveryPolicy(engine, config)
+        self._limiter = limiter if limiter is not None else RateLimiter(engine)
+
+    @property
+    def outbox(self) -> Outbox:
+        return self._outbox
+
+    async def run(self) -> None:
+        """Deliver until cancelled, polling every ``idle_seconds`` when nothing is due."""
+        while True:
+            if not await self.run_once():
+                await asyncio.sleep(self._idle)
+
+    async def drain(self) -> int:
+        """Deliver until no row is due now; the number of rows handled."""
+        total = 0
+        while handled := await self.run_once():
+            total += handled
+        return total
+
+    async def run_once(self) -> int:
+        """Claim one batch and handle every row of it; how many rows were claimed."""
+        rows = await self._outbox.claim(
+            self._owner, limit=self._batch, now=self._clock(),
+            lease_seconds=self._config.lease_seconds,
+        )  # fmt: skip
+        for group in _sendable_groups(rows):
+            await self._handle(group)
+        return len(rows)
+
+    async def _handle(self, rows: Sequence[OutboxRow]) -> None:
+        """One send: a single row, or the rows of one staff task."""
+        go: list[OutboxRow] = []
+        for row in rows:
+            if await self._admit(row):
+                go.append(row)
+        if not go:
+            return
+        first = go[0]
+        await self._limiter.acquire(rate_key(first), self._config.rates.per_minute(first.channel))
+        started = []
+        for row in go:
+            ok = await self._outbox.begin_attempt(
+                _id(row), self._owner, now=self._clock(), lease_seconds=self._config.lease_seconds
+            )
+            if ok:
+                started.append(row)
+        if started:
+            await self._send(started)
+
+    async def _admit(self, row: OutboxRow) -> bool:
+        """Whether the row may be sent now; settles it (skip, defer, fail) when not."""
+        row_id = _id(row)
+        if row.attempt_at is not None and row.channel not in IDEMPOTENT_ROUTES:
+            await self._outbox.mark_failed(row_id, self._owner, error=UNKNOWN_OUTCOME)
+            return False
+        if row.attempts >= self._config.max_attempts:
+            error = f"gave up after {row.attempts} attempts: {row.error or 'unknown error'}"
+            await self._outbox.mark_failed(row_id, self._owner, error=error)
+            return False
+        decision = await self._policy.decide(row, self._clock())
+        if decision.action == "skip":
+            await self._outbox.mark_skipped(row_id, self._owner, reason=decision.reason or "")
+            return False
+        if decision.action == "defer":
+            until = decision.until or self._clock() + timedelta(minutes=5)
+            await self._outbox.release(row_id, self._owner, not_before=until)
+            return False
+        return True
+
+    async def _send(self, rows: Sequence[OutboxRow]) -> None:
+        first = rows[0]
+        recipients = tuple(str(r.address.get("external_userid", "")) for r in rows)
+        message = Outbound(
+            route=first.channel,
+            address={k: str(v) for k, v in first.address.items()},
+            text=first.text,
+            key=outbox_key(_id(first)),
+            recipients=recipients if first.channel == "staff_task" else (),
+        )
+        try:
+            platform_id = await self._sender.send(message)
+        except DeliveryError as exc:
+            for row in rows:
+                await self._failed(row, exc)
+            return
+        except Exception as exc:  # a bug or an unexpected library error: retry, bounded
+            log.exception("delivery of outbox row %s failed unexpectedly", first.id)
+            error = DeliveryError(f"{type(exc).__name__}: {exc}", reason="error", retryable=True)
+            for row in rows:
+                await self._failed(row, error)
+            return
+        now = self._clock()
+        for row in rows:
+            await self._outbox.mark_sent(_id(row), self._owner, now=now, platform_id=platform_id)
+
+    async def _failed(self, row: OutboxRow, exc: DeliveryError) -> None:
+        row_id = _id(row)
+        attempts = row.attempts + 1
+        if exc.reason in SKIP_ERRORS:
+            await self._outbox.mark_skipped(row_id, self._owner, reason=exc.reason)
+        elif exc.retryable and attempts < self._config.max_attempts:
+            delay = BACKOFF_SECONDS * 2 ** (attempts - 1)
+            until = self._clock() + timedelta(seconds=delay)
+            await self._outbox.release(row_id, self._owner, not_before=until, error=str(exc))
+        else:
+            await self._outbox.mark_failed(row_id, self._owner, error=str(exc), reason=exc.reason)
+
+
+def _sendable_groups(rows: Sequence[OutboxRow]) -> list[list[OutboxRow]]:
+    """Each row alone, except staff tasks: one group per (run, owner, text)."""
+    groups: dict[tuple[object, ...], list[OutboxRow]] = {}
+    for row in rows:
+        if row.channel == "staff_task":
+            key: tuple[object, ...] = ("staff", row.run_id, row.address.get("owner"), row.text)
+        else:
+            key = ("row", row.id)
+        groups.setdefault(key, []).append(row)
+    return list(groups.values())
+
+
+def _id(row: OutboxRow) -> int:
+    if row.id is None:
+        raise ValueError("an outbox row without an id")
+    return row.id
