@@ -101,8 +101,8 @@ class OutboxRow(SQLModel, table=True):
     route (``kf``, ``oa``, ``staff_task``, ``group``); ``address`` what the route needs (open_kfid
     and external_userid, openid, owner and external_userid, robot name). A worker owns a row while
     ``lease_until`` is in the future; ``expires_at`` (the promotions' end) is when the message
-    is no longer true and must not go out; ``attempt_at`` is set (committed) just before the platform
-    call, so after a crash the next worker knows an attempt may have reached the platform.
+    is no longer true and must not go out; ``attempt_at`` is set (committed) just before the
+    platform call, so after a crash the next worker knows an attempt may have reached it.
     """
 
     __tablename__ = "outbox"

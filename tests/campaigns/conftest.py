@@ -93,9 +93,13 @@ async def add_member(
         result = await conn.execute(
             Member.__table__.insert()  # type: ignore[attr-defined]
             .values(
-                channel=channel, external_id=external_id, display_name="",
-                first_seen=first_seen or last_active, last_active=last_active,
-                opted_out=opted_out, handoff=False,
+                channel=channel,
+                external_id=external_id,
+                display_name="",
+                first_seen=first_seen or last_active,
+                last_active=last_active,
+                opted_out=opted_out,
+                handoff=False,
             )
             .returning(Member.__table__.c.id)  # type: ignore[attr-defined]
         )
