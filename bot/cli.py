@@ -1,7 +1,9 @@
-"""The ``siyu`` command line: chat, serve, ingest, ask, documents, demo, eval.
+"""The ``siyu`` command line: chat, serve, ingest, ask, documents, demo, eval; and, from
+``bot.campaign_cli``, members, campaign, worker, scheduler.
 
-This module and ``bot.app`` are the composition root: the only places in ``bot`` that may import
-``adapters`` (and, later, ``campaigns``). Settings are read here once and passed down.
+This module, ``bot.campaign_cli`` and ``bot.app`` are the composition root: the only places in
+``bot`` that may import ``adapters`` and ``campaigns``. Settings are read here once and passed
+down.
 """
 
 from __future__ import annotations
@@ -31,6 +33,16 @@ app = typer.Typer(help="Siyu (私域): customer-care bot for retail brands on We
 eval_app = typer.Typer(help="Measure retrieval quality.")
 app.add_typer(eval_app, name="eval")
 console = Console()
+
+
+def _campaign_commands() -> None:
+    from bot import campaign_cli
+
+    app.add_typer(campaign_cli.members_app, name="members")
+    app.add_typer(campaign_cli.campaign_app, name="campaign")
+    app.command()(campaign_cli.worker)
+    app.command()(campaign_cli.scheduler)
+
 
 T = TypeVar("T")
 
@@ -303,3 +315,6 @@ def main() -> None:
     """Console-script entry point."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app()
+
+
+_campaign_commands()

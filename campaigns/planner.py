@@ -1,0 +1,406 @@
+"""Planning a campaign run: who gets which message through which route, written to the outbox.
+
+A run is ``(campaign, run_key)``, unique: the scheduler's key is the local date, so a daily job
+that fires twice plans once. Planning writes every outbox row of the run (``Outbox.add`` ignores
+rows already there), then marks the run ``planned``; a crash mid-plan leaves it ``planning`` and
+the next attempt completes it without duplicating a row.
+
+**Daily deals** (``kind="daily_deals"``): the promotions valid at the moment of planning for the
+campaign's store (all-store ones included; a chain-wide campaign only sees all-store ones). One
+message, posted to each of the campaign's groups (``options["groups"]``: robot names) and sent
+to each member of that store whose kf / Official Account 48-hour window is open (the only
+members those routes can reach). No valid promotion → nothing is planned, and the report says so.
+
+**Re-engagement** (``kind="reengage"``): members of ``options["segments"]`` (default at_risk and
+dormant), consenting, not contacted by any re-engagement message within the cooldown
+(``options["cooldown_days"]``, else the settings'). Each person gets one message, written per
+(segment, interest, store) from the promotions valid for their home store. Dormant members are
+outside the 48-hour windows, so the route is chosen honestly, per person:
+
+1. an identity whose kf / Official Account window is still open → that route;
+2. else a staff owner and external userid → an ``add_msg_template`` task for the owner (the
+   worker groups one task per owner; it reaches the member once the owner confirms it);
+3. else the person is *not planned*: counted in the report as reachable only through group posts
+   (their groups get the daily deals) or not reachable at all. Nothing pretends to send.
+
+Copy comes from :class:`campaigns.copy.CopyWriter` (LLM checked against the promotions' facts,
+or the operator's templates); copy refused by the compliance check plans no rows for that
+(segment, interest) and is reported.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.models import MessageLog, require_aware
+from campaigns.config import CampaignsConfig
+from campaigns.copy import Copy, CopyRejected, CopyWriter
+from campaigns.models import Campaign, CampaignRun, OutboxRow
+from campaigns.outbox import Outbox, Planned
+from campaigns.promotions import Promotion, promotions_from_chunks, valid_promotions
+from campaigns.segments import BUILTIN, Audience, SegmentRule, lifecycle, select_audience
+from knowledge.base import KnowledgeBase
+from knowledge.types import Kind
+
+log = logging.getLogger(__name__)
+
+WINDOW = timedelta(hours=48)
+WINDOW_ROUTES = {"kf.": "kf", "oa.": "oa"}
+DEFAULT_REENGAGE_SEGMENTS = ("at_risk", "dormant")
+RUNS = CampaignRun.__table__  # type: ignore[attr-defined]
+OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
+LOG = MessageLog.__table__  # type: ignore[attr-defined]
+
+
+@dataclass
+class PlanReport:
+    """What a plan did (or, for a preview, would do)."""
+
+    campaign: str
+    run_key: str
+    run_id: int | None = None
+    planned: int = 0
+    added: int = 0
+    by_route: Counter[str] = field(default_factory=Counter)
+    by_segment: Counter[str] = field(default_factory=Counter)
+    not_planned: Counter[str] = field(default_factory=Counter)
+    samples: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    promotions: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign, "run_key": self.run_key, "run_id": self.run_id,
+            "planned": self.planned, "added": self.added, "by_route": dict(self.by_route),
+            "by_segment": dict(self.by_segment), "not_planned": dict(self.not_planned),
+            "promotions": self.promotions, "samples": self.samples, "notes": self.notes,
+        }  # fmt: skip
+
+
+class Planner:
+    """Turns a campaign into outbox rows (or a preview of them)."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        knowledge: KnowledgeBase,
+        copy: CopyWriter,
+        config: CampaignsConfig,
+    ) -> None:
+        self._engine = engine
+        self._knowledge = knowledge
+        self._copy = copy
+        self._config = config
+        self._outbox = Outbox(engine)
+
+    async def plan(
+        self, campaign: Campaign, *, now: datetime, run_key: str, write: bool = True
+    ) -> PlanReport:
+        """Plan ``campaign``'s run ``run_key`` at ``now``; with ``write=False`` a preview."""
+        require_aware(now)
+        report = PlanReport(campaign.name, run_key)
+        run_id: int | None = None
+        if write:
+            run_id, state = await self._open_run(campaign, run_key, now)
+            report.run_id = run_id
+            if state == "planned":
+                report.notes.append("this run was already planned; nothing added")
+                return report
+        if campaign.kind == "daily_deals":
+            rows = await self._daily_deals(campaign, now, report)
+        elif campaign.kind == "reengage":
+            rows = await self._reengage(campaign, now, report)
+        else:
+            raise ValueError(f"unknown campaign kind {campaign.kind!r}")
+        report.planned = len(rows)
+        for row in rows:
+            report.by_route[row.channel] += 1
+            if row.segment:
+                report.by_segment[row.segment] += 1
+        if write and run_id is not None:
+            report.added = await self._outbox.add(run_id, rows, now)
+            await self._close_run(run_id, report)
+        return report
+
+    # --- the kinds -------------------------------------------------------------------------
+
+    async def _daily_deals(
+        self, campaign: Campaign, now: datetime, report: PlanReport
+    ) -> list[Planned]:
+        promos = self._promotions(campaign.store_id, now)
+        report.promotions = [p.title for p in promos]
+        if not promos:
+            report.notes.append("no promotion is valid today for this store: nothing to send")
+            return []
+        copy = await self._write(report, "daily_deals", promos, None)
+        if copy is None:
+            return []
+        expires = _expiry(promos)
+        rows = [
+            Planned(
+                target=f"group:{robot}", channel="group", text=copy.text,
+                address={"robot": robot}, not_before=now, segment="group",
+                variant=copy.variant, expires_at=expires,
+            )
+            for robot in _names(campaign.options.get("groups"))
+        ]  # fmt: skip
+        # Every kf / OA member of the store, so the report counts those whose window is closed.
+        rule = SegmentRule(
+            name="daily_deals", store=campaign.store_id, channels=tuple(WINDOW_ROUTES)
+        )
+        people = await self._people(rule, now)
+        addresses = await self._kf_addresses(people, now)
+        for person, identities in people.items():
+            open_id = _open_window(identities, now)
+            if open_id is None:
+                report.not_planned["window_closed"] += 1
+                continue
+            address = _window_address(open_id, addresses)
+            if address is None:
+                report.not_planned["no_address"] += 1
+                continue
+            rows.append(
+                Planned(
+                    target=f"person:{person}", channel=WINDOW_ROUTES[_prefix(open_id.channel)],
+                    text=copy.text, address=address, not_before=now, member_id=open_id.member_id,
+                    person=person, segment=lifecycle(open_id.first_seen, open_id.last_active, now),
+                    variant=copy.variant, expires_at=expires,
+                )
+            )  # fmt: skip
+        return rows
+
+    async def _reengage(
+        self, campaign: Campaign, now: datetime, report: PlanReport
+    ) -> list[Planned]:
+        names = _names(campaign.options.get("segments")) or list(DEFAULT_REENGAGE_SEGMENTS)
+        unknown = [n for n in names if n not in BUILTIN]
+        if unknown:
+            raise ValueError(f"unknown segments {unknown}; known: {sorted(BUILTIN)}")
+        days = campaign.options.get("cooldown_days", self._config.reengage_cooldown_days)
+        contacted = await self._contacted_since(now - timedelta(days=float(days)))
+        rows: list[Planned] = []
+        seen: set[str] = set()
+        for name in names:
+            rule = replace(BUILTIN[name], store=campaign.store_id)
+            people = await self._people(rule, now)
+            addresses = await self._kf_addresses(people, now)
+            for person, identities in people.items():
+                if person in seen:
+                    continue
+                seen.add(person)
+                if person in contacted:
+                    report.not_planned["cooldown"] += 1
+                    continue
+                row = await self._reengage_row(person, identities, name, addresses, now, report)
+                if row is not None:
+                    rows.append(row)
+        return rows
+
+    async def _reengage_row(
+        self,
+        person: str,
+        identities: list[Audience],
+        segment: str,
+        addresses: dict[int, dict[str, Any]],
+        now: datetime,
+        report: PlanReport,
+    ) -> Planned | None:
+        first = identities[0]
+        open_id = _open_window(identities, now)
+        staff = next((a for a in identities if a.owner_userid and a.external_userid), None)
+        address: dict[str, Any] | None = None
+        if open_id is not None:
+            address = _window_address(open_id, addresses)
+        if address is not None and open_id is not None:
+            route, member = WINDOW_ROUTES[_prefix(open_id.channel)], open_id
+        elif staff is not None:
+            route, member = "staff_task", staff
+            address = {"owner": staff.owner_userid, "external_userid": staff.external_userid}
+        else:
+            reason = "group_only" if any(a.groups for a in identities) else "unreachable"
+            report.not_planned[reason] += 1
+            return None
+        promos = self._promotions(first.home_store, now)
+        if not promos:
+            report.not_planned["no_promotion"] += 1
+            return None
+        report.promotions.extend(p.title for p in promos if p.title not in report.promotions)
+        interest = next((i for a in identities for i in a.interests), None)
+        copy = await self._write(report, segment, promos, interest)
+        if copy is None:
+            report.not_planned["compliance"] += 1
+            return None
+        return Planned(
+            target=f"person:{person}", channel=route, text=copy.text, address=address,
+            not_before=now, member_id=member.member_id, person=person, segment=segment,
+            variant=copy.variant, expires_at=_expiry(promos),
+        )  # fmt: skip
+
+    # --- pieces ----------------------------------------------------------------------------
+
+    def _promotions(self, store_id: str | None, now: datetime) -> list[Promotion]:
+        chunks = self._knowledge.active_chunks(Kind.PROMOTION)
+        return valid_promotions(promotions_from_chunks(chunks), store_id=store_id, start=now)
+
+    async def _write(
+        self, report: PlanReport, segment: str, promos: Sequence[Promotion], interest: str | None
+    ) -> Copy | None:
+        try:
+            copy = await self._copy.write(segment, promos, interest=interest)
+        except CopyRejected as exc:
+            note = f"copy for {segment}/{interest or '-'} refused by the compliance check: {exc}"
+            if note not in report.notes:
+                report.notes.append(note)
+            return None
+        report.samples.setdefault(copy.variant, copy.text)
+        return copy
+
+    async def _people(self, rule: SegmentRule, now: datetime) -> dict[str, list[Audience]]:
+        """The rule's members grouped by person, most recently active identity first."""
+        people: dict[str, list[Audience]] = defaultdict(list)
+        async for batch in select_audience(self._engine, rule, now=now):
+            for member in batch:
+                people[member.person].append(member)
+        for identities in people.values():
+            identities.sort(key=lambda a: a.last_active, reverse=True)
+        return dict(people)
+
+    async def _kf_addresses(
+        self, people: dict[str, list[Audience]], now: datetime
+    ) -> dict[int, dict[str, Any]]:
+        """Addresses of the identities with an open window: the kf ones need the open_kfid of
+        their latest conversation (from the message log's session key)."""
+        open_ids = [
+            a for ids in people.values() for a in ids if _prefix(a.channel) and _is_open(a, now)
+        ]
+        out: dict[int, dict[str, Any]] = {}
+        kf_ids = [a.member_id for a in open_ids if a.channel.startswith("kf.")]
+        sessions = await self._latest_sessions(kf_ids)
+        for a in open_ids:
+            account = a.channel.split(".", 1)[1]
+            if a.channel.startswith("oa."):
+                out[a.member_id] = {"account": account, "openid": a.external_id}
+                continue
+            open_kfid = _open_kfid(sessions.get(a.member_id, ""), a.channel)
+            if open_kfid:
+                out[a.member_id] = {
+                    "account": account, "open_kfid": open_kfid, "external_userid": a.external_id,
+                }  # fmt: skip
+        return out
+
+    async def _latest_sessions(self, member_ids: list[int]) -> dict[int, str]:
+        found: dict[int, str] = {}
+        for start in range(0, len(member_ids), 5000):
+            part = member_ids[start : start + 5000]
+            latest = (
+                sa.select(LOG.c.member_id, sa.func.max(LOG.c.id).label("last"))
+                .where(LOG.c.member_id.in_(part))
+                .group_by(LOG.c.member_id)
+                .subquery()
+            )
+            stmt = sa.select(LOG.c.member_id, LOG.c.session_key).join(
+                latest, LOG.c.id == latest.c.last
+            )
+            async with self._engine.connect() as conn:
+                for member_id, key in await conn.execute(stmt):
+                    found[int(member_id)] = str(key)
+        return found
+
+    async def _contacted_since(self, since: datetime) -> set[str]:
+        """Persons sent a re-engagement message since ``since``."""
+        camp = Campaign.__table__  # type: ignore[attr-defined]
+        stmt = (
+            sa.select(OUTBOX.c.person)
+            .join(RUNS, RUNS.c.id == OUTBOX.c.run_id)
+            .join(camp, camp.c.id == RUNS.c.campaign_id)
+            .where(camp.c.kind == "reengage", OUTBOX.c.state == "sent")
+            .where(OUTBOX.c.sent_at >= since, OUTBOX.c.person.is_not(None))
+            .distinct()
+        )
+        async with self._engine.connect() as conn:
+            return {str(p) for (p,) in await conn.execute(stmt)}
+
+    async def _open_run(self, campaign: Campaign, run_key: str, now: datetime) -> tuple[int, str]:
+        if campaign.id is None:
+            raise ValueError("the campaign is not stored")
+        async with self._engine.begin() as conn:
+            existing = (
+                await conn.execute(
+                    sa.select(RUNS.c.id, RUNS.c.state).where(
+                        RUNS.c.campaign_id == campaign.id, RUNS.c.run_key == run_key
+                    )
+                )
+            ).first()
+            if existing is not None:
+                return int(existing[0]), str(existing[1])
+        try:
+            async with self._engine.begin() as conn:
+                result = await conn.execute(
+                    RUNS.insert()
+                    .values(
+                        campaign_id=campaign.id, run_key=run_key, state="planning",
+                        planned_at=now, summary={},
+                    )
+                    .returning(RUNS.c.id)
+                )  # fmt: skip
+                return int(result.scalar_one()), "planning"
+        except sa.exc.IntegrityError:  # another planner opened it meanwhile
+            return await self._open_run(campaign, run_key, now)
+
+    async def _close_run(self, run_id: int, report: PlanReport) -> None:
+        summary = report.as_dict()
+        summary.pop("samples")
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                RUNS.update().where(RUNS.c.id == run_id).values(state="planned", summary=summary)
+            )
+
+
+def _names(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value if str(v).strip()]
+    raise ValueError(f"expected a list of names, got {value!r}")
+
+
+def _prefix(channel: str) -> str:
+    return next((p for p in WINDOW_ROUTES if channel.startswith(p)), "")
+
+
+def _is_open(member: Audience, now: datetime) -> bool:
+    return now - member.last_active < WINDOW
+
+
+def _open_window(identities: Sequence[Audience], now: datetime) -> Audience | None:
+    """The most recently active kf / Official Account identity whose window is open."""
+    return next((a for a in identities if _prefix(a.channel) and _is_open(a, now)), None)
+
+
+def _window_address(
+    member: Audience, addresses: dict[int, dict[str, Any]]
+) -> dict[str, Any] | None:
+    return addresses.get(member.member_id)
+
+
+def _open_kfid(session_key: str, channel: str) -> str | None:
+    """``kf.<account>:<open_kfid>:<external_userid>`` → the open_kfid."""
+    parts = session_key.split(":")
+    if len(parts) >= 3 and parts[0] == channel:
+        return parts[1] or None
+    return None
+
+
+def _expiry(promos: Sequence[Promotion]) -> datetime | None:
+    ends = [p.valid_to for p in promos if p.valid_to is not None]
+    return min(ends) if ends else None

@@ -1,0 +1,133 @@
+"""``siyu members`` and ``siyu campaign`` as an operator runs them: the real command line (in a
+thread, with its own event loop, as ``tests/test_cli.py`` runs the quick commands), a real data
+directory, and the fake WeCom platform on 127.0.0.1 receiving what the campaigns send."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.cli import app
+from tests.fakes.wecom_server import FakePlatform, wecom_server
+
+__all__ = ["wecom_server"]
+
+ROOT = Path(__file__).resolve().parents[2]
+TZ = ZoneInfo("Asia/Shanghai")
+
+
+@pytest.fixture
+def env(
+    tmp_path: Path, wecom_server: FakePlatform, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    fake = wecom_server
+    monkeypatch.chdir(tmp_path)
+    values = {
+        "SIYU_DATA_DIR": str(tmp_path / "data"),
+        "SIYU_EMBEDDING": "hash",
+        "SIYU_LLM_MODEL": "",
+        "SIYU_BRAND_NAME": "禾町生活",
+        "SIYU_WECOM_API_BASE": fake.url,
+        "SIYU_WECOM_CONTACT": json.dumps({"corp_id": fake.corp_id, "secret": fake.corp_secret}),
+        "SIYU_WECOM_ROBOTS": json.dumps([{"name": "g1", "key": "robot-key-1"}]),
+        "SIYU_CAMPAIGN_QUIET_HOURS": "00:00-00:00",  # none: the test runs at any hour
+    }
+    for key in [k for k in os.environ if k.startswith("SIYU_")]:
+        monkeypatch.delenv(key)
+    for key, value in {**values, "COLUMNS": "200"}.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+async def siyu(env: dict[str, str], cwd: Path, *args: str, ok: bool = True) -> str:
+    """Run ``siyu *args`` in a thread (the fake platform keeps serving on this loop)."""
+    result = await asyncio.to_thread(CliRunner().invoke, app, list(args))
+    text = result.output + (repr(result.exception) if result.exception else "")
+    assert (result.exit_code == 0) == ok, text
+    return text
+
+
+def write_inputs(tmp_path: Path) -> tuple[Path, Path]:
+    today = datetime.now(TZ).date()
+    promo = tmp_path / "promo.md"
+    promo.write_text(
+        "---\nkind: promotion\ntitle: 生鲜满199减30\n"
+        f"valid_from: {today - timedelta(days=1)}\nvalid_to: {today + timedelta(days=30)}\n"
+        "---\n全场生鲜单笔满199元减30元，每单限减一次。\n",
+        encoding="utf-8",
+    )
+    long_ago = today - timedelta(days=45)
+    members = tmp_path / "members.csv"
+    members.write_text(
+        "渠道,用户ID,姓名,门店,owner_userid,external_userid,groups,consent,最近活跃\n"
+        f"contact,c1,王芳,s1,zhang,wmA,,是,{long_ago}\n"
+        f"contact,c2,李雷,s1,zhang,wmB,,yes,{long_ago}\n"
+        f"contact,c3,韩梅梅,s1,,,g1,1,{long_ago}\n"
+        f"contact,c4,赵四,s1,li,wmD,,maybe,{long_ago}\n",
+        encoding="utf-8",
+    )
+    return promo, members
+
+
+async def test_an_operator_plans_runs_and_reports_campaigns(
+    env: dict[str, str], tmp_path: Path, wecom_server: FakePlatform
+) -> None:
+    promo, members = write_inputs(tmp_path)
+    assert "1 chunks" in await siyu(env, tmp_path, "ingest", str(promo))
+    out = await siyu(env, tmp_path, "members", "import", str(members))
+    assert "3 created, 0 updated, 1 rejected" in out
+    assert "line 5: consent 'maybe' is not yes/no" in out
+
+    await siyu(env, tmp_path, "campaign", "create", "winback", "--kind", "reengage")
+    await siyu(
+        env, tmp_path, "campaign", "create", "deals", "--kind", "daily_deals", "--store", "s1",
+        "--groups", "g1", "--cron", "0 9 * * *",
+    )  # fmt: skip
+    listed = await siyu(env, tmp_path, "campaign", "list")
+    assert "winback" in listed
+    assert "0 9 * * *" in listed
+
+    preview = await siyu(env, tmp_path, "campaign", "preview", "winback")
+    assert "messages planned: 2 {'staff_task': 2}" in preview
+    assert "'group_only': 1" in preview
+    assert '回复"退订"不再接收' in preview
+    assert wecom_server.templates_sent == []  # a preview sends nothing
+
+    run = await siyu(env, tmp_path, "campaign", "run", "winback")
+    assert "{'sent': 2}" in run
+    (task,) = wecom_server.templates_sent
+    assert task["sender"] == "zhang"
+    assert sorted(task["external_userid"]) == ["wmA", "wmB"]
+    assert "全场生鲜单笔满199元减30元" in task["text"]["content"]
+
+    deals = await siyu(env, tmp_path, "campaign", "run", "deals")
+    assert "{'sent': 1}" in deals
+    assert len(wecom_server.robot_sent) == 1
+
+    report = await siyu(env, tmp_path, "campaign", "report", "winback")
+    assert "{'sent': 2}" in report
+    assert "dormant" in report
+
+
+async def test_operator_mistakes_get_clear_errors(env: dict[str, str], tmp_path: Path) -> None:
+    out = await siyu(
+        env, tmp_path, "campaign", "create", "x", "--kind", "reengage", "--cron", "99 * * *",
+        ok=False,
+    )  # fmt: skip
+    assert "cron" in out
+    out = await siyu(env, tmp_path, "campaign", "create", "x", "--kind", "flash", ok=False)
+    assert "kind must be one of" in out
+    assert "no campaign named 'nope'" in await siyu(
+        env, tmp_path, "campaign", "preview", "nope", ok=False
+    )
+    junk = tmp_path / "members.xlsx"
+    junk.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)
+    out = await siyu(env, tmp_path, "members", "import", str(junk), ok=False)
+    assert "CSV" in out
