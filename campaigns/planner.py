@@ -14,8 +14,9 @@ members those routes can reach). No valid promotion → nothing is planned, and 
 **Re-engagement** (``kind="reengage"``): members of ``options["segments"]`` (default at_risk and
 dormant), consenting, not contacted by any re-engagement message within the cooldown
 (``options["cooldown_days"]``, else the settings'). Each person gets one message, written per
-(segment, interest, store) from the promotions valid for their home store. Dormant members are
-outside the 48-hour windows, so the route is chosen honestly, per person:
+(segment, interest, store) from the promotions valid for their home store; interests are first
+refreshed from the members' questions of the last 180 days (:mod:`campaigns.interests`).
+Dormant members are outside the 48-hour windows, so the route is chosen honestly, per person:
 
 1. an identity whose kf / Official Account window is still open → that route;
 2. else a staff owner and external userid → an ``add_msg_template`` task for the owner (the
@@ -43,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.models import MessageLog, require_aware
 from campaigns.config import CampaignsConfig
 from campaigns.copy import Copy, CopyRejected, CopyWriter
+from campaigns.interests import refresh_interests
 from campaigns.models import Campaign, CampaignRun, OutboxRow
 from campaigns.outbox import Outbox, Planned
 from campaigns.promotions import Promotion, promotions_from_chunks, valid_promotions
@@ -55,6 +57,8 @@ log = logging.getLogger(__name__)
 WINDOW = timedelta(hours=48)
 WINDOW_ROUTES = {"kf.": "kf", "oa.": "oa"}
 DEFAULT_REENGAGE_SEGMENTS = ("at_risk", "dormant")
+INTEREST_LOOKBACK = timedelta(days=180)
+"""Questions older than this do not add interests (a member's tastes change)."""
 RUNS = CampaignRun.__table__  # type: ignore[attr-defined]
 OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
 LOG = MessageLog.__table__  # type: ignore[attr-defined]
@@ -184,6 +188,8 @@ class Planner:
         unknown = [n for n in names if n not in BUILTIN]
         if unknown:
             raise ValueError(f"unknown segments {unknown}; known: {sorted(BUILTIN)}")
+        # Interests come from what members asked; bring them up to date before writing copy.
+        await refresh_interests(self._engine, since=now - INTEREST_LOOKBACK, now=now)
         days = campaign.options.get("cooldown_days", self._config.reengage_cooldown_days)
         contacted = await self._contacted_since(now - timedelta(days=float(days)))
         rows: list[Planned] = []

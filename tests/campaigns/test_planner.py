@@ -230,3 +230,28 @@ async def test_reports_count_states_and_reactivation(engine: AsyncEngine, planne
         "dormant", "template:dormant", 2, 1,
     )  # fmt: skip
     assert line.rate == 0.5
+
+
+async def test_interests_from_questions_reach_the_profile_before_copy(
+    engine: AsyncEngine, planner: Planner
+) -> None:
+    who = await member(
+        engine, "c1", channel="contact", idle=timedelta(days=45), owner_userid="z",
+        external_userid="wmA",
+    )  # fmt: skip
+    async with engine.begin() as conn:
+        await conn.execute(
+            LOG.insert().values(
+                session_key="x", member_id=who, role="user", text="有没有新鲜的面包和蛋糕？",
+                citations=[], created_at=T0 - timedelta(days=45),
+            )
+        )  # fmt: skip
+    winback = await campaign(engine, "winback", "reengage")
+    await planner.plan(winback, now=T0, run_key="r1")
+    async with engine.connect() as conn:
+        interests = (
+            (await conn.execute(PROFILE.select().where(PROFILE.c.member_id == who)))
+            .one()
+            ._mapping["interests"]
+        )
+    assert interests == ["烘焙"]
