@@ -39,6 +39,32 @@ log = logging.getLogger(__name__)
 
 # ChatOpenAI insists on a key; local servers (vLLM, Ollama) ignore it.
 PLACEHOLDER_API_KEY = "not-needed"
+
+
+class ChatModel:
+    """A ``ChatOpenAI`` for ``config`` over HTTP clients of its own (not langchain's process-wide
+    cached ones), with the timeout and bounded retries always set; :meth:`aclose` frees them."""
+
+    def __init__(self, config: LLMConfig) -> None:
+        self._http = httpx.AsyncClient(timeout=config.timeout)
+        self._http_sync = httpx.Client(timeout=config.timeout)
+        self.model = ChatOpenAI(
+            base_url=config.base_url,
+            model=config.model,
+            api_key=SecretStr(config.api_key or PLACEHOLDER_API_KEY),
+            timeout=config.timeout,
+            max_retries=config.max_retries,
+            temperature=config.temperature,
+            http_async_client=self._http,
+            http_client=self._http_sync,
+        )
+
+    async def aclose(self) -> None:
+        """Release the HTTP connections."""
+        await self._http.aclose()
+        self._http_sync.close()
+
+
 NOT_COVERED = "资料中没有相关信息"
 """What the answer prompt tells the model to say when the sources do not cover the question."""
 
@@ -119,19 +145,8 @@ class LLMAnswerer:
             raise ConfigError("LLMAnswerer needs an LLM model (SIYU_LLM_MODEL)")
         self._retriever = retriever
         self._brand = brand
-        # Our own HTTP clients (not langchain's process-wide cached ones) so close() releases them.
-        self._http = httpx.AsyncClient(timeout=config.timeout)
-        self._http_sync = httpx.Client(timeout=config.timeout)
-        model = ChatOpenAI(
-            base_url=config.base_url,
-            model=config.model,
-            api_key=SecretStr(config.api_key or PLACEHOLDER_API_KEY),
-            timeout=config.timeout,
-            max_retries=config.max_retries,
-            temperature=config.temperature,
-            http_async_client=self._http,
-            http_client=self._http_sync,
-        )
+        self._chat = ChatModel(config)
+        model = self._chat.model
         self._rewrite: Runnable[dict[str, Any], str] = REWRITE_PROMPT | model | StrOutputParser()
         self._write: Runnable[dict[str, Any], str] = ANSWER_PROMPT | model | StrOutputParser()
 
@@ -160,8 +175,7 @@ class LLMAnswerer:
 
     async def aclose(self) -> None:
         """Release the HTTP connections."""
-        await self._http.aclose()
-        self._http_sync.close()
+        await self._chat.aclose()
 
     async def _standalone(self, question: str, history: Sequence[Turn]) -> str:
         inputs = {"history": format_history(history), "question": question}

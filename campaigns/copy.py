@@ -38,15 +38,12 @@ from datetime import datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-import httpx
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable
-from langchain_openai import ChatOpenAI
-from pydantic import SecretStr
 
 from bot.errors import LLMError
-from bot.llm import PLACEHOLDER_API_KEY
+from bot.llm import ChatModel
 from bot.settings import LLMConfig
 from campaigns.compliance import Violation, check_copy, fact_spans
 from campaigns.config import CampaignsConfig
@@ -224,34 +221,19 @@ class CopyWriter:
             self._check_template(name, template)
         self._cache: dict[CacheKey, Copy | tuple[Violation, ...]] = {}
         self._locks: dict[CacheKey, asyncio.Lock] = {}
-        self._http: httpx.AsyncClient | None = None
-        self._http_sync: httpx.Client | None = None
+        self._chat: ChatModel | None = None
         self._chain: Runnable[dict[str, Any], str] | None = None
         if llm is not None and llm.enabled:
             self._chain = self._build_chain(llm)
 
     def _build_chain(self, llm: LLMConfig) -> Runnable[dict[str, Any], str]:
-        # Our own HTTP clients (not langchain's process-wide cached ones) so aclose() frees them.
-        self._http = httpx.AsyncClient(timeout=llm.timeout)
-        self._http_sync = httpx.Client(timeout=llm.timeout)
-        model = ChatOpenAI(
-            base_url=llm.base_url,
-            model=llm.model,
-            api_key=SecretStr(llm.api_key or PLACEHOLDER_API_KEY),
-            timeout=llm.timeout,
-            max_retries=llm.max_retries,
-            temperature=llm.temperature,
-            http_async_client=self._http,
-            http_client=self._http_sync,
-        )
-        return COPY_PROMPT | model | StrOutputParser()
+        self._chat = ChatModel(llm)
+        return COPY_PROMPT | self._chat.model | StrOutputParser()
 
     async def aclose(self) -> None:
         """Release the LLM's HTTP connections."""
-        if self._http is not None:
-            await self._http.aclose()
-        if self._http_sync is not None:
-            self._http_sync.close()
+        if self._chat is not None:
+            await self._chat.aclose()
 
     async def write(
         self, segment: str, promotions: Sequence[Promotion], *, interest: str | None = None

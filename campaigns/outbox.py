@@ -166,14 +166,7 @@ class Outbox:
         }  # fmt: skip
         if error is not None:
             values["error"] = error[:2000]
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                OUTBOX.update()
-                .where(OUTBOX.c.id == row_id, OUTBOX.c.lease_owner == owner)
-                .where(OUTBOX.c.state == "pending")
-                .values(**values)
-            )
-        return result.rowcount == 1
+        return await self._update_owned(row_id, owner, values)
 
     async def counts(self, run_id: int) -> dict[tuple[str, str | None], int]:
         """Rows of a run by (state, reason)."""
@@ -194,17 +187,12 @@ class Outbox:
             return int((await conn.execute(stmt)).scalar_one())
 
     async def _finish(self, row_id: int, owner: str, values: dict[str, Any]) -> bool:
-        done = {**values, "lease_owner": None, "lease_until": None}
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                OUTBOX.update()
-                .where(OUTBOX.c.id == row_id, OUTBOX.c.lease_owner == owner)
-                .where(OUTBOX.c.state == "pending")
-                .values(**done)
-            )
-        return result.rowcount == 1
+        return await self._update_owned(
+            row_id, owner, {**values, "lease_owner": None, "lease_until": None}
+        )
 
     async def _update_owned(self, row_id: int, owner: str, values: dict[str, Any]) -> bool:
+        """Apply ``values`` to a pending row ``owner`` holds; False if it holds it no more."""
         async with self._engine.begin() as conn:
             result = await conn.execute(
                 OUTBOX.update()

@@ -5,7 +5,6 @@ and :func:`fresh_database`, a whole PostgreSQL database for tests that start sub
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -16,43 +15,17 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import campaigns.models  # noqa: F401  (registers the campaigns' tables)
-from bot.db import create_engine, create_schema
 from bot.models import Member
+from tests.sql import BACKENDS, postgres_url, sql_engine
 
 T0 = datetime(2026, 6, 10, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai, a Wednesday
 
 
-def postgres_url() -> str:
-    """``SIYU_TEST_POSTGRES_URL``, or skip the test."""
-    url = os.environ.get("SIYU_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("SIYU_TEST_POSTGRES_URL is not set")
-    return url
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 async def engine(request: pytest.FixtureRequest, data_dir: Path) -> AsyncIterator[AsyncEngine]:
     """A real engine with the core's and the campaigns' tables."""
-    if request.param == "sqlite":
-        engine = create_engine(f"sqlite+aiosqlite:///{data_dir / 'campaigns.db'}")
-        await create_schema(engine)
+    async with sql_engine(request.param, data_dir) as engine:
         yield engine
-        await engine.dispose()
-        return
-    url = postgres_url()
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(url)
-    async with admin.begin() as conn:
-        await conn.execute(text(f"CREATE SCHEMA {schema}"))
-    engine = create_async_engine(url, connect_args={"server_settings": {"search_path": schema}})
-    try:
-        await create_schema(engine)
-        yield engine
-    finally:
-        await engine.dispose()
-        async with admin.begin() as conn:
-            await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        await admin.dispose()
 
 
 @pytest.fixture

@@ -1,0 +1,57 @@
+"""Real databases for tests: SQLite in a temp dir, or a fresh PostgreSQL schema.
+
+PostgreSQL is used when ``SIYU_TEST_POSTGRES_URL`` is set (``.ci/run`` sets it); each engine
+gets a schema of its own, dropped afterwards, so tests never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from bot.db import create_engine, create_schema
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+"""Parameters for an ``engine`` fixture over both backends."""
+
+
+def postgres_url() -> str:
+    """``SIYU_TEST_POSTGRES_URL``, or skip the test."""
+    url = os.environ.get("SIYU_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("SIYU_TEST_POSTGRES_URL is not set")
+    return url
+
+
+@asynccontextmanager
+async def sql_engine(backend: str, data_dir: Path) -> AsyncIterator[AsyncEngine]:
+    """An engine on ``backend`` ("sqlite" or "postgres") with every registered table created."""
+    if backend == "sqlite":
+        engine = create_engine(f"sqlite+aiosqlite:///{data_dir / 'test.db'}")
+        try:
+            await create_schema(engine)
+            yield engine
+        finally:
+            await engine.dispose()
+        return
+    url = postgres_url()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(url)
+    async with admin.begin() as conn:
+        await conn.execute(text(f"CREATE SCHEMA {schema}"))
+    engine = create_async_engine(url, connect_args={"server_settings": {"search_path": schema}})
+    try:
+        await create_schema(engine)
+        yield engine
+    finally:
+        await engine.dispose()
+        async with admin.begin() as conn:
+            await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        await admin.dispose()
