@@ -38,6 +38,7 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/answer_latency.py
 	$(BIN)/python -m bench.callback_ack
+	$(BIN)/python -m bench.campaign_fanout
 
 # Retrieval quality on the shared FAQ benchmark (needs ../shared/data).
 eval: $(STAMP)

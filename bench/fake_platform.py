@@ -5,12 +5,15 @@ for the benches.
 
 Prints one line ``{"url": "http://127.0.0.1:<port>"}`` once it listens, and stops when its
 standard input closes (so it never outlives the bench that started it). Next to the fake's API it
-serves two bench-only endpoints:
+serves bench-only endpoints:
 
 - ``POST /bench/kf_messages`` ``{"count": n, "open_kfid": "...", "users": m}``: ``n`` customer
   text messages are waiting on the platform (spread over ``m`` customers), as if they had been
   sent before their callbacks arrive.
 - ``GET /bench/stats``: how many calls each API received and how many sends were accepted.
+- ``GET /bench/kf_send_times``: ``{"times": [...]}``, the real ``time.time()`` at which the fake
+  accepted each kf send (a repeated ``msgid`` is not a new send), in order: the campaign bench
+  measures the achieved send rate from them (the fake's own clock does not move).
 
 The fake's clock starts at the real time (the bot under test uses the real clock for the 48-hour
 windows) and does not move. Every Official Account user counts as having written just now, so a
@@ -24,6 +27,7 @@ import json
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -41,12 +45,23 @@ QUESTIONS = (
 JSON = dict[str, Any]
 
 
+@dataclass
 class BenchPlatform(FakePlatform):
     """The test fake, with every OA user's 48-hour window open."""
+
+    kf_send_times: list[float] = field(default_factory=list)
+    """Real time of each accepted kf send (the fake's clock stands still)."""
 
     async def _custom_send(self, request: web.Request, body: JSON) -> JSON:
         self.add_oa_message(str(body.get("touser", "")))
         return await super()._custom_send(request, body)
+
+    async def _kf_send_msg(self, request: web.Request, body: JSON) -> JSON:
+        accepted = len(self.kf_sent)  # the parent never suspends: nothing interleaves here
+        answer = await super()._kf_send_msg(request, body)
+        if len(self.kf_sent) > accepted:
+            self.kf_send_times.append(time.time())
+        return answer
 
 
 def bench_app(fake: FakePlatform) -> web.Application:
@@ -67,8 +82,13 @@ def bench_app(fake: FakePlatform) -> web.Application:
         sent = {"kf_sent": len(fake.kf_sent), "custom_sent": len(fake.custom_sent)}
         return web.json_response({"calls": dict(calls), **sent})
 
+    async def kf_send_times(_request: web.Request) -> web.Response:
+        times = fake.kf_send_times if isinstance(fake, BenchPlatform) else []
+        return web.json_response({"times": times})
+
     app.router.add_post("/bench/kf_messages", kf_messages)
     app.router.add_get("/bench/stats", stats)
+    app.router.add_get("/bench/kf_send_times", kf_send_times)
     return app
 
 

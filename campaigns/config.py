@@ -24,6 +24,8 @@ class RateLimits:
     oa_per_minute: float = 600.0
     staff_task_per_minute: float = 60.0
     robot_per_minute: float = 20.0  # WeCom: 20 messages a minute per group robot
+    margin_seconds: float = 1.0
+    """Arrival jitter absorbed by stretching each minute (see :mod:`campaigns.ratelimit`)."""
 
     def per_minute(self, channel: str) -> float:
         """The route's limit; ``group`` is the per-robot limit."""

@@ -11,6 +11,7 @@
   ``failed``. Rows in state ``sent`` are the record of every marketing message a member received
   (caps and reports count them).
 - :class:`RateSlot`: the next free send time of one rate limiter (shared by every worker).
+- :class:`SendLock`: one worker at a time decides and sends for a person.
 - :class:`SchedulerFire`: one execution of a scheduled job (for reports and the leader test).
 
 Datetimes are aware UTC (:class:`bot.models.UTCDateTime`).
@@ -144,6 +145,16 @@ class RateSlot(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=128)
     next_at: float = Field(default=0.0)
+
+
+class SendLock(SQLModel, table=True):
+    """A short lease on one person while a worker decides and sends to them (Unix seconds)."""
+
+    __tablename__ = "send_lock"
+
+    key: str = Field(primary_key=True, max_length=200)
+    owner: str = Field(max_length=64)
+    until: float = Field(default=0.0)
 
 
 class SchedulerFire(SQLModel, table=True):

@@ -80,17 +80,19 @@ class Outbox:
         that is run again adds only what is missing). Returns the rows inserted."""
         require_aware(now)
         insert = pg_insert if self._postgres else sqlite_insert
+        # One compiled statement, executed for many parameter sets (SQLAlchemy batches them into
+        # multi-row INSERTs); RETURNING names only the rows that were new.
+        stmt = (
+            insert(OUTBOX)
+            .on_conflict_do_nothing(index_elements=["run_id", "target"])
+            .returning(OUTBOX.c.id)
+        )
         added = 0
         for start in range(0, len(rows), INSERT_BATCH):
             values = [_values(run_id, p, now) for p in rows[start : start + INSERT_BATCH]]
-            stmt = (
-                insert(OUTBOX)
-                .values(values)
-                .on_conflict_do_nothing(index_elements=["run_id", "target"])
-            )
             async with self._engine.begin() as conn:
-                result = await conn.execute(stmt)
-            added += max(result.rowcount, 0)
+                result = await conn.execute(stmt, values)
+                added += len(result.all())
         return added
 
     async def claim(

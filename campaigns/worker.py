@@ -6,8 +6,10 @@ Per claimed row, in order (see :mod:`campaigns.outbox` for why each step is wher
    during the platform call) is tried again only on an idempotent route (kf, with our ``msgid``);
    on any other route it ends ``failed`` ("outcome unknown") rather than risk a double send;
 2. a row that used up ``max_attempts`` ends ``failed``;
-3. the delivery policy (:class:`campaigns.policy.DeliveryPolicy`): skip with a reason, defer
-   (quiet hours: back to pending until the morning), or send;
+3. with the person's lease held (one worker at a time per person, so two workers cannot both
+   pass a cap with two rows of one person), the delivery policy
+   (:class:`campaigns.policy.DeliveryPolicy`): skip with a reason, defer (quiet hours: back to
+   pending until the morning), or send;
 4. a slot from the shared rate limiter (per route, and per robot for group posts);
 5. the attempt is committed, then the adapter sends (:class:`bot.types.OutboundSender`);
 6. ``sent`` with the platform's id; or, on :class:`bot.errors.DeliveryError`, a retry later
@@ -33,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.errors import DeliveryError
 from bot.types import Outbound, OutboundSender
 from campaigns.config import CampaignsConfig
+from campaigns.locks import SendLocks
 from campaigns.models import OutboxRow
 from campaigns.outbox import Outbox, outbox_key
 from campaigns.policy import DeliveryPolicy
@@ -45,6 +48,8 @@ IDEMPOTENT_ROUTES = frozenset({"kf"})
 SKIP_ERRORS = frozenset({"window_closed", "platform_quota"})
 """Delivery errors that end a row as skipped (a rule said no), not failed."""
 BACKOFF_SECONDS = 30.0
+PERSON_BUSY_SECONDS = 2.0
+"""Another worker is sending to this person: try the row again this soon."""
 UNKNOWN_OUTCOME = "outcome unknown: a worker stopped during the send; not repeated"
 
 
@@ -83,7 +88,8 @@ class DeliveryWorker:
         self._batch = batch
         self._idle = idle_seconds
         self._policy = DeliveryPolicy(engine, config)
-        self._limiter = limiter if limiter is not None else RateLimiter(engine)
+        self._limiter = limiter or RateLimiter(engine, margin=config.rates.margin_seconds)
+        self._locks = SendLocks(engine)
 
     @property
     def outbox(self) -> Outbox:
@@ -113,13 +119,28 @@ class DeliveryWorker:
         return len(rows)
 
     async def _handle(self, rows: Sequence[OutboxRow]) -> None:
-        """One send: a single row, or the rows of one staff task."""
-        go: list[OutboxRow] = []
-        for row in rows:
-            if await self._admit(row):
-                go.append(row)
-        if not go:
-            return
+        """One send: a single row, or the rows of one staff task. Each person's lease is held
+        from the policy decision until the outcome is recorded (:mod:`campaigns.locks`)."""
+        held: list[str] = []
+        try:
+            go: list[OutboxRow] = []
+            for row in rows:
+                if row.person is not None and row.channel != "group":
+                    key = f"person:{row.person}"
+                    if not await self._locks.acquire(key, self._owner, self._config.lease_seconds):
+                        later = self._clock() + timedelta(seconds=PERSON_BUSY_SECONDS)
+                        await self._outbox.release(_id(row), self._owner, not_before=later)
+                        continue
+                    held.append(key)
+                if await self._admit(row):
+                    go.append(row)
+            if go:
+                await self._attempt(go)
+        finally:
+            for key in held:
+                await self._locks.release(key, self._owner)
+
+    async def _attempt(self, go: Sequence[OutboxRow]) -> None:
         first = go[0]
         await self._limiter.acquire(rate_key(first), self._config.rates.per_minute(first.channel))
         started = []

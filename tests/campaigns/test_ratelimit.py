@@ -174,3 +174,11 @@ async def test_real_time_high_rate_across_engines(engine: AsyncEngine, twin: Asy
     assert min(gaps(slots)) >= 0.1 - TOL
     assert most_in_any_minute(slots, width=1.0) == 10  # 600/min is 10 in any second
     assert max(early) <= 1e-3  # resumed at or after the slot (1 ms for timer resolution)
+
+
+async def test_a_margin_stretches_each_minute(engine: AsyncEngine) -> None:
+    limiter = RateLimiter(engine, clock=FakeTime(), margin=1.0)
+    slots = [await limiter.reserve("kf", 60) for _ in range(62)]
+    assert min(gaps(slots)) >= 61 / 60 - TOL
+    # Even if every send arrived up to 1 s late (or early), no 60 s window holds more than 60.
+    assert slots[60] - slots[0] >= 60 + 1 - TOL

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -227,3 +228,24 @@ async def test_group_posts_and_expired_promotions(
         ("sent", None): 1, ("skipped", "expired"): 1, ("failed", "rejected"): 1,
     }  # fmt: skip
     assert [p["text"]["content"] for _, p in wecom_server.robot_sent] == ["今日特惠"]
+
+
+async def test_two_workers_never_both_pass_one_persons_cap(
+    engine: AsyncEngine, wecom_server: FakePlatform, sender: PlatformSender
+) -> None:
+    # One person, two runs planned for the same morning (a daily deal and a win-back).
+    (row,) = await kf_rows(engine, wecom_server, ["u1"])
+    runs = [await new_run(engine, "deals"), await new_run(engine, "winback")]
+    for run in runs:
+        await Outbox(engine).add(run, [row], T0)
+    clock = Clock()
+    w1 = DeliveryWorker(engine, sender, CONFIG, owner="w1", clock=clock, batch=1)
+    w2 = DeliveryWorker(engine, sender, CONFIG, owner="w2", clock=clock, batch=1)
+    for _ in range(3):
+        await asyncio.gather(w1.run_once(), w2.run_once())
+        clock.now += timedelta(seconds=3)  # a row put back while the other worker held u1
+    finals = [await states(engine, run) for run in runs]
+    assert sorted(finals, key=str) == sorted(
+        [{("sent", None): 1}, {("skipped", "cap"): 1}], key=str
+    )
+    assert len(wecom_server.kf_sent) == 1
