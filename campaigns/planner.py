@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 WINDOW = timedelta(hours=48)
 WINDOW_ROUTES = {"kf.": "kf", "oa.": "oa"}
 DEFAULT_REENGAGE_SEGMENTS = ("at_risk", "dormant")
+VARIANT_CHARS = 64
+"""outbox.variant's width; an operator's long interest name is cut, not refused."""
 INTEREST_LOOKBACK = timedelta(days=180)
 """Questions older than this do not add interests (a member's tastes change)."""
 RUNS = CampaignRun.__table__  # type: ignore[attr-defined]
@@ -152,7 +154,7 @@ class Planner:
             Planned(
                 target=f"group:{robot}", channel="group", text=copy.text,
                 address={"robot": robot}, not_before=now, segment="group",
-                variant=copy.variant, expires_at=expires,
+                variant=copy.variant[:VARIANT_CHARS], expires_at=expires,
             )
             for robot in _names(campaign.options.get("groups"))
         ]  # fmt: skip
@@ -176,7 +178,7 @@ class Planner:
                     target=f"person:{person}", channel=WINDOW_ROUTES[_prefix(open_id.channel)],
                     text=copy.text, address=address, not_before=now, member_id=open_id.member_id,
                     person=person, segment=lifecycle(open_id.first_seen, open_id.last_active, now),
-                    variant=copy.variant, expires_at=expires,
+                    variant=copy.variant[:VARIANT_CHARS], expires_at=expires,
                 )
             )  # fmt: skip
         return rows
@@ -247,7 +249,7 @@ class Planner:
         return Planned(
             target=f"person:{person}", channel=route, text=copy.text, address=address,
             not_before=now, member_id=member.member_id, person=person, segment=segment,
-            variant=copy.variant, expires_at=_expiry(promos),
+            variant=copy.variant[:VARIANT_CHARS], expires_at=_expiry(promos),
         )  # fmt: skip
 
     # --- pieces ----------------------------------------------------------------------------

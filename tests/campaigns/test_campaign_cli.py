@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -131,3 +133,38 @@ async def test_operator_mistakes_get_clear_errors(env: dict[str, str], tmp_path:
     junk.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)
     out = await siyu(env, tmp_path, "members", "import", str(junk), ok=False)
     assert "CSV" in out
+
+
+async def test_the_scheduler_fires_a_daily_deal_from_the_settings(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    promo, _ = write_inputs(tmp_path)
+    await siyu(env, tmp_path, "ingest", str(promo))
+    fire_at = datetime.now(TZ) + timedelta(seconds=15)
+    cron = f"{fire_at.second} {fire_at.minute} {fire_at.hour} * * *"  # seconds first
+    deals = json.dumps([{"store_id": None, "cron": cron, "groups": ["g1"]}])
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from bot.cli import main; main()", "scheduler",
+        cwd=tmp_path, env={**os.environ, "SIYU_DAILY_DEALS": deals},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    db = tmp_path / "data" / "siyu.db"
+    try:
+        runs: list[tuple[str, str]] = []
+        for _ in range(60):  # up to 30 s after the fire time
+            await asyncio.sleep(1.0 if datetime.now(TZ) < fire_at else 0.5)
+            if db.exists():
+                runs = query(db, "SELECT run_key, state FROM campaign_run")
+            if runs:
+                break
+        assert runs == [(fire_at.date().isoformat(), "planned")]
+        (fire,) = query(db, "SELECT job_id, outcome FROM scheduler_fire")
+        assert fire[1].startswith("planned 1")  # the one group post
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
+def query(db: Path, sql: str) -> list[tuple[str, str]]:
+    with sqlite3.connect(db, timeout=5) as conn:
+        return [tuple(r) for r in conn.execute(sql)]
