@@ -12,9 +12,12 @@ TransportError         back off likewise, up to ``max_attempts`` (timeouts, 5xx,
 anything else          raised at once (WindowClosedError is never retried)
 =====================  =============================================================
 
-A retried send can reach the platform twice after a timeout; kf ``send_msg`` is made idempotent
-by the caller-supplied ``msgid``. The access token travels in the query string and is never put in
-an error message.
+A send retried after a timeout could reach the platform twice. kf ``send_msg`` is idempotent
+through the caller-supplied ``msgid``; the sends without such an id (``message/send``,
+``custom/send``, ``add_msg_template``, robots) are retried only when the request never left
+(connection refused), never after an answer that may have come too late.
+
+The access token travels in the query string and is never put in an error message.
 """
 
 from __future__ import annotations
@@ -127,8 +130,13 @@ class RetryPolicy:
             return self.max_attempts
         return 1
 
-    async def run(self, attempt: Callable[[], Awaitable[JSON]], sleep: Sleep) -> JSON:
-        """Run ``attempt`` until it succeeds or raises an error with no attempts left."""
+    async def run(
+        self, attempt: Callable[[], Awaitable[JSON]], sleep: Sleep, *, idempotent: bool = True
+    ) -> JSON:
+        """Run ``attempt`` until it succeeds or raises an error with no attempts left.
+
+        A request that is not ``idempotent`` (a send with no caller id) is not repeated after a
+        transport error that may have reached the platform: a second copy would be delivered."""
         done = 0
         while True:
             done += 1
@@ -136,6 +144,8 @@ class RetryPolicy:
                 return await attempt()
             except (RateLimitedError, SystemBusyError, TransportError) as error:
                 if done >= self.attempts_for(error):
+                    raise
+                if not idempotent and isinstance(error, TransportError) and error.maybe_delivered:
                     raise
             await sleep(self.backoff * 2 ** (done - 1))
 
@@ -165,6 +175,9 @@ async def request_json(
             status, raw = response.status, await response.read()
     except TimeoutError:
         raise TransportError(f"no answer within {seconds} s", api=api) from None
+    except aiohttp.ClientConnectorError as exc:  # no connection: nothing was sent
+        message = _redact(f"{type(exc).__name__}: {exc}", params)
+        raise TransportError(message, api=api, maybe_delivered=False) from None
     except aiohttp.ClientError as exc:
         message = _redact(f"{type(exc).__name__}: {exc}", params)
         raise TransportError(message, api=api) from None
@@ -240,8 +253,12 @@ class WeComClient:
         *,
         method: str = "POST",
         params: Mapping[str, str] | None = None,
+        idempotent: bool = True,
     ) -> JSON:
-        """Call ``api`` (a path like ``/cgi-bin/kf/send_msg``) with the access token added."""
+        """Call ``api`` (a path like ``/cgi-bin/kf/send_msg``) with the access token added.
+
+        ``idempotent=False`` for sends the platform cannot recognise when repeated (no caller
+        id): they are not retried after a transport error that may have reached it."""
 
         async def attempt() -> JSON:
             token = await self._tokens.get(self._creds, self._fetch_token)
@@ -253,9 +270,9 @@ class WeComClient:
                 raise
 
         try:
-            return await self._retry.run(attempt, self._sleep)
-        except TokenExpiredError:
-            return await self._retry.run(attempt, self._sleep)  # once, with a fresh token
+            return await self._retry.run(attempt, self._sleep, idempotent=idempotent)
+        except TokenExpiredError:  # once more, with a fresh token (the platform refused it)
+            return await self._retry.run(attempt, self._sleep, idempotent=idempotent)
 
     async def _fetch_token(self) -> tuple[str, float]:
         if self._creds.kind == "wecom":
@@ -364,7 +381,7 @@ class WeComClient:
             "agentid": agentid,
             "text": {"content": content},
         }
-        return await self.call("/cgi-bin/message/send", payload)
+        return await self.call("/cgi-bin/message/send", payload, idempotent=False)
 
     async def add_msg_template(
         self, *, sender: str, external_userids: Sequence[str], content: str
@@ -380,10 +397,12 @@ class WeComClient:
             "external_userid": list(external_userids),
             "text": {"content": content},
         }
-        return await self.call("/cgi-bin/externalcontact/add_msg_template", payload)
+        return await self.call(
+            "/cgi-bin/externalcontact/add_msg_template", payload, idempotent=False
+        )
 
     async def custom_send_text(self, *, touser: str, content: str) -> JSON:
         """Send an Official Account customer-service text (within 48 h of the user's message)."""
         check_text(content)
         payload = {"touser": touser, "msgtype": "text", "text": {"content": content}}
-        return await self.call("/cgi-bin/message/custom/send", payload)
+        return await self.call("/cgi-bin/message/custom/send", payload, idempotent=False)

@@ -77,10 +77,15 @@ class WindowClosedError(APIError):
 
 
 class TransportError(APIError):
-    """No usable answer: timeout, connection error, HTTP error status or a non-JSON body."""
+    """No usable answer: timeout, connection error, HTTP error status or a non-JSON body.
 
-    def __init__(self, errmsg: str, *, api: str = "") -> None:
+    ``maybe_delivered`` is False only when the request never reached the platform (the
+    connection could not be made); after a timeout, an error status or an unreadable answer the
+    platform may have acted on it, so a send must not be repeated blindly."""
+
+    def __init__(self, errmsg: str, *, api: str = "", maybe_delivered: bool = True) -> None:
         super().__init__(-2, errmsg, api=api)
+        self.maybe_delivered = maybe_delivered
 
 
 class BadRequestError(WeComError, ValueError):

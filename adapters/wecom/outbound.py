@@ -11,8 +11,10 @@ Routes and their addresses:
 - ``group``: ``robot`` (a SIYU_WECOM_ROBOTS name) → ``webhook/send``.
 
 Platform errors become :class:`bot.errors.DeliveryError`: a closed 48-hour / 5-message window is
-``window_closed`` (never retried), API frequency limits ``platform_quota`` (retryable), timeouts
-and busy answers ``transport`` (retryable), anything else ``rejected``. An address naming an
+``window_closed`` (never retried), API frequency limits ``platform_quota`` (retryable), busy
+answers and failed connections ``transport`` (retryable); a timeout or error status on a route
+without a caller id is ``unknown`` (not retried: the platform may have delivered it); anything
+else ``rejected``. An address naming an
 account that is not configured is ``rejected`` too: the message cannot go anywhere.
 """
 
@@ -41,6 +43,8 @@ from bot.settings import ContactAccount, KfAccount, OfficialAccountConfig, Robot
 from bot.types import Outbound
 
 T = TypeVar("T")
+IDEMPOTENT_ROUTES = frozenset({"kf"})
+"""Routes whose send carries our key (kf ``msgid``): repeating one cannot deliver twice."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,12 @@ class PlatformSender:
             raise DeliveryError(str(exc), reason="window_closed", retryable=False) from exc
         except RateLimitedError as exc:
             raise DeliveryError(str(exc), reason="platform_quota", retryable=True) from exc
-        except (TransportError, SystemBusyError) as exc:
+        except TransportError as exc:
+            if exc.maybe_delivered and message.route not in IDEMPOTENT_ROUTES:
+                # A timeout on a send without a caller id: it may have arrived; never repeat it.
+                raise DeliveryError(str(exc), reason="unknown", retryable=False) from exc
+            raise DeliveryError(str(exc), reason="transport", retryable=True) from exc
+        except SystemBusyError as exc:
             raise DeliveryError(str(exc), reason="transport", retryable=True) from exc
         except (APIError, BadRequestError) as exc:
             raise DeliveryError(str(exc), reason="rejected", retryable=False) from exc

@@ -98,4 +98,4 @@ class RobotWebhook:
                 seconds=self._timeout,
             )
 
-        await self._retry.run(attempt, self._sleep)
+        await self._retry.run(attempt, self._sleep, idempotent=False)  # no caller id

@@ -249,3 +249,23 @@ async def test_two_workers_never_both_pass_one_persons_cap(
         [{("sent", None): 1}, {("skipped", "cap"): 1}], key=str
     )
     assert len(wecom_server.kf_sent) == 1
+
+
+async def test_a_late_answer_on_a_route_without_caller_id_is_not_resent(
+    engine: AsyncEngine, wecom_server: FakePlatform, sender: PlatformSender
+) -> None:
+    run = await new_run(engine)
+    member = await add_member(engine, "o1", channel="oa.oa1", last_active=T0)
+    wecom_server.add_oa_message("o1")
+    row = Planned(
+        target="person:o1", channel="oa", text="hi", address={"account": "oa1", "openid": "o1"},
+        not_before=T0, member_id=member, person=f"m{member}",
+    )  # fmt: skip
+    await Outbox(engine).add(run, [row], T0)
+    wecom_server.http_status("/cgi-bin/message/custom/send", 502)
+    clock = Clock()
+    await worker(engine, sender, clock).drain()
+    clock.now += timedelta(hours=1)
+    await worker(engine, sender, clock).drain()
+    assert await states(engine, run) == {("failed", "unknown"): 1}
+    assert wecom_server.count("/cgi-bin/message/custom/send") == 1

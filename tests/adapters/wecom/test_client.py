@@ -420,3 +420,35 @@ async def test_robot_refuses_blank_text(
     with pytest.raises(BadRequestError):
         await robot.send_text(" \n ")
     assert wecom_server.robot_sent == []
+
+
+async def test_sends_without_a_caller_id_are_not_repeated_after_a_late_answer(
+    wecom_server: FakePlatform, session: aiohttp.ClientSession
+) -> None:
+    custom = "/cgi-bin/message/custom/send"
+    oa = _client(session, wecom_server, kind="oa")
+    wecom_server.add_oa_message("o1")
+    await oa.custom_send_text(touser="o1", content="先拿 token")
+    # A 502 may come from a proxy after the platform acted: a repeat could deliver twice.
+    wecom_server.http_status(custom, 502)
+    with pytest.raises(TransportError) as caught:
+        await oa.custom_send_text(touser="o1", content="双十二特惠")
+    assert caught.value.maybe_delivered
+    assert wecom_server.count(custom) == 2  # the first send, then one attempt only
+    # kf sends carry our msgid, so the same failure is simply retried.
+    kf = _client(session, wecom_server)
+    wecom_server.add_kf_message("u1", "在吗", open_kfid=KF)
+    wecom_server.http_status(SEND, 502)
+    await kf.kf_send_text(touser="u1", open_kfid=KF, content="好的", msgid="m-1")
+    assert wecom_server.count(SEND) == 2
+    assert len(wecom_server.kf_sent) == 1
+
+
+async def test_a_send_that_never_left_is_retried(session: aiohttp.ClientSession) -> None:
+    sleep = RecordingSleep()
+    creds = Credentials("oa", "wxapp", "secret")
+    client = WeComClient(session, creds, base_url="http://127.0.0.1:9", sleep=sleep)
+    with pytest.raises(TransportError) as caught:
+        await client.custom_send_text(touser="o1", content="hi")
+    assert not caught.value.maybe_delivered  # connection refused: safe to try again
+    assert len(sleep.delays) == 2
