@@ -8,6 +8,8 @@
    equals ``row.person``, plus the row's own member (which may have no profile). Any of them
    ``opted_out``, or any of their profiles with ``consent`` False → skip ``opted_out``. Read fresh
    at every decision, so an opt-out that arrives mid-campaign stops the remaining sends.
+   Any of them handed off to a person (``handoff``: a human is serving them right now) → skip
+   ``human_serving``: the bot stays silent while a human serves, pushes included.
 3. Quiet hours (every row, groups too) → defer until the end of the quiet window, so the message
    goes out in the morning instead of being dropped; if that is at or after ``expires_at`` (the
    message would be expired by then) → skip ``quiet_hours``.
@@ -56,6 +58,7 @@ SKIP_REASONS = (
     "expired",
     "compliance",
     "quiet_hours",
+    "human_serving",
 )
 """Every reason a row may end ``skipped`` with (``compliance`` is the copy check's, not ours)."""
 
@@ -108,6 +111,7 @@ def quiet_until(now: datetime, config: CampaignsConfig) -> datetime | None:
 class _Person:
     opted_out: bool
     last_active: datetime | None  # of the row's own member
+    human_serving: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,8 @@ class DeliveryPolicy:
         person = await self._person(row) if row.member_id is not None else None
         if person is not None and person.opted_out:
             return _skip("opted_out")
+        if person is not None and person.human_serving:
+            return _skip("human_serving")
         until = quiet_until(now, self._config)
         if until is not None:
             if row.expires_at is not None and until >= row.expires_at:
@@ -162,7 +168,9 @@ class DeliveryPolicy:
             same_person = sa.select(profile.member_id).where(profile.person == row.person)
             ids = sa.union_all(ids, same_person)
         stmt = (
-            sa.select(member.id, member.opted_out, member.last_active, profile.consent)
+            sa.select(
+                member.id, member.opted_out, member.last_active, member.handoff, profile.consent
+            )
             .select_from(Member.__table__.outerjoin(MemberProfile.__table__))  # type: ignore[attr-defined]
             .where(member.id.in_(ids))
         )
@@ -170,7 +178,7 @@ class DeliveryPolicy:
             rows = (await conn.execute(stmt)).all()
         opted_out = any(r.opted_out or r.consent is False for r in rows)
         last = next((r.last_active for r in rows if r.id == row.member_id), None)
-        return _Person(opted_out, last)
+        return _Person(opted_out, last, any(r.handoff for r in rows))
 
     async def _counts(self, row: OutboxRow, person: _Person, now: datetime) -> _Counts:
         """One aggregate over the person's recent sent rows (+ the bot's session messages)."""

@@ -270,6 +270,21 @@ async def test_consent_withdrawn_on_the_profile(engine: AsyncEngine) -> None:
     assert await policy.decide(row(member, "cust-1", "staff_task"), now) == skip("opted_out")
 
 
+async def test_no_push_while_a_human_serves_the_person(engine: AsyncEngine) -> None:
+    now = sh(6, 10, 10, 0)
+    kf = await add_member(engine, "kf-1", last_active=now - timedelta(hours=1))
+    contact = await add_member(engine, "c-1", channel="contact")
+    await profile(engine, kf, "cust-1")
+    await profile(engine, contact, "cust-1")
+    policy = DeliveryPolicy(engine, CampaignsConfig())
+    assert await policy.decide(row(contact, "cust-1", "staff_task"), now) == SEND
+    async with engine.begin() as conn:  # the member asked for 人工 on kf
+        await conn.execute(
+            sa.update(Member).where(Member.id == kf).values(handoff=True)  # type: ignore[arg-type]
+        )
+    assert await policy.decide(row(contact, "cust-1", "staff_task"), now) == skip("human_serving")
+
+
 async def test_member_without_a_profile(engine: AsyncEngine) -> None:
     now = sh(6, 10, 10, 0)
     active = await add_member(engine, "kf-1", last_active=now - timedelta(hours=1))
