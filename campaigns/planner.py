@@ -21,8 +21,9 @@ Dormant members are outside the 48-hour windows, so the route is chosen honestly
 1. an identity whose kf / Official Account window is still open → that route;
 2. else a staff owner and external userid → an ``add_msg_template`` task for the owner (the
    worker groups one task per owner; it reaches the member once the owner confirms it);
-3. else the person is *not planned*: counted in the report as reachable only through group posts
-   (their groups get the daily deals) or not reachable at all. Nothing pretends to send.
+3. else no 1:1 message: the person is counted as reachable only in groups (each such group gets
+   one post in the segment's voice, and the plan says so) or not reachable at all. Nothing
+   pretends to send.
 
 Copy comes from :class:`campaigns.copy.CopyWriter` (LLM checked against the promotions' facts,
 or the operator's templates); copy refused by the compliance check plans no rows for that
@@ -196,6 +197,7 @@ class Planner:
         contacted = await self._contacted_since(now - timedelta(days=float(days)))
         rows: list[Planned] = []
         seen: set[str] = set()
+        groups: dict[str, tuple[str, str | None]] = {}  # robot → (segment, store) of group-only
         for name in names:
             rule = replace(BUILTIN[name], store=campaign.store_id)
             people = await self._people(rule, now)
@@ -207,9 +209,42 @@ class Planner:
                 if person in contacted:
                     report.not_planned["cooldown"] += 1
                     continue
-                row = await self._reengage_row(person, identities, name, addresses, now, report)
+                route = _route(identities, addresses, now)
+                if route is None:
+                    reason = "group_only" if any(a.groups for a in identities) else "unreachable"
+                    report.not_planned[reason] += 1
+                    for a in identities:
+                        for robot in a.groups:
+                            groups.setdefault(robot, (name, a.home_store))
+                    continue
+                row = await self._reengage_row(person, identities, name, route, now, report)
                 if row is not None:
                     rows.append(row)
+        rows.extend(await self._group_posts(groups, now, report))
+        return rows
+
+    async def _group_posts(
+        self, groups: dict[str, tuple[str, str | None]], now: datetime, report: PlanReport
+    ) -> list[Planned]:
+        """One post per group holding members no 1:1 route reaches, in their segment's voice."""
+        rows = []
+        for robot, (segment, store) in sorted(groups.items()):
+            promos = self._promotions(store, now)
+            copy = await self._write(report, segment, promos, None) if promos else None
+            if copy is None:
+                continue
+            rows.append(
+                Planned(
+                    target=f"group:{robot}", channel="group", text=copy.text,
+                    address={"robot": robot}, not_before=now, segment=segment,
+                    variant=copy.variant[:VARIANT_CHARS], expires_at=_expiry(promos),
+                )
+            )  # fmt: skip
+        if rows:
+            report.notes.append(
+                f"{report.not_planned['group_only']} members are reachable only in groups: "
+                f"{len(rows)} group posts planned instead of 1:1 messages"
+            )
         return rows
 
     async def _reengage_row(
@@ -217,25 +252,12 @@ class Planner:
         person: str,
         identities: list[Audience],
         segment: str,
-        addresses: dict[int, dict[str, Any]],
+        chosen: tuple[str, Audience, dict[str, Any]],
         now: datetime,
         report: PlanReport,
     ) -> Planned | None:
         first = identities[0]
-        open_id = _open_window(identities, now)
-        staff = next((a for a in identities if a.owner_userid and a.external_userid), None)
-        address: dict[str, Any] | None = None
-        if open_id is not None:
-            address = _window_address(open_id, addresses)
-        if address is not None and open_id is not None:
-            route, member = WINDOW_ROUTES[_prefix(open_id.channel)], open_id
-        elif staff is not None:
-            route, member = "staff_task", staff
-            address = {"owner": staff.owner_userid, "external_userid": staff.external_userid}
-        else:
-            reason = "group_only" if any(a.groups for a in identities) else "unreachable"
-            report.not_planned[reason] += 1
-            return None
+        route, member, address = chosen
         promos = self._promotions(first.home_store, now)
         if not promos:
             report.not_planned["no_promotion"] += 1
@@ -393,6 +415,23 @@ def _is_open(member: Audience, now: datetime) -> bool:
 def _open_window(identities: Sequence[Audience], now: datetime) -> Audience | None:
     """The most recently active kf / Official Account identity whose window is open."""
     return next((a for a in identities if _prefix(a.channel) and _is_open(a, now)), None)
+
+
+def _route(
+    identities: Sequence[Audience], addresses: dict[int, dict[str, Any]], now: datetime
+) -> tuple[str, Audience, dict[str, Any]] | None:
+    """How to reach a person 1:1: an open kf / OA window, else their staff owner's task."""
+    open_id = _open_window(identities, now)
+    if open_id is not None and (address := addresses.get(open_id.member_id)) is not None:
+        return WINDOW_ROUTES[_prefix(open_id.channel)], open_id, address
+    staff = next((a for a in identities if a.owner_userid and a.external_userid), None)
+    if staff is not None:
+        return (
+            "staff_task",
+            staff,
+            {"owner": staff.owner_userid, "external_userid": staff.external_userid},
+        )
+    return None
 
 
 def _window_address(

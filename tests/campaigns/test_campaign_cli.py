@@ -97,24 +97,25 @@ async def test_an_operator_plans_runs_and_reports_campaigns(
     assert "0 9 * * *" in listed
 
     preview = await siyu(env, tmp_path, "campaign", "preview", "winback")
-    assert "messages planned: 2 {'staff_task': 2}" in preview
+    assert "messages planned: 3 {'staff_task': 2, 'group': 1}" in preview
     assert "'group_only': 1" in preview
     assert '回复"退订"不再接收' in preview
     assert wecom_server.templates_sent == []  # a preview sends nothing
 
     run = await siyu(env, tmp_path, "campaign", "run", "winback")
-    assert "{'sent': 2}" in run
+    assert "{'sent': 3}" in run  # two staff tasks' rows and a post to c3's group
     (task,) = wecom_server.templates_sent
     assert task["sender"] == "zhang"
     assert sorted(task["external_userid"]) == ["wmA", "wmB"]
     assert "全场生鲜单笔满199元减30元" in task["text"]["content"]
 
+    assert len(wecom_server.robot_sent) == 1
     deals = await siyu(env, tmp_path, "campaign", "run", "deals")
     assert "{'sent': 1}" in deals
-    assert len(wecom_server.robot_sent) == 1
+    assert len(wecom_server.robot_sent) == 2
 
     report = await siyu(env, tmp_path, "campaign", "report", "winback")
-    assert "{'sent': 2}" in report
+    assert "{'sent': 3}" in report
     assert "dormant" in report
 
 

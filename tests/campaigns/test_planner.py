@@ -173,10 +173,14 @@ async def test_reengagement_routes_dormant_members_honestly(
 
     report = await planner.plan(winback, now=T0, run_key="2026-06-10")
 
-    assert dict(report.by_route) == {"staff_task": 2}
-    assert dict(report.by_segment) == {"dormant": 1, "at_risk": 1}
+    # c2 is only in group g1: no 1:1 message, one post to g1 instead, and the plan says so.
+    assert dict(report.by_route) == {"staff_task": 2, "group": 1}
+    assert dict(report.by_segment) == {"dormant": 2, "at_risk": 1}
     assert report.not_planned == {"group_only": 1, "unreachable": 1}
+    assert "1 members are reachable only in groups: 1 group posts planned" in report.notes[-1]
     rows = await Outbox(engine).claim("t", limit=10, now=T0, lease_seconds=60)
+    post = next(r for r in rows if r.channel == "group")
+    assert (post.target, post.segment, post.member_id) == ("group:g1", "dormant", None)
     mine = next(r for r in rows if r.member_id == staff)
     assert mine.address == {"owner": "zhang", "external_userid": "wmA"}
     assert STORE_PROMO in mine.text  # the store's own promotion for a member of that store
