@@ -192,9 +192,12 @@ def _channel_apps(built: App) -> list[tuple[str, web.Application]]:
         )
         mounted.append(("/wecom/app/", apps))
     if settings.official_accounts:
+        from adapters.wecom.official import MAX_ANSWERING, MAX_ANSWERING_CPU
+
         oa = create_official_app(
-            handle, settings.official_accounts, api_base=settings.wechat_api_base
-        )
+            handle, settings.official_accounts, api_base=settings.wechat_api_base,
+            max_answering=MAX_ANSWERING if settings.llm().enabled else MAX_ANSWERING_CPU,
+        )  # fmt: skip
         mounted.append(("/wechat/oa/", oa))
     return mounted
 

@@ -207,3 +207,33 @@ async def test_robot_send_posts_into_the_group(
     code, out = await siyu_run("robot-send", "nobody", "hi")
     assert code != 0
     assert "no robot named 'nobody'" in out
+
+
+@pytest.mark.parametrize(("llm_model", "expected"), [("", 4), ("fake-chat", 16)])
+async def test_official_account_answers_at_once_by_kind_of_answer(
+    data_dir: Path, llm_model: str, expected: int
+) -> None:
+    from adapters.wecom.official import MAX_ANSWERING, MAX_ANSWERING_CPU, OA_CHANNEL
+    from bot.app import App
+    from bot.cli import _channel_apps
+    from bot.settings import OfficialAccountConfig, Settings
+
+    oa = OfficialAccountConfig(
+        name="oa1",
+        app_id="wxapp",
+        secret="s",
+        token=TOKEN,
+        mode="plain",
+    )
+    settings = Settings(
+        _env_file=None, data_dir=data_dir, embedding="hash", official_accounts=[oa],
+        llm_model=llm_model, llm_base_url="http://127.0.0.1:9/v1",
+    )  # fmt: skip
+    built = await App.build(settings)
+    try:
+        [(prefix, sub_app)] = _channel_apps(built)
+        assert prefix == "/wechat/oa/"
+        assert sub_app[OA_CHANNEL].max_answering == expected
+        assert expected in (MAX_ANSWERING, MAX_ANSWERING_CPU)
+    finally:
+        await built.close()

@@ -16,8 +16,12 @@ it is ready in time it is the passive reply; otherwise the request answers ``suc
 answer goes out through ``message/custom/send`` when it arrives (5 in 48 h: a closed window is
 logged and dropped, never retried).
 
-Overload: at most ``MAX_ANSWERING`` answers run at once (a semaphore; more would only queue for
-the CPU and the database pool). When that many are already running or queued, a new message does
+Overload: at most ``max_answering`` answers run at once (a semaphore; more would only queue for
+the CPU and the database pool). The composition root sets it by the kind of answer: LLM answers
+wait on the network, so :data:`MAX_ANSWERING` (16) run at once; extractive answers are CPU-bound
+(the query embedding), so :data:`MAX_ANSWERING_CPU` (4) — more only takes CPU from the
+acknowledgements (bench/callback_ack.py at saturation: 2 at once acknowledged 4,600 requests/s,
+16 at once 3,900). When that many are already running or queued, a new message does
 not wait at all: it is acknowledged with ``success`` at once and its answer follows through
 ``message/custom/send`` — a slow passive reply under load would make WeChat retry, and the
 acknowledgement stays fast whatever the load (bench/callback_ack.py).
@@ -74,9 +78,11 @@ DEFAULT_WELCOME = "感谢关注！有问题直接发消息问我；回复“人�
 MEDIA_TEXT = "目前只能处理文字消息，请用文字描述您的问题。"
 MEDIA_TYPES = frozenset({"image", "voice", "video", "shortvideo"})
 MAX_CUSTOM_PARTS = 3
-MAX_ANSWERING = 16
-"""Answers run at once per process; beyond it new messages are acknowledged without waiting."""
 """A long answer is cut to at most this many customer-service messages (5 allowed in 48 h)."""
+MAX_ANSWERING = 16
+"""Answers run at once per process (LLM answers); beyond it messages are acknowledged at once."""
+MAX_ANSWERING_CPU = 4
+"""The same for answers computed locally (extractive): about two per core."""
 
 Produce = Callable[[], Awaitable[str | None]]
 
@@ -133,6 +139,7 @@ class OfficialAccountChannel:
         max_body_bytes: int = MAX_CALLBACK_BYTES,
         tokens: TokenCache | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        max_answering: int = MAX_ANSWERING,
     ) -> None:
         self._handle = handle
         self._accounts = {a.name: _account(a) for a in accounts}
@@ -144,8 +151,14 @@ class OfficialAccountChannel:
         self._clients: dict[str, WeComClient] = {}
         self.tasks = BackgroundTasks("oa")
         self.inflight = InFlight(monotonic=monotonic)
-        self._slots = asyncio.Semaphore(MAX_ANSWERING)
+        self._max_answering = max_answering
+        self._slots = asyncio.Semaphore(max_answering)
         self._pending = 0  # answers started and not finished: running or waiting for a slot
+
+    @property
+    def max_answering(self) -> int:
+        """How many answers run at once before messages are acknowledged without waiting."""
+        return self._max_answering
 
     async def lifecycle(self, _app: web.Application) -> AsyncIterator[None]:
         """``cleanup_ctx``: one HTTP session for the API while the application runs."""
@@ -249,7 +262,7 @@ class OfficialAccountChannel:
         budget = account.config.reply_budget_seconds
         answer = self.inflight.get(f"{account.config.name}:{key}")
         if answer is None:
-            overloaded = self._pending >= MAX_ANSWERING
+            overloaded = self._pending >= self._max_answering
             answer = self.inflight.start(
                 f"{account.config.name}:{key}",
                 lambda entry: self.tasks.spawn(self._fill(entry, produce), what=f"answer to {key}"),
@@ -308,6 +321,7 @@ def create_official_app(
     welcome: str = DEFAULT_WELCOME,
     max_body_bytes: int = MAX_CALLBACK_BYTES,
     tokens: TokenCache | None = None,
+    max_answering: int = MAX_ANSWERING,
 ) -> web.Application:
     """A sub-application to mount at ``/wechat/oa/``: ``GET``/``POST /{name}`` per account.
 
@@ -316,7 +330,7 @@ def create_official_app(
     """
     channel = OfficialAccountChannel(
         handle, accounts, api_base=api_base, clock=clock, welcome=welcome,
-        max_body_bytes=max_body_bytes, tokens=tokens,
+        max_body_bytes=max_body_bytes, tokens=tokens, max_answering=max_answering,
     )  # fmt: skip
     app = web.Application()
     app[OA_CHANNEL] = channel
