@@ -49,13 +49,11 @@ import io
 import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,7 +66,7 @@ from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.kf import KF_RUNTIME, create_kf_app
 from adapters.wecom.official import MAX_ANSWERING_CPU, OA_CHANNEL, create_official_app
 from adapters.wecom.xmlwire import build_xml
-from bench.fake_platform import QUESTIONS, until_stdin_closes
+from bench.fake_platform import QUESTIONS, child, until_stdin_closes
 from bot.app import App
 from bot.demo import DEMO_DIR
 from bot.settings import KfAccount, OfficialAccountConfig, Settings
@@ -87,7 +85,6 @@ TIMESTAMP, NONCE = "1772000000", "benchnonce"
 REQUEST_TIMEOUT_S = 10.0
 TARGET_P99_MS, TARGET_RATIO = 100.0, 0.4
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-ROOT = Path(__file__).resolve().parent.parent
 
 
 # --- the server process -------------------------------------------------------------------
@@ -370,29 +367,6 @@ async def platform_call(url: str, method: str, path: str, body: Any = None) -> d
     ):
         result: dict[str, Any] = await response.json()
         return result
-
-
-@asynccontextmanager
-async def child(*argv: str) -> AsyncIterator[tuple[str, int]]:
-    """Start ``python -m <argv>``; yield its URL (first stdout line) and pid; stop it at the end
-    by closing its standard input."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", *argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    assert proc.stdin is not None
-    assert proc.stdout is not None
-    try:
-        line = await asyncio.wait_for(proc.stdout.readline(), 600)
-        if not line:
-            raise RuntimeError(f"{argv[0]} exited before it listened")
-        yield json.loads(line)["url"], proc.pid
-    finally:
-        proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), 30)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
 
 
 async def run_embedder(args: argparse.Namespace, embedding: str) -> dict[str, Any]:

@@ -41,8 +41,6 @@ import asyncio
 import json
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from bisect import bisect_left
@@ -57,6 +55,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import campaigns.models  # noqa: F401  (registers the campaigns' tables)
+from bench.fake_platform import child
 from bot.app import App
 from bot.db import create_engine, create_schema
 from bot.models import Member, MessageLog
@@ -70,7 +69,6 @@ from knowledge.loaders.hashing import content_hash
 from knowledge.types import ChunkDraft, DocumentMeta, Kind, SourceDocument
 from tests.campaigns.delivery_proc import KF_ACCOUNT, DeliveryProc
 
-ROOT = Path(__file__).resolve().parent.parent
 KFID = "wkbench"
 BRAND = "示例咖啡"
 PROMOTION = "周末特惠：全场咖啡第二杯半价，会员再享9折，券码 WEEKEND50。"
@@ -180,24 +178,8 @@ async def bench_planning(members: int, repeat: int, data_dir: Path) -> dict[str,
 @asynccontextmanager
 async def fake_platform() -> AsyncIterator[str]:
     """``bench.fake_platform`` as a process; its URL. Stopped by closing its standard input."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.fake_platform", cwd=ROOT, stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )  # fmt: skip
-    assert proc.stdin is not None
-    assert proc.stdout is not None
-    try:
-        line = await asyncio.wait_for(proc.stdout.readline(), 120)
-        if not line:
-            raise RuntimeError("bench.fake_platform exited before it listened")
-        yield str(json.loads(line)["url"])
-    finally:
-        proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), 30)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+    async with child("bench.fake_platform") as (url, _pid):
+        yield url
 
 
 async def seed_delivery(engine: AsyncEngine, count: int, now: datetime) -> int:

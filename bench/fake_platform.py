@@ -24,15 +24,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from tests.fakes.wecom_server import FakePlatform, ManualClock
+
+ROOT = Path(__file__).resolve().parent.parent
 
 QUESTIONS = (
     "积分会过期吗？",
@@ -90,6 +96,29 @@ def bench_app(fake: FakePlatform) -> web.Application:
     app.router.add_get("/bench/stats", stats)
     app.router.add_get("/bench/kf_send_times", kf_send_times)
     return app
+
+
+@asynccontextmanager
+async def child(*argv: str) -> AsyncIterator[tuple[str, int]]:
+    """Start ``python -m <argv>``; yield its URL (first stdout line) and pid; stop it at the end
+    by closing its standard input."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", *argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 600)
+        if not line:
+            raise RuntimeError(f"{argv[0]} exited before it listened")
+        yield json.loads(line)["url"], proc.pid
+    finally:
+        proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 30)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
 
 
 async def until_stdin_closes() -> None:

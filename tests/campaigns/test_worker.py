@@ -77,6 +77,16 @@ async def kf_rows(
     return rows
 
 
+async def oa_row(engine: AsyncEngine, fake: FakePlatform) -> Planned:
+    """An Official Account member whose 48-hour window is open, and a message for them."""
+    member = await add_member(engine, "o1", channel="oa.oa1", last_active=T0)
+    fake.add_oa_message("o1")
+    return Planned(
+        target="person:o1", channel="oa", text="hi", address={"account": "oa1", "openid": "o1"},
+        not_before=T0, member_id=member, person=f"m{member}",
+    )  # fmt: skip
+
+
 def worker(
     engine: AsyncEngine, sender: PlatformSender, clock: Clock, **kw: object
 ) -> DeliveryWorker:
@@ -166,12 +176,7 @@ async def test_an_interrupted_non_idempotent_send_is_not_repeated(
     engine: AsyncEngine, wecom_server: FakePlatform, sender: PlatformSender
 ) -> None:
     run = await new_run(engine)
-    member = await add_member(engine, "o1", channel="oa.oa1", last_active=T0)
-    wecom_server.add_oa_message("o1")
-    row = Planned(
-        target="person:o1", channel="oa", text="hi", address={"account": "oa1", "openid": "o1"},
-        not_before=T0, member_id=member, person=f"m{member}",
-    )  # fmt: skip
+    row = await oa_row(engine, wecom_server)
     box = Outbox(engine)
     await box.add(run, [row], T0)
     (claimed,) = await box.claim("dead", limit=1, now=T0, lease_seconds=1)
@@ -255,12 +260,7 @@ async def test_a_late_answer_on_a_route_without_caller_id_is_not_resent(
     engine: AsyncEngine, wecom_server: FakePlatform, sender: PlatformSender
 ) -> None:
     run = await new_run(engine)
-    member = await add_member(engine, "o1", channel="oa.oa1", last_active=T0)
-    wecom_server.add_oa_message("o1")
-    row = Planned(
-        target="person:o1", channel="oa", text="hi", address={"account": "oa1", "openid": "o1"},
-        not_before=T0, member_id=member, person=f"m{member}",
-    )  # fmt: skip
+    row = await oa_row(engine, wecom_server)
     await Outbox(engine).add(run, [row], T0)
     wecom_server.http_status("/cgi-bin/message/custom/send", 502)
     clock = Clock()
