@@ -20,10 +20,11 @@ writer's life, so a run of 100,000 members asks the LLM once per distinct audien
   planner skips the rows with reason ``compliance``).
 
 Every text ends with ``"\\n" + opt_out_hint``, appended here (never trusted to the LLM), and fits
-``max_bytes``: a template drops promotions from the end (those matching the interest come first),
-and a single promotion that is still too long is cut at a sentence boundary with "…", never inside
-a fact. The brand name is masked before checking: it is a registered name, exempt from the
-absolute-term rule (SAMR 2023 guide, 情形四), and its digits are not facts.
+``max_bytes``: a template names at most :data:`MAX_TEMPLATE_PROMOTIONS`, each summarised to
+:data:`PROMOTION_SUMMARY_BYTES`, and drops promotions from the end (those matching the interest
+come first); a single promotion that is still too long is cut at a sentence boundary with "…",
+never inside a fact. The brand name is masked before checking: it is a registered name, exempt
+from the absolute-term rule (SAMR 2023 guide, 情形四), and its digits are not facts.
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ from campaigns.promotions import Promotion
 log = logging.getLogger(__name__)
 
 PLACEHOLDERS: Final = frozenset({"brand", "segment", "interest", "promotions", "title", "valid_to"})
+
+MAX_TEMPLATE_PROMOTIONS: Final = 3
+"""A template message names at most this many promotions (those matching the interest first)."""
+PROMOTION_SUMMARY_BYTES: Final = 360
+"""Each promotion's text in a template message is cut to about 120 Chinese characters, at a
+sentence boundary and never inside a fact: the title, dates and main offer, not the whole page
+(a push is not the FAQ; the bot answers the details when the member asks)."""
 
 DEFAULT_TEMPLATES: Final[dict[str, str]] = {
     "new": "欢迎加入{brand}！新朋友专享的优惠在这里：\n{promotions}",
@@ -300,8 +308,12 @@ class CopyWriter:
                 interest=interest, tz=self._config.timezone,
             ).strip()  # fmt: skip
 
-        for count in range(len(promotions), 0, -1):
-            text = render(promotions[:count])
+        summaries = [
+            replace(p, text=shorten(p.text, PROMOTION_SUMMARY_BYTES))
+            for p in promotions[:MAX_TEMPLATE_PROMOTIONS]
+        ]
+        for count in range(len(summaries), 0, -1):
+            text = render(summaries[:count])
             if len(text.encode()) <= self._budget:
                 return text
         first = promotions[0]

@@ -297,3 +297,19 @@ async def test_an_llm_config_without_a_model_writes_templates(openai_server: Fak
     await writer.aclose()
     assert copy.variant == "template:new"
     assert openai_server.chat_requests == []
+
+
+async def test_a_template_names_three_promotions_in_short() -> None:
+    page = "活动时间：2026年12月18日至2026年12月31日。全场满300元减60元，每单限减一次。" + (
+        "问：可以叠加吗？答：可以与会员日折扣同时使用，不与其他满减券同时使用。" * 6
+    )
+    titles = ["店庆", "年货", "鲜奶", "烘焙", "粮油"]
+    promotions = [replace(MILK, doc_id=t, title=t, text=page) for t in titles]
+    copy = await CopyWriter(CampaignsConfig(), None, brand=BRAND).write("active", promotions)
+    assert re.findall(r"【(.+?)】", copy.text) == titles[:3]
+    for block in copy.text.removesuffix(SUFFIX).split("【")[1:]:
+        summary = block.split("\n", 1)[1].strip()
+        assert summary.startswith("活动时间：2026年12月18日至2026年12月31日。全场满300元减60元")
+        assert summary.endswith("…")
+        assert len(summary.encode()) <= 360
+    assert [v for v in check_copy(copy.text, source=page) if v.kind == "fact"] == []
