@@ -183,8 +183,9 @@ def _channel_apps(built: App) -> list[tuple[str, web.Application]]:
         mounted.append(("/hooks/", create_webhook_app(handle, bridges, max_body_bytes=limit)))
     if settings.wecom_kf:
         kf = create_kf_app(
-            handle, settings.wecom_kf, api_base=settings.wecom_api_base, engine=built.engine
-        )
+            handle, settings.wecom_kf, api_base=settings.wecom_api_base, engine=built.engine,
+            session_ended=built.pipeline.human_session_ended,
+        )  # fmt: skip
         mounted.append(("/wecom/kf/", kf))
     if settings.wecom_apps:
         apps = create_wecom_app_channel(

@@ -32,7 +32,7 @@ from bot.guard import guard_text, utf8_len
 from bot.models import Member
 from bot.settings import BotConfig
 from bot.store import Store
-from bot.types import HandoffReply, InboundMessage, NoReply, Reply, TextReply
+from bot.types import HandoffReply, InboundMessage, MemberRef, NoReply, Reply, TextReply
 from knowledge.types import Citation
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,12 @@ class Pipeline:
     async def handle(self, msg: InboundMessage) -> Reply:
         """Handle one inbound message and return what to send back (maybe nothing)."""
         return await self._chain(Context(msg, self._clock()))
+
+    async def human_session_ended(self, ref: MemberRef) -> None:
+        """A person closed the member's session on the platform: the bot answers again."""
+        member = await self._store.get_member(ref.channel, ref.external_id)
+        if member is not None and await self._store.end_handoff(member):
+            log.info("%s: the human session of a member ended; the bot answers again", ref.channel)
 
     async def _error_boundary(self, ctx: Context, call_next: Next) -> Reply:
         try:

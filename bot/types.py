@@ -78,6 +78,13 @@ class NoReply:
 Reply = TextReply | HandoffReply | NoReply
 
 
+class SessionEnded(Protocol):
+    """Told when a human agent closed a member's session on the platform, so the bot answers
+    that member again: ``bot.pipeline.Pipeline.human_session_ended`` fits it."""
+
+    async def __call__(self, member: MemberRef, /) -> None: ...
+
+
 class MessageHandler(Protocol):
     """The one entry point every adapter feeds: ``bot.pipeline.Pipeline.handle`` fits it."""
 

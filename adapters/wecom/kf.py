@@ -32,7 +32,7 @@ from adapters.wecom.kf_channel import KfChannel, KfEndpoint
 from adapters.wecom.kf_state import KfState, create_kf_tables
 from adapters.wecom.xmlwire import MAX_CALLBACK_BYTES
 from bot.settings import KfAccount
-from bot.types import MessageHandler
+from bot.types import MessageHandler, SessionEnded
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,10 @@ class KfRuntime:
     def __init__(
         self, handle: MessageHandler, accounts: Sequence[KfAccount], *, api_base: str,
         engine: AsyncEngine, clock: Clock, timeout: float, backoff: float, page_size: int,
+        session_ended: SessionEnded | None = None,
     ) -> None:  # fmt: skip
         self._handle, self._accounts, self._api_base = handle, accounts, api_base
+        self._session_ended = session_ended
         self._engine, self._clock = engine, clock
         self._timeout, self._backoff, self._page_size = timeout, backoff, page_size
         self._channel: KfChannel | None = None
@@ -74,7 +76,7 @@ class KfRuntime:
             }
             self._channel = KfChannel(
                 self._handle, KfState(self._engine), endpoints,
-                clock=self._clock, page_size=self._page_size,
+                clock=self._clock, page_size=self._page_size, session_ended=self._session_ended,
             )  # fmt: skip
             try:
                 yield
@@ -105,15 +107,17 @@ def create_kf_app(
     timeout: float = 10.0,
     backoff: float = 0.5,
     page_size: int = KF_SYNC_MAX_LIMIT,
+    session_ended: SessionEnded | None = None,
 ) -> web.Application:
     """A sub-application to mount at ``/wecom/kf/``; one route per verb serves every account.
 
     ``timeout`` and ``backoff`` go to the API client; ``page_size`` is ``sync_msg``'s limit.
+    ``session_ended`` is told when a human agent ends a member's session (the bot answers again).
     Raises ``ValueError`` for an account without an EncodingAESKey (WeCom requires one).
     """
     runtime = KfRuntime(
         handle, accounts, api_base=api_base, engine=engine, clock=clock,
-        timeout=timeout, backoff=backoff, page_size=page_size,
+        timeout=timeout, backoff=backoff, page_size=page_size, session_ended=session_ended,
     )  # fmt: skip
     callbacks = _Callbacks({a.name: _account(a) for a in accounts}, runtime)
     app = web.Application()

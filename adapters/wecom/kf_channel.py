@@ -19,7 +19,9 @@ Before each reply the channel:
 
 A handoff sends its text first and then moves the session to the human queue (state 2), or to
 the account's ``servicer_userid`` (state 3): the platform refuses the bot's ``send_msg`` once a
-person owns the session, so the order matters.
+person owns the session, so the order matters. When the agent ends the session
+(``session_status_change`` with ``change_type`` 3) the core is told (``session_ended``): its
+handoff flag clears and the bot answers the member again, without them having to say 机器人.
 """
 
 from __future__ import annotations
@@ -42,7 +44,15 @@ from adapters.wecom.kf_messages import (
 from adapters.wecom.kf_state import REPLIES_PER_MESSAGE, KfState, WindowKey
 from adapters.wecom.limits import split_text
 from bot.settings import KfAccount
-from bot.types import HandoffReply, InboundMessage, MemberRef, MessageHandler, NoReply, Reply
+from bot.types import (
+    HandoffReply,
+    InboundMessage,
+    MemberRef,
+    MessageHandler,
+    NoReply,
+    Reply,
+    SessionEnded,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +60,8 @@ CHANNEL_PREFIX = "kf."
 NON_TEXT_TEXT = "目前只能处理文字消息，请用文字描述您的问题。"
 TOO_LONG_TEXT = "消息太长了，请分几次发送。"
 MAX_QUESTION_CHARS = 2000
+SESSION_ENDED = 3
+"""``session_status_change`` ``change_type`` when the human agent ended the session."""
 STATE_QUEUE, STATE_AGENT = 2, 3
 
 
@@ -75,9 +87,10 @@ class KfChannel:
 
     def __init__(
         self, handle: MessageHandler, state: KfState, endpoints: Mapping[str, KfEndpoint], *,
-        clock: Clock, page_size: int = KF_SYNC_MAX_LIMIT,
+        clock: Clock, page_size: int = KF_SYNC_MAX_LIMIT, session_ended: SessionEnded | None = None,
     ) -> None:  # fmt: skip
         self._handle = handle
+        self._session_ended = session_ended
         self._page_size = page_size
         self._state = state
         self._endpoints = endpoints
@@ -156,6 +169,11 @@ class KfChannel:
             await self._on_customer(endpoint, msg)
 
     async def _on_event(self, endpoint: KfEndpoint, msg: KfMessage) -> None:
+        if msg.event_type == "session_status_change" and msg.change_type == SESSION_ENDED:
+            if self._session_ended is not None and msg.external_userid:
+                channel = CHANNEL_PREFIX + endpoint.account.name
+                await self._session_ended(MemberRef(channel, msg.external_userid))
+            return
         if msg.event_type != "enter_session" or not msg.welcome_code:
             log.debug("kf %s: ignored event %s", endpoint.account.name, msg.event_type or "?")
             return

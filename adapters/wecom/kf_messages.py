@@ -40,6 +40,8 @@ class KfMessage:
     text: str = ""
     event_type: str = ""
     welcome_code: str = ""
+    change_type: int = 0
+    """``session_status_change``: 1 taken from the queue, 2 transferred, 3 ended, 4 resumed."""
 
     @property
     def is_customer(self) -> bool:
@@ -75,6 +77,7 @@ def parse_kf_message(raw: Any, *, open_kfid: str) -> KfMessage:
         text=str(text.get("content", "")) if isinstance(text, dict) else "",
         event_type=str(event.get("event_type", "")),
         welcome_code=str(event.get("welcome_code", "")),
+        change_type=change if isinstance(change := event.get("change_type"), int) else 0,
     )
 
 

@@ -427,3 +427,36 @@ async def test_concurrent_callbacks_answer_once(
     await kf.settle()
     assert sorted(s["touser"] for s in wecom_server.kf_sent) == ["wm-1", "wm-2"]
     assert wecom_server.count(SEND) == 2
+
+
+async def test_the_bot_answers_again_when_the_agent_ends_the_session(
+    wecom_server: FakePlatform, start_kf: StartKf, core: App
+) -> None:
+    wecom_server.add_kf_message("wm-1", "转人工")
+    kf = await start_kf(session_ended=core.pipeline.human_session_ended)
+    await callback(kf, wecom_server)
+    member = await core.store.get_member("kf.shop", "wm-1")
+    assert member is not None
+    assert member.handoff
+    # The agent closes the session on the platform; the platform puts the session back to 0.
+    event = {"event_type": "session_status_change", "open_kfid": KFID, "external_userid": "wm-1",
+             "change_type": 3, "old_servicer_userid": "zhangsan"}  # fmt: skip
+    wecom_server.kf_messages[KFID].append(
+        {
+            "msgid": "ev-end",
+            "send_time": 1772000000,
+            "origin": 4,
+            "msgtype": "event",
+            "event": event,
+        }
+    )
+    wecom_server.service_states[(KFID, "wm-1")] = 0
+    wecom_server.add_kf_message("wm-1", "积分会过期吗？")
+    await callback(kf, wecom_server)
+    member = await core.store.get_member("kf.shop", "wm-1")
+    assert member is not None
+    assert not member.handoff
+    answers = sent_to(wecom_server, "wm-1")
+    assert answers[0] == HANDOFF_TEXT
+    assert len(answers) == 2
+    assert "积分" in answers[1]
