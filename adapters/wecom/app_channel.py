@@ -7,7 +7,9 @@ Mounted at ``/wecom/app/``; each account answers at ``/{name}``:
 - ``POST``: the encrypted callback. It is verified, decrypted and parsed, then acknowledged at once
   with HTTP 200 and an empty body; the pipeline runs in a background task owned by the
   sub-application, and the answer goes out through ``message/send`` (split to the 2048-byte
-  limit). WeCom retries a callback it did not see acknowledged; the pipeline's durable dedupe on
+  limit), at most 30 a minute and 1,000 an hour to one member (:mod:`adapters.wecom.quota`: a
+  reply over it is dropped with a log line, never sent for the platform to refuse). WeCom
+  retries a callback it did not see acknowledged; the pipeline's durable dedupe on
   ``(channel, MsgId)`` makes a retried message answer nothing.
 
 Only text messages reach the pipeline; events (enter_agent, ...) and other message types are
@@ -38,6 +40,7 @@ from adapters.wecom.client import Credentials, TokenCache, WeComClient
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.errors import CallbackError
 from adapters.wecom.limits import TEXT_MAX_BYTES, split_text
+from adapters.wecom.quota import RecipientQuota
 from adapters.wecom.xmlwire import MAX_CALLBACK_BYTES
 from bot.settings import WeComAppAccount
 from bot.types import InboundMessage, MemberRef, MessageHandler
@@ -84,8 +87,10 @@ class WeComAppChannel:
         clock: Clock = utc_now,
         max_body_bytes: int = MAX_CALLBACK_BYTES,
         tokens: TokenCache | None = None,
+        quota: RecipientQuota | None = None,
     ) -> None:
         self._handle = handle
+        self._quota = quota if quota is not None else RecipientQuota()
         self._accounts = {a.name: _account(a) for a in accounts}
         self._api_base = api_base
         self._clock = clock
@@ -160,7 +165,12 @@ class WeComAppChannel:
         if text is None:
             return
         client = self._clients[account.config.name]
+        user = msg.sender.external_id
         for part in split_text(text, TEXT_MAX_BYTES, max_parts=MAX_PARTS):
+            if not self._quota.take(f"{account.config.name}:{user}"):
+                log.warning("%s: reply to %s dropped: over message/send's per-member limit "
+                            "(30 a minute, 1,000 an hour)", account.channel, user)  # fmt: skip
+                return
             await client.message_send_text(
                 agentid=account.config.agent_id, touser=msg.sender.external_id, content=part
             )
@@ -177,6 +187,7 @@ def create_wecom_app_channel(
     clock: Clock = utc_now,
     max_body_bytes: int = MAX_CALLBACK_BYTES,
     tokens: TokenCache | None = None,
+    quota: RecipientQuota | None = None,
 ) -> web.Application:
     """A sub-application to mount at ``/wecom/app/``: ``GET``/``POST /{name}`` per account.
 
@@ -185,7 +196,7 @@ def create_wecom_app_channel(
     """
     channel = WeComAppChannel(
         handle, accounts, api_base=api_base, clock=clock, max_body_bytes=max_body_bytes,
-        tokens=tokens,
+        tokens=tokens, quota=quota,
     )  # fmt: skip
     app = web.Application()
     app[APP_CHANNEL] = channel

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from adapters.wecom.app_channel import APP_CHANNEL, WeComAppChannel, create_wecom_app_channel
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.limits import utf8_len
+from adapters.wecom.quota import RecipientQuota
 from adapters.wecom.xmlwire import build_xml
 from bot.settings import WeComAppAccount
 from bot.types import MessageHandler
@@ -213,3 +214,35 @@ def test_an_account_without_aes_key_is_refused() -> None:
     )
     with pytest.raises(ValueError, match="encoding_aes_key"):
         create_wecom_app_channel(SlowBot(), [account], api_base="http://127.0.0.1:9")
+
+
+async def test_replies_over_the_per_member_limit_are_dropped_not_sent(
+    start: StartChannel, wecom_server: FakePlatform, caplog: pytest.LogCaptureFixture
+) -> None:
+    bot = SlowBot()
+    bot.release.set()
+    running = await start(bot)
+    for n in range(31):  # message/send allows 30 a minute to one member
+        assert await running.send(f"问题{n}", f"q{n}") == (200, "")
+    assert await running.send("我是另一位店员", "other-1", user="lisi") == (200, "")
+    await running.channel.tasks.drain()
+    to_zhangsan = [s for s in wecom_server.app_sent if s["touser"] == "zhangsan"]
+    assert len(to_zhangsan) == 30
+    assert [s["touser"] for s in wecom_server.app_sent].count("lisi") == 1
+    assert "over message/send's per-member limit" in caplog.text
+
+
+def test_the_quota_counts_each_window() -> None:
+    now = [0.0]
+    quota = RecipientQuota([(2, 60.0), (3, 3600.0)], clock=lambda: now[0])
+    assert [quota.take("a") for _ in range(3)] == [True, True, False]
+    assert quota.take("b")  # per recipient
+    now[0] = 61.0
+    assert quota.take("a")  # the minute has passed...
+    now[0] = 122.0
+    assert not quota.take("a")  # ...but 3 in the hour
+    now[0] = 3601.0  # the first two have left the hour; 61.0 is still in it
+    assert [quota.take("a") for _ in range(3)] == [True, True, False]  # 2 a minute again...
+    now[0] = 3662.0
+    assert quota.take("a")  # ...until the minute passes
+    assert len(quota) == 2
