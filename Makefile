@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: install demo test lint typecheck contracts pytest bench eval lock clean
+.PHONY: install demo test lint typecheck contracts pytest bench eval eval-answers lock clean
 
 install: $(STAMP)
 
@@ -43,6 +43,14 @@ bench: $(STAMP)
 # Retrieval quality on the shared FAQ benchmark (needs ../shared/data).
 eval: $(STAMP)
 	$(BIN)/siyu eval retrieval --faq ../shared/data/faq-bq/faq.jsonl --queries ../shared/data/faq-bq/queries.jsonl
+
+# Retail answers on a freshly generated grocery brand (needs ../shared/data/retail-qa): the 52
+# graded member questions (deals, promotion status, prices, stores, FAQ, out of scope), offline.
+RETAIL_QA := $(or $(TMPDIR),/tmp)/siyu-retail-qa
+eval-answers: $(STAMP)
+	rm -rf $(RETAIL_QA)
+	$(PYTHON) ../shared/data/retail-qa/make_kb.py $(RETAIL_QA)
+	$(BIN)/siyu eval answers --kb $(RETAIL_QA)/kb --questions $(RETAIL_QA)/questions.jsonl
 
 # Re-resolve requirements.in into exact pins (needs the package index).
 lock:

@@ -19,6 +19,8 @@ from bot.db import create_engine, create_schema
 from bot.guard import guard_text
 from bot.llm import LLMAnswerer
 from bot.pipeline import Pipeline, utcnow
+from bot.retail import RetailAnswerer
+from bot.retail.writer import LLMRetailWriter
 from bot.settings import Settings
 from bot.store import Store
 from campaigns.config import CampaignsConfig, RateLimits
@@ -36,7 +38,7 @@ class App:
     knowledge: KnowledgeBase
     pipeline: Pipeline
     store: Store
-    answerer: ExtractiveAnswerer | LLMAnswerer
+    answerer: RetailAnswerer
 
     @classmethod
     async def build(cls, settings: Settings) -> App:
@@ -51,7 +53,11 @@ class App:
         except BaseException:
             await engine.dispose()
             raise
-        answerer = _choose_answerer(settings, knowledge)
+        tz = settings.bot().timezone
+        llm = settings.llm()
+        writer = LLMRetailWriter(llm, brand=settings.brand_name) if llm.enabled else None
+        fallback = _choose_answerer(settings, knowledge)
+        answerer = RetailAnswerer(knowledge, fallback, tz=tz, writer=writer)
         store = Store(engine)
         pipeline = Pipeline(store, answerer, settings.bot())
         return cls(settings, engine, knowledge, pipeline, store, answerer)

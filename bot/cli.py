@@ -19,18 +19,18 @@ from typing import Annotated, TypeVar
 import typer
 from aiohttp import web
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from bot.app import App
+from bot.ingesting import FileResult, ingest_files
 from bot.settings import Settings
-from knowledge.errors import KnowledgeError
 from knowledge.loaders import MetaOverrides
 from knowledge.metadata import parse_datetime
 from knowledge.types import Kind
 
 app = typer.Typer(help="Siyu (私域): customer-care bot for retail brands on WeChat / WeCom.")
-eval_app = typer.Typer(help="Measure retrieval quality.")
+eval_app = typer.Typer(help="Measure retrieval and answer quality.")
 app.add_typer(eval_app, name="eval")
 console = Console()
 
@@ -66,24 +66,31 @@ def _progress() -> Progress:
     )
 
 
-async def _ingest_all(built: App, paths: list[Path], overrides: MetaOverrides) -> None:
+async def _ingest_all(built: App, paths: list[Path], overrides: MetaOverrides) -> int:
+    """Ingest ``paths`` (store files first) with a progress bar each; returns how many were
+    refused."""
     with _progress() as progress:
-        for path in paths:
+
+        def bar(path: Path) -> Callable[[int, int], None]:
             task = progress.add_task(path.name, total=None)
+            return lambda done, total: progress.update(task, completed=done, total=total)
 
-            def report(done: int, total: int, task_id: TaskID = task) -> None:
-                progress.update(task_id, completed=done, total=total)
-
-            try:
-                result = await built.knowledge.ingest_path(path, overrides, progress=report)
-            except KnowledgeError as exc:
-                progress.console.print(f"[red]✗ {path.name}: {exc}[/red]")
-                continue
-            state = "unchanged" if result.unchanged else f"v{result.version}"
+        def show(result: FileResult) -> None:
+            if result.error is not None or result.report is None:
+                progress.console.print(f"[red]✗ {result.error}[/red]")
+                return
+            r = result.report
+            state = "unchanged" if r.unchanged else f"v{r.version}"
             progress.console.print(
-                f"✓ {path.name}: {result.chunks} chunks, {state}, "
-                f"{result.embedded} embedded, {result.reused} reused"
+                f"✓ {result.path.name}: {r.chunks} chunks, {state}, "
+                f"{r.embedded} embedded, {r.reused} reused"
             )
+
+        results = await ingest_files(built.knowledge, paths, overrides, progress=bar, done=show)
+    refused = sum(1 for r in results if r.error is not None)
+    if refused:
+        console.print(f"[red]{refused} of {len(results)} files refused[/red]")
+    return refused
 
 
 @app.command()
@@ -105,7 +112,9 @@ def ingest(
         valid_to=parse_datetime(valid_to, tz, end_of_day=True) if valid_to else None,
         tags=tuple(t.strip() for t in tags.split(",") if t.strip()) if tags else None,
     )
-    _run(lambda built: _ingest_all(built, list(paths), overrides), settings)
+    refused = _run(lambda built: _ingest_all(built, list(paths), overrides), settings)
+    if refused:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -117,7 +126,7 @@ def docs() -> None:
         for d in await built.knowledge.documents():
             valid = f"{d.valid_from or '-'} → {d.valid_to or '-'}"
             table.add_row(
-                d.doc_id, d.kind, d.store_id or "all", str(d.version), str(d.chunks), valid
+                d.doc_id, d.kind, ",".join(d.stores) or "all", str(d.version), str(d.chunks), valid
             )
         console.print(table)
 
@@ -312,6 +321,19 @@ def eval_retrieval(
 
     settings = Settings()
     report = asyncio.run(evaluate_retrieval(faq, queries, settings.knowledge(), limit=limit))
+    typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+
+
+@eval_app.command("answers")
+def eval_answers(
+    kb: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Knowledge files.")],
+    questions: Annotated[Path, typer.Option(exists=True, help="questions.jsonl")],
+    llm: Annotated[bool, typer.Option(help="Answer with the configured LLM.")] = False,
+) -> None:
+    """Load --kb into a temporary data dir, answer every question, print pass rates as JSON."""
+    from bot.answer_eval import evaluate_answers
+
+    report = asyncio.run(evaluate_answers(kb, questions, Settings(), llm=llm))
     typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from langchain_core.output_parsers import StrOutputParser
@@ -36,6 +36,8 @@ from bot.settings import LLMConfig
 from knowledge.types import Citation, Hit, SearchResult
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # ChatOpenAI insists on a key; local servers (vLLM, Ollama) ignore it.
 PLACEHOLDER_API_KEY = "not-needed"
@@ -63,6 +65,15 @@ class ChatModel:
         """Release the HTTP connections."""
         await self._http.aclose()
         self._http_sync.close()
+
+
+async def guarded(call: Awaitable[T]) -> T:
+    """Await one LLM call; any failure of it (openai, httpx, parsing) is raised as LLMError."""
+    try:
+        return await call
+    except Exception as exc:
+        # openai, httpx and parsing errors all mean the same here: no usable LLM output.
+        raise LLMError(f"{type(exc).__name__}: {exc}") from exc
 
 
 NOT_COVERED = "资料中没有相关信息"
@@ -196,11 +207,7 @@ class LLMAnswerer:
 
     @staticmethod
     async def _invoke(chain: Runnable[dict[str, Any], str], inputs: dict[str, Any]) -> str:
-        try:
-            text = await chain.ainvoke(inputs)
-        except Exception as exc:
-            # openai, httpx and parsing errors all mean the same here: no usable LLM output.
-            raise LLMError(f"{type(exc).__name__}: {exc}") from exc
+        text = await guarded(chain.ainvoke(inputs))
         if not text.strip():
             raise LLMError("the LLM returned empty content")
         return text.strip()

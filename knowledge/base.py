@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from knowledge.catalogue import Catalogue
 from knowledge.config import KnowledgeConfig
 from knowledge.embeddings import CachedEmbedder, Embedder, Vectors, build_embedder
 from knowledge.errors import KnowledgeError, MetadataError, StoreError
@@ -216,11 +217,16 @@ class KnowledgeBase:
     async def ingest_path(
         self, path: Path, overrides: MetaOverrides | None = None, progress: Progress | None = None
     ) -> IngestReport:
-        """Load a file with :func:`knowledge.loaders.load_path` and ingest it."""
+        """Load a file with :func:`knowledge.loaders.load_path` and ingest it.
+
+        Store names in the file's scopes resolve through the stores already loaded (an unknown
+        store refuses the file); with none loaded yet they are kept as written, as ids.
+        """
         from knowledge.loaders import load_path
         from knowledge.metadata import MetaOverrides
 
-        doc = await asyncio.to_thread(load_path, path, overrides or MetaOverrides())
+        stores = self.catalogue().stores
+        doc = await asyncio.to_thread(load_path, path, overrides or MetaOverrides(), stores=stores)
         return await self.ingest(doc, progress=progress)
 
     async def delete(self, doc_id: str) -> bool:
@@ -263,6 +269,10 @@ class KnowledgeBase:
         chunks = self._snapshot.chunks.values()
         picked = [c for c in chunks if kind is None or c.meta.kind is kind]
         return sorted(picked, key=lambda c: (c.doc_id, c.ordinal))
+
+    def catalogue(self) -> Catalogue:
+        """The active stores, products and promotions as records (see :mod:`knowledge.records`)."""
+        return self._snapshot.catalogue
 
     def chunk_count(self) -> int:
         """Number of active chunks."""

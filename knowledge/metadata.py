@@ -8,15 +8,19 @@ it, so callers list layers highest precedence first::
 
 Rules for raw values:
 
-- Dates: ``2026-11-01``, ``2026/11/01``, ``2026.11.01``, ``2026年11月1日``, with an optional time
-  (``08:00`` or ``08:00:00``) and an optional offset (``+08:00``, ``Z``). Naive values are in the
-  caller's ``tz`` (Asia/Shanghai by default). A date-only ``valid_to`` means the end of that day.
-- Store: ``all``, ``*``, ``全部``, ``所有门店``, ``全部门店`` (and ``""`` in a MetaOverrides)
-  mean every store. An empty cell or an empty front-matter value means "not given", never
-  "all stores".
+- Dates: ``2026-11-01``, ``2026/11/01``, ``2026.11.01``, ``2026年11月1日``, ``20261101``, with an
+  optional time (``08:00`` or ``08:00:00``) and an optional offset (``+08:00``, ``Z``), or a
+  spreadsheet's date cell. Naive values are in the caller's ``tz`` (Asia/Shanghai by default). A
+  date-only ``valid_to`` means the end of that day. A date without a year (``12月8日``) is refused,
+  never guessed.
+- Stores: one store or several separated by ``,``, ``，``, ``、``, ``;``, ``|`` or spaces
+  (``sz-nanshan,sz-futian``, ``深圳南山店、深圳福田店``). ``all``, ``*``, ``全部``, ``所有门店``,
+  ``全部门店`` (and ``""`` in a MetaOverrides) mean every store. An empty cell or an empty
+  front-matter value means "not given", never "all stores". Names are kept as written here;
+  the loaders map them to store ids through the store directory (:mod:`knowledge.records`).
 - Tags: a list, or a string separated by ``,``, ``，`` or ``、``.
-- Kind: ``faq``/``promotion``/``product``/``policy`` or a Chinese alias (问答, 活动, 商品,
-  政策, ...).
+- Kind: ``faq``/``promotion``/``product``/``policy``/``store`` or a Chinese alias (问答, 活动,
+  商品, 政策, 门店, ...).
 """
 
 from __future__ import annotations
@@ -34,10 +38,13 @@ from knowledge.types import DocumentMeta, Kind
 RawValue = str | int | float | date | datetime | Sequence[str] | None
 """A value as it comes out of a parser: text, a spreadsheet's typed cell, or a list."""
 
-ALL_STORES: Final = ""
+ALL_STORES: Final[tuple[str, ...]] = ()
 """How a :class:`PartialMeta` says "every store" (``None`` there means "not given")."""
 
-_ALL_STORE_WORDS: Final = frozenset({"", "all", "*", "全部", "所有门店", "全部门店", "全国"})
+_ALL_STORE_WORDS: Final = frozenset(
+    {"", "all", "*", "全部", "所有门店", "全部门店", "全国", "所有", "全店", "全部店铺", "通用"}
+)
+_STORE_SPLIT: Final = re.compile(r"[,，、;；|/\s]+")
 
 _KIND_ALIASES: Final[Mapping[str, Kind]] = {
     **{k.value: k for k in Kind},
@@ -50,25 +57,37 @@ _KIND_ALIASES: Final[Mapping[str, Kind]] = {
     "产品": Kind.PRODUCT,
     "政策": Kind.POLICY,
     "规则": Kind.POLICY,
+    "门店": Kind.STORE,
+    "店铺": Kind.STORE,
+    "门店信息": Kind.STORE,
 }
 
 META_KEYS: Final[Mapping[str, str]] = {
     "kind": "kind",
     "类型": "kind",
-    "store_id": "store_id",
-    "store": "store_id",
-    "门店": "store_id",
+    "store_id": "stores",
+    "store": "stores",
+    "stores": "stores",
+    "门店": "stores",
+    "适用门店": "stores",
     "valid_from": "valid_from",
     "开始时间": "valid_from",
+    "开始日期": "valid_from",
     "生效时间": "valid_from",
+    "生效日期": "valid_from",
     "valid_to": "valid_to",
     "结束时间": "valid_to",
+    "结束日期": "valid_to",
     "失效时间": "valid_to",
+    "失效日期": "valid_to",
+    "截止日期": "valid_to",
+    "截止时间": "valid_to",
     "tags": "tags",
     "标签": "tags",
     "sku": "skus",
     "skus": "skus",
     "商品编码": "skus",
+    "货号": "skus",
     "title": "title",
     "标题": "title",
 }
@@ -79,6 +98,8 @@ _DATE_RE: Final = re.compile(
     r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?"
     r"\s*(Z|[+-]\d{2}:?\d{2})?"
 )
+_COMPACT_DATE_RE: Final = re.compile(r"(\d{4})(\d{2})(\d{2})")
+_NO_YEAR_RE: Final = re.compile(r"(\d{1,2})\s*[月/.-]\s*(\d{1,2})\s*[日号]?(?:\s.*)?")
 _ASCII_KEYS: Final = [key for key in META_KEYS if key.isascii()]
 _TAG_SPLIT: Final = re.compile(r"[,，、]")
 _SKU_SPLIT: Final = re.compile(r"[,，、|;；\s]+")
@@ -91,7 +112,8 @@ class MetaOverrides:
     source: str | None = None
     kind: Kind | None = None
     store_id: str | None = None
-    """``""``, ``"all"`` or ``"*"`` mean all stores (``None`` = not given)."""
+    """One store or several (``a,b``); ``""``, ``"all"`` or ``"*"`` mean all stores (``None`` =
+    not given)."""
     valid_from: datetime | None = None
     valid_to: datetime | None = None
     tags: tuple[str, ...] | None = None
@@ -100,11 +122,11 @@ class MetaOverrides:
 
 @dataclass(frozen=True, slots=True)
 class PartialMeta:
-    """One layer of metadata; ``None`` fields are not given. ``store_id == ALL_STORES`` = all."""
+    """One layer of metadata; ``None`` fields are not given. ``stores == ALL_STORES`` = all."""
 
     source: str | None = None
     kind: Kind | None = None
-    store_id: str | None = None
+    stores: tuple[str, ...] | None = None
     valid_from: datetime | None = None
     valid_to: datetime | None = None
     tags: tuple[str, ...] | None = None
@@ -121,7 +143,7 @@ def from_overrides(overrides: MetaOverrides, tz: tzinfo) -> PartialMeta:
     return PartialMeta(
         source=(overrides.source or "").strip() or None,
         kind=overrides.kind,
-        store_id=None if overrides.store_id is None else parse_store(overrides.store_id),
+        stores=None if overrides.store_id is None else parse_stores(overrides.store_id),
         valid_from=_aware(overrides.valid_from, tz),
         valid_to=_aware(overrides.valid_to, tz),
         tags=None if overrides.tags is None else parse_tags(list(overrides.tags)),
@@ -145,28 +167,27 @@ def parse_raw_meta(raw: Mapping[str, RawValue], tz: tzinfo, *, where: str) -> Pa
         if name is None or name in values or _is_blank(value):
             continue
         try:
-            values[name] = _parse_field(name, value, tz)
+            values[name] = parse_field(name, value, tz)
         except MetadataError as exc:
             raise MetadataError(f"{where}: {key}: {exc}") from exc
     layer = PartialMeta(**values)  # type: ignore[arg-type]  # keys come from META_KEYS
-    _check_window(layer.valid_from, layer.valid_to, where)
+    check_window(layer.valid_from, layer.valid_to, where)
     return layer
 
 
 def resolve(layers: Sequence[PartialMeta], *, source: str, where: str) -> DocumentMeta:
     """Merge layers (highest precedence first) over the defaults and check the result."""
-    store = _first(layers, "store_id")
     meta = DocumentMeta(
         source=_first(layers, "source") or source,
         kind=_first(layers, "kind") or Kind.FAQ,
-        store_id=None if store in (None, ALL_STORES) else store,
+        stores=_first(layers, "stores") or ALL_STORES,
         valid_from=_first(layers, "valid_from"),
         valid_to=_first(layers, "valid_to"),
         tags=_first(layers, "tags") or (),
         skus=_first(layers, "skus") or (),
         title=_first(layers, "title") or "",
     )
-    _check_window(meta.valid_from, meta.valid_to, where)
+    check_window(meta.valid_from, meta.valid_to, where)
     return meta
 
 
@@ -185,10 +206,18 @@ def parse_kind(value: str) -> Kind:
     return kind
 
 
-def parse_store(value: str) -> str:
-    """A store id, or :data:`ALL_STORES` for the words meaning every store."""
-    value = value.strip()
-    return ALL_STORES if value.lower() in _ALL_STORE_WORDS else value
+def parse_stores(value: RawValue) -> tuple[str, ...]:
+    """Store ids or names as written, de-duplicated; :data:`ALL_STORES` when any item means
+    every store (``全部门店``, ``all``, ...)."""
+    if isinstance(value, str):
+        items: list[str] = _STORE_SPLIT.split(value.strip())
+    elif isinstance(value, int | float):
+        items = [format_number(value)]
+    else:
+        items = [str(v).strip() for v in _seq(value)]
+    if not items or any(item.lower() in _ALL_STORE_WORDS for item in items):
+        return ALL_STORES
+    return tuple(dict.fromkeys(items))
 
 
 def parse_tags(value: RawValue) -> tuple[str, ...]:
@@ -214,15 +243,34 @@ def parse_datetime(value: RawValue, tz: tzinfo, *, end_of_day: bool = False) -> 
         return _aware(value, tz)  # type: ignore[return-value]  # not None for a datetime
     if isinstance(value, date):
         return datetime.combine(value, time.max if end_of_day else time.min, tzinfo=tz)
+    if isinstance(value, int | float) and float(value).is_integer():
+        value = str(int(value))  # a spreadsheet's 20261108
     if not isinstance(value, str):
         raise MetadataError(f"cannot read a date from {value!r}")
-    match = _DATE_RE.fullmatch(value.strip())
+    text = value.strip()
+    compact = _COMPACT_DATE_RE.fullmatch(text)
+    if compact is not None:
+        text = "-".join(compact.groups())
+    match = _DATE_RE.fullmatch(text)
     if match is None:
-        raise MetadataError(
-            f"cannot read date {value!r} (write 2026-11-01, 2026-11-01 08:00, 2026/11/01 "
-            "or 2026-11-01T08:00:00+08:00)"
-        )
+        raise MetadataError(_date_advice(text))
     return _from_match(match, value, tz, end_of_day)
+
+
+def _date_advice(text: str) -> str:
+    """Why ``text`` is not a date, with the spelling to use instead."""
+    no_year = _NO_YEAR_RE.fullmatch(text)
+    if no_year is not None:
+        month, day = (int(g) for g in no_year.groups())
+        if 1 <= month <= 12 and 1 <= day <= 31:
+            return (
+                f"cannot read date {text!r}: the year is missing "
+                f"(write 2026-{month:02d}-{day:02d}; a year is never guessed)"
+            )
+    return (
+        f"cannot read date {text!r} (write 2026-11-01, 2026-11-01 08:00, 2026/11/01, "
+        "2026年11月1日 or 2026-11-01T08:00:00+08:00)"
+    )
 
 
 def format_number(value: int | float) -> str:
@@ -248,18 +296,19 @@ def _from_match(match: re.Match[str], raw: str, tz: tzinfo, end_of_day: bool) ->
     return datetime.fromisoformat(iso)
 
 
-def _parse_field(name: str, value: RawValue, tz: tzinfo) -> object:
+def parse_field(name: str, value: RawValue, tz: tzinfo) -> object:
+    """A raw value read as the :class:`PartialMeta` field ``name`` (else MetadataError)."""
     if name in ("valid_from", "valid_to"):
         return parse_datetime(value, tz, end_of_day=name == "valid_to")
     if name == "tags":
         return parse_tags(value)
     if name == "skus":
         return parse_skus(value)
+    if name == "stores":
+        return parse_stores(value)
     text = _scalar_text(value)
     if name == "kind":
         return parse_kind(text)
-    if name == "store_id":
-        return parse_store(text)
     return text
 
 
@@ -278,7 +327,8 @@ def reject_near_miss(key: str, where: str) -> None:
         raise MetadataError(f"{where}: unknown key {key!r} (did you mean {close[0]!r}?)")
 
 
-def _check_window(start: datetime | None, end: datetime | None, where: str) -> None:
+def check_window(start: datetime | None, end: datetime | None, where: str) -> None:
+    """MetadataError (prefixed with ``where``) when ``end`` is before ``start``."""
     if start is not None and end is not None and end < start:
         raise MetadataError(
             f"{where}: valid_to {end.isoformat()} is before valid_from {start.isoformat()}"

@@ -84,7 +84,7 @@ class DocumentInfo:
     chunks: int
     content_hash: str
     updated_at: datetime
-    store_id: str | None
+    stores: tuple[str, ...]
     valid_from: datetime | None
     valid_to: datetime | None
     title: str = ""
@@ -96,7 +96,7 @@ def meta_to_dict(meta: DocumentMeta) -> dict[str, Any]:
     d["kind"] = meta.kind.value
     for key in ("valid_from", "valid_to"):
         d[key] = d[key].isoformat() if d[key] else None
-    d["tags"], d["skus"] = list(meta.tags), list(meta.skus)
+    d["tags"], d["skus"], d["stores"] = list(meta.tags), list(meta.skus), list(meta.stores)
     return d
 
 
@@ -105,13 +105,20 @@ def meta_from_dict(d: dict[str, Any]) -> DocumentMeta:
     return DocumentMeta(
         source=d["source"],
         kind=Kind(d.get("kind", "faq")),
-        store_id=d.get("store_id"),
+        stores=_stores(d),
         valid_from=_parse_dt(d.get("valid_from")),
         valid_to=_parse_dt(d.get("valid_to")),
         tags=tuple(d.get("tags", ())),
         skus=tuple(d.get("skus", ())),
         title=d.get("title", ""),
     )
+
+
+def _stores(d: dict[str, Any]) -> tuple[str, ...]:
+    # Rows written before store scopes became lists carry one "store_id" (None = every store).
+    if "stores" in d:
+        return tuple(d["stores"])
+    return (d["store_id"],) if d.get("store_id") else ()
 
 
 def draft_to_json(draft: ChunkDraft) -> str:
@@ -122,6 +129,7 @@ def draft_to_json(draft: ChunkDraft) -> str:
         "heading": draft.heading,
         "skus": list(draft.skus),
         "meta": meta_to_dict(draft.meta) if draft.meta else None,
+        "fields": [list(pair) for pair in draft.fields],
     }
     return json.dumps(d, ensure_ascii=False)
 
@@ -135,6 +143,7 @@ def draft_from_json(raw: str) -> ChunkDraft:
         heading=d["heading"],
         skus=tuple(d["skus"]),
         meta=meta_from_dict(d["meta"]) if d["meta"] else None,
+        fields=tuple((str(k), str(v)) for k, v in d.get("fields", ())),
     )
 
 
@@ -157,7 +166,7 @@ def _info(row: KnowledgeDocument) -> DocumentInfo:
         chunks=row.chunks,
         content_hash=row.content_hash,
         updated_at=_aware(row.updated_at),
-        store_id=meta.store_id,
+        stores=meta.stores,
         valid_from=meta.valid_from,
         valid_to=meta.valid_to,
         title=meta.title,

@@ -56,6 +56,7 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 
+from knowledge.catalogue import Catalogue
 from knowledge.config import EmbeddingBackend, RetrievalConfig
 from knowledge.embeddings import Embedder, Vectors
 from knowledge.errors import KnowledgeError
@@ -120,6 +121,8 @@ class Snapshot:
     spans: Mapping[str, tuple[int, int]]
     mean: Vectors
     second: Vectors
+    catalogue: Catalogue
+    """The snapshot's stores, products and promotions as records."""
 
     @classmethod
     def build(
@@ -141,8 +144,9 @@ class Snapshot:
         mean = matrix.sum(axis=0) / n
         second = (matrix.T @ matrix) / n
         return cls(
-            {c.id: c for c in chunks}, keyword, _sku_map(chunks), matrix, spans, mean, second
-        )
+            {c.id: c for c in chunks}, keyword, _sku_map(chunks), matrix, spans, mean, second,
+            Catalogue.build(chunks),
+        )  # fmt: skip
 
     @classmethod
     def empty(cls) -> Snapshot:

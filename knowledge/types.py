@@ -1,7 +1,8 @@
 """Value types shared by every knowledge module: document metadata, chunks, hits, citations.
 
-All datetimes are timezone-aware. A document with ``store_id=None`` applies to every store;
-``valid_from`` / ``valid_to`` of ``None`` mean "no bound" on that side.
+All datetimes are timezone-aware. A document whose ``stores`` is empty applies to every store;
+otherwise to each store id listed. ``valid_from`` / ``valid_to`` of ``None`` mean "no bound" on
+that side.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ class Kind(enum.StrEnum):
     PROMOTION = "promotion"
     PRODUCT = "product"
     POLICY = "policy"
+    STORE = "store"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +28,8 @@ class DocumentMeta:
 
     source: str
     kind: Kind = Kind.FAQ
-    store_id: str | None = None
+    stores: tuple[str, ...] = ()
+    """The store ids this applies to; empty = every store."""
     valid_from: datetime | None = None
     valid_to: datetime | None = None
     tags: tuple[str, ...] = ()
@@ -40,11 +43,11 @@ class DocumentMeta:
         return not (self.valid_to is not None and when > self.valid_to)
 
     def applies_to_store(self, store_id: str | None) -> bool:
-        """True for all-store documents, and for store-scoped ones when asked from that store.
+        """True for all-store documents, and for store-scoped ones when asked from one of theirs.
 
         A question with no store (``store_id=None``) sees only all-store documents.
         """
-        return self.store_id is None or self.store_id == store_id
+        return not self.stores or store_id in self.stores
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,13 @@ class ChunkDraft:
     skus: tuple[str, ...] = ()
     meta: DocumentMeta | None = None
     """Per-row metadata from table columns; when set it replaces the document's for this chunk."""
+    fields: tuple[tuple[str, str], ...] = ()
+    """A record's named values (a store's address, a product's price, ...), as written in the
+    file; :mod:`knowledge.records` reads them. Empty for prose and QA chunks."""
+
+    def value(self, name: str) -> str:
+        """The record field ``name``, or "" when the chunk has none."""
+        return next((value for key, value in self.fields if key == name), "")
 
 
 @dataclass(frozen=True, slots=True)

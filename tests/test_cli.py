@@ -41,9 +41,9 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return values
 
 
-def run(*args: str) -> str:
+def run(*args: str, code: int = 0) -> str:
     result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == code, result.output
     return result.output
 
 
@@ -64,9 +64,10 @@ def test_ingest_reports_a_broken_file_and_goes_on(env: dict[str, str], tmp_path:
     broken.write_bytes(b"not a zip at all")
     good = tmp_path / "faq.csv"
     good.write_text(FAQ_CSV, encoding="utf-8")
-    out = run("ingest", str(broken), str(good))
+    out = run("ingest", str(broken), str(good), code=1)  # anything refused: non-zero
     assert "✗ broken.docx" in out
     assert "✓ faq.csv" in out
+    assert "1 of 2 files refused" in out
 
 
 def test_ingest_rejects_a_bad_date(env: dict[str, str], tmp_path: Path) -> None:

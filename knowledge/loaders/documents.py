@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import zipfile
-from datetime import tzinfo
 from typing import Final
 
 import docx2txt
@@ -19,6 +18,7 @@ from pypdf import PdfReader
 from knowledge.chunking import MAX_CHARS, OVERLAP, pack_text
 from knowledge.errors import LoaderError
 from knowledge.loaders.parsed import Parsed, Piece
+from knowledge.loaders.scope import LoadContext
 from knowledge.loaders.textio import decode_bytes
 from knowledge.types import ChunkDraft
 
@@ -26,12 +26,12 @@ _MAX_DOCX_UNPACKED: Final = 64 * 1024 * 1024
 """Refuse DOCX archives that unpack to more than this (a zip bomb would exhaust memory)."""
 
 
-def parse_text(name: str, data: bytes, tz: tzinfo) -> Parsed:
+def parse_text(name: str, data: bytes, ctx: LoadContext) -> Parsed:
     """Plain text: decode, then pack sentences into chunks."""
     return Parsed(_prose(decode_bytes(name, data)))
 
 
-def parse_pdf(name: str, data: bytes, tz: tzinfo) -> Parsed:
+def parse_pdf(name: str, data: bytes, ctx: LoadContext) -> Parsed:
     """A PDF with a text layer: one run of chunks per page."""
     pages = _pdf_pages(name, data)
     pieces = tuple(
@@ -42,7 +42,7 @@ def parse_pdf(name: str, data: bytes, tz: tzinfo) -> Parsed:
     return Parsed(pieces)
 
 
-def parse_docx(name: str, data: bytes, tz: tzinfo) -> Parsed:
+def parse_docx(name: str, data: bytes, ctx: LoadContext) -> Parsed:
     """A Word document: its text (headers, body, footers), packed into chunks."""
     _check_docx_archive(name, data)
     try:

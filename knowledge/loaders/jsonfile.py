@@ -1,7 +1,8 @@
 """JSON files: three shapes, all ending up as table rows.
 
-- ``[{"question": ..., "answer": ..., "variants": [...], "valid_to": ...}, ...]``: a QA table
-  (or a product table with ``sku``/``name`` keys); keys are matched like table headers.
+- ``[{"question": ..., "answer": ..., "variants": [...], "valid_to": ...}, ...]``: a table whose
+  headers are the objects' keys (in order of first appearance), read in any shape like a CSV
+  (QA, product, store or promotion; see :mod:`knowledge.loaders.shapes`).
 - ``{"问题一": "答案一", ...}``: a question → answer mapping (every value a string).
 - ``{"meta": {"kind": "promotion", ...}, "items": [...]}``: document metadata plus either of the
   above as ``items``.
@@ -11,18 +12,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import tzinfo
 from typing import Any
 
 from knowledge.errors import LoaderError
 from knowledge.loaders.parsed import Parsed
-from knowledge.loaders.tables import Row, canonical_columns, table_to_parsed
+from knowledge.loaders.rows import RawTable
+from knowledge.loaders.scope import LoadContext, scope_where
+from knowledge.loaders.shapes import same_column
+from knowledge.loaders.tables import parse_tables
 from knowledge.loaders.textio import decode_bytes
 from knowledge.metadata import PartialMeta, RawValue, parse_raw_meta
 
 
-def parse_json(name: str, data: bytes, tz: tzinfo) -> Parsed:
-    """Parse a JSON QA list, question→answer mapping, or ``{"meta", "items"}`` document."""
+def parse_json(name: str, data: bytes, ctx: LoadContext) -> Parsed:
+    """Parse a JSON table, question→answer mapping, or ``{"meta", "items"}`` document."""
     try:
         document: Any = json.loads(decode_bytes(name, data))
     except json.JSONDecodeError as exc:
@@ -35,19 +38,29 @@ def parse_json(name: str, data: bytes, tz: tzinfo) -> Parsed:
         meta = {} if meta is None else meta
         if not isinstance(meta, dict):
             raise LoaderError(name, '"meta" must be an object')
-        file_meta = parse_raw_meta(_raw(name, "meta", meta), tz, where=f"{name} meta")
+        raw = _raw(name, "meta", meta)
+        layer = parse_raw_meta(raw, ctx.tz, where=f"{name} meta")
+        file_meta = ctx.scoped(layer, scope_where(f"{name} meta", raw))
         document = document["items"]
-    return table_to_parsed(name, _rows(name, document), tz, file_meta)
+    return parse_tables(name, [_table(name, document)], ctx, file_meta)
 
 
-def _rows(name: str, document: Any) -> list[tuple[str, Row]]:
+def _table(name: str, document: Any) -> RawTable:
     if isinstance(document, list):
-        return [(f"{name} item {i}", _item(name, i, item)) for i, item in enumerate(document, 1)]
+        items = [_item(name, i, item) for i, item in enumerate(document, 1)]
+        same = same_column(list(dict.fromkeys(key for item in items for key in item)))
+        items = [{same[key]: value for key, value in item.items()} for item in items]
+        headers = tuple(dict.fromkeys(key for item in items for key in item))
+        rows = tuple(
+            (f"{name} item {i}", tuple(item.get(h) for h in headers))
+            for i, item in enumerate(items, 1)
+        )
+        return RawTable(name, headers, rows, header_where=f"{name} keys", cell_word="key")
     if isinstance(document, dict) and all(isinstance(v, str) for v in document.values()):
-        return [
-            (f"{name} item {i}", {"question": str(q), "answer": a})
-            for i, (q, a) in enumerate(document.items(), 1)
-        ]
+        pairs = tuple(
+            (f"{name} item {i}", (str(q), a)) for i, (q, a) in enumerate(document.items(), 1)
+        )
+        return RawTable(name, ("question", "answer"), pairs)
     raise LoaderError(
         name,
         "expected a list of {question, answer} objects, a {question: answer} object, "
@@ -55,12 +68,10 @@ def _rows(name: str, document: Any) -> list[tuple[str, Row]]:
     )
 
 
-def _item(name: str, number: int, item: Any) -> Row:
+def _item(name: str, number: int, item: Any) -> dict[str, RawValue]:
     if not isinstance(item, dict):
         raise LoaderError(name, f"item {number} is not an object")
-    raw = _raw(name, f"item {number}", item)
-    columns = canonical_columns(list(raw), f"{name} item {number}")
-    return {col: value for col, value in zip(columns, raw.values(), strict=True) if col}
+    return _raw(name, f"item {number}", item)
 
 
 def _raw(name: str, where: str, obj: Mapping[str, Any]) -> dict[str, RawValue]:

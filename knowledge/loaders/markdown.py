@@ -9,20 +9,31 @@ A section becomes question-and-answer chunks (``index_texts=(question,)``, ``ans
 
 Every other section is prose: packed into chunks by :mod:`knowledge.chunking`, each starting with
 its heading path so that the heading words are searchable. The first ``# H1`` is the default title.
+
+A pipe table whose headers form a QA, product, store or promotion table becomes one chunk per row
+(:mod:`knowledge.loaders.pipetables`); the rows inherit the document's metadata. Front matter is
+read by :mod:`knowledge.loaders.mdfront`: a ``kind: store``/``kind: product`` front matter with
+record keys is itself a record chunk, placed first.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import tzinfo
+from dataclasses import replace
 from typing import Final
 
 from knowledge.chunking import MAX_CHARS, OVERLAP, Block, pack_text, split_headings
 from knowledge.loaders.frontmatter import split_front_matter
+from knowledge.loaders.mdfront import read_front_matter
 from knowledge.loaders.parsed import Parsed, Piece
+from knowledge.loaders.pipetables import LineLocator, find_tables, record_pieces
+from knowledge.loaders.qa import qa_draft
+from knowledge.loaders.scope import LoadContext
 from knowledge.loaders.textio import decode_bytes
-from knowledge.metadata import PartialMeta, parse_raw_meta
+from knowledge.metadata import PartialMeta
 from knowledge.types import ChunkDraft
+
+__all__ = ["parse_markdown", "qa_draft"]
 
 _QUESTION: Final = re.compile(r"(?:Q|问题?)\s*\d*\s*[:：.．、]\s*(.+)", re.IGNORECASE)
 _ANSWER: Final = re.compile(r"(?:A|答案?)\s*\d*\s*[:：.．、]\s*", re.IGNORECASE)
@@ -31,46 +42,50 @@ _LIST_MARKER: Final = re.compile(r"\s*(?:[-*+]|\d+[.)、])\s+")
 _H1: Final = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 
 
-def parse_markdown(name: str, data: bytes, tz: tzinfo) -> Parsed:
+def parse_markdown(name: str, data: bytes, ctx: LoadContext) -> Parsed:
     """Parse a Markdown upload into pieces, its front matter layer and its default title."""
     text = decode_bytes(name, data)
     front, body = split_front_matter(name, text)
-    file_meta = parse_raw_meta(front, tz, where=f"{name} front matter")
-    pieces = tuple(p for block in split_headings(body) for p in _block_pieces(block))
+    read = read_front_matter(name, front, ctx)
+    locator = LineLocator(text)
+    pieces = [p for block in split_headings(body) for p in _block_pieces(block, name, locator, ctx)]
+    if read.fields and pieces and not pieces[0].draft.fields:
+        pieces[0] = replace(pieces[0], draft=replace(pieces[0].draft, fields=read.fields))
+    if read.record is not None:
+        pieces.insert(0, read.record)
     title = _H1.search(body)
     defaults = PartialMeta(title=_DECORATION.sub("", title.group(1)).strip() if title else None)
-    return Parsed(pieces, file_meta=file_meta, defaults=defaults)
+    return Parsed(tuple(pieces), file_meta=read.meta, defaults=defaults)
 
 
-def qa_draft(
-    question: str,
-    answer: str,
-    *,
-    heading: str = "",
-    variants: tuple[str, ...] = (),
-    skus: tuple[str, ...] = (),
-) -> ChunkDraft:
-    """The chunk for one question and its answer (shared with the table loaders)."""
-    return ChunkDraft(
-        text=f"问：{question}\n答：{answer}",
-        index_texts=(question, *variants),
-        answer=answer,
-        heading=heading,
-        skus=skus,
-    )
-
-
-def _block_pieces(block: Block) -> list[Piece]:
+def _block_pieces(block: Block, name: str, locator: LineLocator, ctx: LoadContext) -> list[Piece]:
     if not block.body:
         return []
     question = _QUESTION.fullmatch(_clean(block.path[-1])) if block.path else None
     if question is not None:
         answer = _ANSWER.sub("", block.body, count=1).strip()
         return [Piece(qa_draft(question.group(1).strip(), answer, heading=block.heading))]
-    pairs = _qa_pairs(block.body)
+    pieces: list[Piece] = []
+    lines = block.body.split("\n")
+    done = 0
+    for table in find_tables(lines):
+        rows = record_pieces(name, table, locator, ctx)
+        if rows is not None:
+            pieces += _text_pieces(block.heading, "\n".join(lines[done : table.start]))
+            pieces += rows
+            done = table.end
+    return pieces + _text_pieces(block.heading, "\n".join(lines[done:]))
+
+
+def _text_pieces(heading: str, body: str) -> list[Piece]:
+    """Q/A pairs when the text is only those, else prose chunks."""
+    body = body.strip()
+    if not body:
+        return []
+    pairs = _qa_pairs(body)
     if pairs is not None:
-        return [Piece(qa_draft(q, a, heading=block.heading)) for q, a in pairs]
-    return [Piece(_prose(block.heading, piece)) for piece in _pack(block.body)]
+        return [Piece(qa_draft(q, a, heading=heading)) for q, a in pairs]
+    return [Piece(_prose(heading, piece)) for piece in _pack(body)]
 
 
 def _prose(heading: str, piece: str) -> ChunkDraft:

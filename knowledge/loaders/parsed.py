@@ -12,12 +12,16 @@ from knowledge.types import ChunkDraft
 class Piece:
     """A chunk draft (without effective metadata yet) and, for a table row, the row's own layer.
 
-    ``where`` ("row 7") locates the piece in the file for error messages.
+    ``where`` ("faq.csv row 7") locates the piece in the file for error messages. ``shape_meta``
+    is what the row's table shape implies (a product table's rows are ``kind: product``); it sits
+    below the ingest call and above the file's own metadata, so a product table inside a
+    ``kind: policy`` document still yields products.
     """
 
     draft: ChunkDraft
     row_meta: PartialMeta | None = None
     where: str = ""
+    shape_meta: PartialMeta | None = None
 
 
 @dataclass(frozen=True, slots=True)

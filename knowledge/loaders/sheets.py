@@ -1,9 +1,11 @@
-"""CSV and XLSX files → table rows (see :mod:`knowledge.loaders.tables` for what rows become).
+"""CSV and XLSX files → tables (see :mod:`knowledge.loaders.tables` for what rows become).
 
 CSV: any of UTF-8 (with or without BOM), UTF-16 with BOM, GB18030/GBK; the delimiter (``,``, tab
-or ``;``) is the one the header line uses most. XLSX: every sheet whose first non-empty row has
-recognised headers; date cells at midnight count as dates (so a ``valid_to`` cell means the end of
-that day).
+or ``;``) is the one the header line uses most. XLSX: each sheet is a table, read in its own shape
+(a workbook may hold a store sheet and a product sheet); date cells at midnight count as dates (so
+a ``valid_to`` cell means the end of that day). The header is the first row with at least two
+filled cells: a title row above it ("柚见生活门店信息表") is skipped. Rows are numbered as the
+file counts them (``stores.csv row 3`` is the third record, the header being row 1 or later).
 """
 
 from __future__ import annotations
@@ -12,25 +14,24 @@ import csv
 import io
 import warnings
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, time, tzinfo
+from datetime import date, datetime, time
 from typing import Any, Final
 
 import openpyxl
 
 from knowledge.errors import LoaderError
 from knowledge.loaders.parsed import Parsed
-from knowledge.loaders.tables import Row, canonical_columns, table_to_parsed
+from knowledge.loaders.rows import RawTable, cell_text, is_filled
+from knowledge.loaders.scope import LoadContext
+from knowledge.loaders.tables import parse_tables
 from knowledge.loaders.textio import decode_bytes
 from knowledge.metadata import RawValue
 
 _DELIMITERS: Final = (",", "\t", ";")
 
-Table = tuple[set[str], list[tuple[str, Row]]]
-"""A table's known column names and its rows (each with its "file row N" label)."""
 
-
-def parse_csv(name: str, data: bytes, tz: tzinfo) -> Parsed:
-    """Parse a CSV QA or product table."""
+def parse_csv(name: str, data: bytes, ctx: LoadContext) -> Parsed:
+    """Parse a CSV table of any shape."""
     text = decode_bytes(name, data)
     header_line = next((line for line in text.splitlines() if line.strip()), "")
     delimiter = max(_DELIMITERS, key=header_line.count)
@@ -38,56 +39,52 @@ def parse_csv(name: str, data: bytes, tz: tzinfo) -> Parsed:
         records = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     except csv.Error as exc:
         raise LoaderError(name, f"malformed CSV: {exc}") from exc
-    columns, rows = _table(name, records)
-    return table_to_parsed(name, rows, tz, columns=columns)
+    table = raw_table(name, records)
+    return parse_tables(name, [table] if table is not None else [], ctx)
 
 
-def parse_xlsx(name: str, data: bytes, tz: tzinfo) -> Parsed:
-    """Parse every recognisable sheet of an XLSX workbook as one table."""
+def parse_xlsx(name: str, data: bytes, ctx: LoadContext) -> Parsed:
+    """Parse every sheet of an XLSX workbook (sheets that fit no shape are skipped)."""
     try:
         # openpyxl warns about Excel features it ignores (data validation, styles): not our concern.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-            columns, rows = _book_rows(name, book)
-    except LoaderError:
-        raise
+            tables = _book_tables(name, book)
     except Exception as exc:  # openpyxl raises zipfile, XML and its own errors on bad files
         raise LoaderError(
             name, f"not a readable .xlsx workbook ({type(exc).__name__}: {exc})"
         ) from exc
-    return table_to_parsed(name, rows, tz, columns=columns)
+    return parse_tables(name, tables, ctx)
 
 
-def _book_rows(name: str, book: Any) -> Table:
+def raw_table(label: str, records: Iterable[Sequence[RawValue]]) -> RawTable | None:
+    """The table in ``records`` (header = first row with two filled cells), or None if empty."""
+    headers: tuple[str, ...] | None = None
+    rows: list[tuple[str, tuple[RawValue, ...]]] = []
+    for number, record in enumerate(records, 1):
+        filled = sum(is_filled(v) for v in record)
+        if headers is None:
+            if filled >= 2:
+                headers = tuple(cell_text(v) for v in record)
+        elif filled:
+            rows.append((f"{label} row {number}", tuple(record)))
+    return None if headers is None else RawTable(label, headers, tuple(rows))
+
+
+def _book_tables(name: str, book: Any) -> list[RawTable]:
     try:
         several = len(book.worksheets) > 1
-        columns: set[str] = set()
-        rows: list[tuple[str, Row]] = []
+        tables = []
         for sheet in book.worksheets:
             label = f"{name} {sheet.title}" if several else name
             values = ([_cell(v) for v in r] for r in sheet.iter_rows(values_only=True))
-            sheet_columns, sheet_rows = _table(label, values)
-            columns |= sheet_columns
-            rows += sheet_rows
-        return columns, rows
+            table = raw_table(label, values)
+            if table is not None:
+                tables.append(table)
+        return tables
     finally:
         book.close()
-
-
-def _table(label: str, records: Iterable[Sequence[RawValue]]) -> Table:
-    """Known header names and rows keyed by them; the first non-empty record is the header."""
-    columns: list[str | None] | None = None
-    rows: list[tuple[str, Row]] = []
-    for number, record in enumerate(records, 1):
-        if not any(_filled(v) for v in record):
-            continue
-        if columns is None:
-            columns = canonical_columns(record, f"{label} header")
-            continue
-        pairs = zip(columns, record, strict=False)
-        rows.append((f"{label} row {number}", {c: v for c, v in pairs if c and _filled(v)}))
-    return {c for c in columns or () if c}, rows
 
 
 def _cell(value: object) -> RawValue:
@@ -98,7 +95,3 @@ def _cell(value: object) -> RawValue:
     if isinstance(value, date):
         return value
     return str(value)
-
-
-def _filled(value: RawValue) -> bool:
-    return value is not None and (not isinstance(value, str) or bool(value.strip()))

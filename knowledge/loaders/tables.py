@@ -1,174 +1,112 @@
-"""Rows of a QA table or a product table → chunks (shared by CSV, XLSX and JSON).
+"""Tables → pieces, one per row (CSV, XLSX sheets, JSON lists and Markdown pipe tables).
 
-Headers are matched in Chinese or English (see :data:`TABLE_KEYS` and
-:data:`knowledge.metadata.META_KEYS`). A table with a question column is a QA table: one chunk per
-row, ``text = "问：…\\n答：…"``, indexed by the question and its variants. A table with sku and name
-columns but no question column is a product table (``kind: product`` unless stated otherwise).
+The header row picks the table's shape (:mod:`knowledge.loaders.shapes`): QA rows become
+question-and-answer chunks (:mod:`knowledge.loaders.qa`), product, store and promotion rows
+become record chunks (:mod:`knowledge.loaders.retail`). A record row's kind is its shape's
+(``shape_meta``), unless the row or the ingest call says otherwise; its metadata columns (store
+scope, validity, tags, ...) are its own layer, merged over the document's.
 
-A row's metadata columns (kind, store, validity, tags, title) become that chunk's own metadata,
-merged over the document's. A sku column alone does not: it fills ``ChunkDraft.skus`` (that is
-what the exact-match path reads) without giving the row a metadata layer of its own.
+A file is loaded whole or not at all: the first bad header, cell or row raises, naming the file,
+the row and the column. In a workbook, a sheet whose headers fit no shape (a "填写说明" sheet) is
+skipped as long as another sheet fits; a store that appears twice in one table is refused.
+Store sheets are read first, and their stores join the directory for the file's other sheets.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from datetime import date, tzinfo
 from typing import Final
 
-from knowledge.errors import LoaderError
-from knowledge.loaders.markdown import qa_draft
+from knowledge.errors import LoaderError, MetadataError
 from knowledge.loaders.parsed import Parsed, Piece
-from knowledge.loaders.textio import clean_cell
-from knowledge.metadata import (
-    META_KEYS,
-    PartialMeta,
-    RawValue,
-    format_number,
-    normalise_key,
-    parse_raw_meta,
-    parse_skus,
-    reject_near_miss,
-)
-from knowledge.types import ChunkDraft, Kind
+from knowledge.loaders.qa import qa_piece, row_skus
+from knowledge.loaders.retail import product_draft, promotion_draft, store_draft
+from knowledge.loaders.rows import META_FIELDS, RawTable, TableRow, read_meta, table_rows
+from knowledge.loaders.scope import LoadContext
+from knowledge.loaders.shapes import PRODUCT, QA, STORE, Layout, ShapeSpec, detect, file_layout
+from knowledge.metadata import PartialMeta
 
-Row = Mapping[str, RawValue]
-"""A table row keyed by canonical column names (``question``, ``skus``, ``valid_to``, ...)."""
-
-TABLE_KEYS: Final[Mapping[str, str]] = {
-    **{k: "question" for k in ("question", "问题", "标准问题", "问")},
-    **{k: "answer" for k in ("answer", "答案", "回答", "答")},
-    **{k: "variants" for k in ("variants", "相似问题", "扩展问", "相似问", "similar_questions")},
-    **{k: "name" for k in ("name", "商品名称", "名称", "品名")},
-    **{k: "price" for k in ("price", "价格", "售价")},
-    **{k: "description" for k in ("description", "描述", "说明")},
-    **{k: "spec" for k in ("spec", "规格")},
-    **{k: "category" for k in ("category", "类别", "分类")},
-}
-_META_FIELDS: Final = frozenset(META_KEYS.values()) - {"skus"}
-_VARIANT_SPLIT: Final = re.compile(r"\|\|?|\n|；")
-_PRODUCT_FIELDS: Final = (("price", "价格"), ("spec", "规格"), ("category", "类别"))
+_PRODUCT_META: Final = ("kind", "stores", "valid_from", "valid_to", "tags")
+_STORE_META: Final = ("kind", "tags", "title")
 
 
-def canonical_columns(headers: Sequence[object], where: str) -> list[str | None]:
-    """Each header's canonical name, or None when unknown or a repeat of an earlier column.
-
-    A header that looks like a misspelt metadata column (``vaild_to``) is a MetadataError.
-    """
-    seen: set[str] = set()
-    names: list[str | None] = []
-    for header in headers:
-        key = normalise_key(str(header)) if header is not None else ""
-        name = TABLE_KEYS.get(key) or META_KEYS.get(key)
-        if name is None and key:
-            reject_near_miss(str(header), where)
-        names.append(name if name is not None and name not in seen else None)
-        if name is not None:
-            seen.add(name)
-    return names
-
-
-def table_to_parsed(
+def parse_tables(
     name: str,
-    rows: Iterable[tuple[str, Row]],
-    tz: tzinfo,
+    tables: Sequence[RawTable],
+    ctx: LoadContext,
     file_meta: PartialMeta | None = None,
-    *,
-    columns: Iterable[str] = (),
 ) -> Parsed:
-    """Chunks for every usable row; no usable row or no known columns → LoaderError.
+    """Every row of every usable table; LoaderError when none fits a shape or none has rows.
 
-    ``columns`` are the table's canonical header names; keys used by any row count too (JSON).
+    The document's default kind is that of the first table's shape.
     """
-    rows = list(rows)
-    known = {*columns, *(key for _, row in rows for key in row)}
-    if "question" in known:
-        if "answer" not in known:
-            raise LoaderError(name, "has a question column but no answer column (answer/答案/回答)")
-        pieces = [p for where, row in rows if (p := _qa_piece(row, where, tz)) is not None]
-        defaults = PartialMeta()
-    elif {"skus", "name"} <= known:
-        pieces = [p for where, row in rows if (p := _product_piece(row, where, tz)) is not None]
-        defaults = PartialMeta(kind=Kind.PRODUCT)
-    else:
-        found = ", ".join(sorted(known)) or "none"
-        raise LoaderError(
-            name,
-            "needs question and answer columns (question/问题, answer/答案) or product columns "
-            f"(sku/商品编码, name/商品名称); recognised columns: {found}",
-        )
+    read = _layouts(name, tables)
+    stores_first = sorted(range(len(read)), key=lambda i: read[i][1].spec is not STORE)
+    per_table: dict[int, list[Piece]] = {}
+    for i in stores_first:
+        per_table[i] = table_pieces(*read[i], ctx)
+        if read[i][1].spec is STORE:
+            ctx = ctx.with_stores(name, [p.draft for p in per_table[i]])
+    pieces = [p for i in range(len(read)) for p in per_table[i]]
     if not pieces:
-        raise LoaderError(name, "no usable rows (each row needs a question and an answer)")
+        raise LoaderError(name, _no_rows(read[0][1].spec))
+    defaults = PartialMeta(kind=read[0][1].spec.kind)
     return Parsed(tuple(pieces), file_meta=file_meta or PartialMeta(), defaults=defaults)
 
 
-def cell_text(value: RawValue) -> str:
-    """A cell as trimmed text (numbers without a spurious ``.0``, dates in ISO form)."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return clean_cell(value)
-    if isinstance(value, int | float):
-        return format_number(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    return "\n".join(clean_cell(str(v)) for v in value)
+def table_pieces(table: RawTable, layout: Layout, ctx: LoadContext) -> list[Piece]:
+    """The pieces of one table read through ``layout`` (QA rows without an answer skipped)."""
+    rows = table_rows(table, layout)
+    spec = layout.spec
+    if spec is QA:
+        return [p for row in rows if (p := qa_piece(row, ctx)) is not None]
+    if spec is STORE:
+        _check_unique_stores(rows)
+    shape_meta = PartialMeta(kind=spec.kind)
+    return [record_piece(spec, row, ctx, shape_meta) for row in rows]
 
 
-def _qa_piece(row: Row, where: str, tz: tzinfo) -> Piece | None:
-    question, answer = cell_text(row.get("question")), cell_text(row.get("answer"))
-    if not question or not answer:
-        return None
-    variants = _variants(row.get("variants"), question)
-    draft = qa_draft(question, answer, heading=question, variants=variants, skus=_skus(row))
-    return Piece(draft, _row_meta(row, where, tz), where)
+def record_piece(spec: ShapeSpec, row: TableRow, ctx: LoadContext, shape: PartialMeta) -> Piece:
+    """The piece of one product, store or promotion row."""
+    if spec is PRODUCT:
+        draft = product_draft(row)
+        layer = read_meta(row, ctx, _PRODUCT_META)
+        layer = layer if layer.is_empty() else replace(layer, skus=draft.skus)
+    elif spec is STORE:
+        draft = store_draft(row)
+        layer = read_meta(row, ctx, _STORE_META)
+    else:
+        layer = read_meta(row, ctx, META_FIELDS)
+        draft = promotion_draft(row, row_skus(row))
+    return Piece(draft, None if layer.is_empty() else layer, row.where, shape)
 
 
-def _product_piece(row: Row, where: str, tz: tzinfo) -> Piece | None:
-    skus, name = _skus(row), cell_text(row.get("name"))
-    if not skus or not name:
-        return None
-    parts = [f"商品：{name}（货号 {skus[0]}）"]
-    for key, label in _PRODUCT_FIELDS:
-        value = _price(row.get(key)) if key == "price" else cell_text(row.get(key))
-        if value:
-            parts.append(f"{label}：{value}")
-    text = "，".join(parts)
-    description = cell_text(row.get("description"))
-    if description:
-        text = f"{text}。{description}"
-    draft = ChunkDraft(text=text, index_texts=(name, skus[0]), answer=text, heading=name, skus=skus)
-    return Piece(draft, _row_meta(row, where, tz), where)
+def _layouts(name: str, tables: Sequence[RawTable]) -> list[tuple[RawTable, Layout]]:
+    if not tables:
+        raise LoaderError(name, "no table found (the first row must hold the column headers)")
+    fitting = [t for t in tables if detect(t.headers) is not None] or [tables[0]]
+    return [(t, file_layout(name, t.headers, t.header_at, _part(name, t))) for t in fitting]
 
 
-def _row_meta(row: Row, where: str, tz: tzinfo) -> PartialMeta | None:
-    layer = parse_raw_meta({k: v for k, v in row.items() if k in _META_FIELDS}, tz, where=where)
-    if layer.is_empty():
-        return None
-    return replace(layer, skus=_skus(row) or None)
+def _part(name: str, table: RawTable) -> str:
+    """``"sheet 门店"`` for a workbook sheet, "" for a file that is one table."""
+    rest = table.label.removeprefix(name).strip()
+    return f"sheet {rest}" if rest else ""
 
 
-def _skus(row: Row) -> tuple[str, ...]:
-    value = row.get("skus")
-    return () if value is None else parse_skus(value)
+def _check_unique_stores(rows: Sequence[TableRow]) -> None:
+    seen: dict[str, TableRow] = {}
+    for row in rows:
+        field = "store_id" if row.has("store_id") else "name"
+        key = row.text(field)
+        if key in seen:
+            raise MetadataError(f"{row.at(field)}: store {key!r} is already on {seen[key].where}")
+        if key:
+            seen[key] = row
 
 
-def _variants(value: RawValue, question: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    items = (
-        [cell_text(v) for v in value]
-        if isinstance(value, list | tuple)
-        else _VARIANT_SPLIT.split(cell_text(value))
-    )
-    cleaned = (v.strip() for v in items)
-    return tuple(dict.fromkeys(v for v in cleaned if v and v != question))
-
-
-def _price(value: RawValue) -> str:
-    text = cell_text(value)
-    if not text or text.endswith("元") or text[0] in "¥￥$":
-        return text
-    return f"{text}元"
+def _no_rows(spec: ShapeSpec) -> str:
+    if spec is QA:
+        return "no usable rows (each row needs a question and an answer)"
+    return f"no rows below the header of the {spec.label}"

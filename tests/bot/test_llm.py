@@ -89,10 +89,15 @@ async def test_follow_up_is_rewritten_with_history_before_retrieval(
     assert second.answered_by == "llm"
 
 
-async def test_not_found_does_not_ask_the_llm(llm_chat: Chat, openai_server: FakeOpenAI) -> None:
+async def test_not_found_does_not_ask_the_llm_to_answer(
+    llm_chat: Chat, openai_server: FakeOpenAI
+) -> None:
     reply = answer(await llm_chat.say("量子力学是什么"))
     assert (reply.text, reply.answered_by) == (NOT_FOUND_TEXT, "not_found")
-    assert openai_server.chat_requests == []
+    # Only the retail writer's offer of its tools (tests/bot/test_retail_llm.py); no answer prompt.
+    [request] = openai_server.chat_requests
+    assert request.tool_names
+    assert "资料：" not in request.text
 
 
 async def test_llm_http_500_falls_back_to_the_extractive_answer(
@@ -162,12 +167,12 @@ async def test_refused_connection_falls_back(refused_app: App, clock: Clock) -> 
 async def test_app_chooses_the_answerer_from_settings(
     llm_app: App, tmp_path: Path, openai_server: FakeOpenAI
 ) -> None:
-    assert isinstance(llm_app.answerer, LLMAnswerer)
+    assert isinstance(llm_app.answerer.fallback, LLMAnswerer)
     openai_server.reply("**会员日**是每月8号 [1]。")
     preview = await llm_app.preview_answer("会员日是哪天？", at=NOW)
     assert preview == "会员日是每月8号 [1]。\n（来源：[1] 常见问题）"  # as sent: Markdown gone
     async for plain in built_app(make_settings(tmp_path / "plain")):
-        assert isinstance(plain.answerer, ExtractiveAnswerer)
+        assert isinstance(plain.answerer.fallback, ExtractiveAnswerer)
         assert await plain.preview_answer("会员日是哪天？", at=NOW) == EXTRACTIVE_MEMBER_DAY
 
 

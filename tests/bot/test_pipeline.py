@@ -22,7 +22,6 @@ from knowledge.loaders.markdown import qa_draft
 from knowledge.types import DocumentMeta
 from tests.bot.conftest import (
     NOW,
-    PROMOTION_TEXT,
     Chat,
     Clock,
     built_app,
@@ -98,10 +97,15 @@ async def test_extractive_answer_quotes_the_entry_and_cites_it(chat: Chat) -> No
 
 
 async def test_promotion_is_quoted_verbatim_and_only_while_valid(chat: Chat, clock: Clock) -> None:
-    reply = await chat.say("夏日满减活动")
-    assert text_of(reply) == f"{PROMOTION_TEXT}\n（来源：夏日满减）"
+    reply = text_of(await chat.say("夏日满减活动"))
+    assert "夏日满减：6月1日至6月30日，全场满199减30，限线下门店。（至6月30日）" in reply
+    assert reply.endswith("（来源：夏日满减）")
     clock.advance(timedelta(days=30))  # July: the promotion has ended
-    assert text_of(await chat.say("夏日满减活动")) == NOT_FOUND_TEXT
+    ended = text_of(await chat.say("夏日满减活动"))
+    assert "满199减30" not in ended
+    assert "没有进行中的优惠活动" in ended
+    status = text_of(await chat.say("夏日满减还能用吗"))
+    assert status.startswith("「夏日满减」已结束（6月30日截止）")
 
 
 async def test_below_threshold_says_not_found_and_offers_a_person(chat: Chat) -> None:

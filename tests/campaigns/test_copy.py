@@ -34,14 +34,14 @@ ANNIVERSARY = Promotion(
     doc_id="anniversary.md", title="禾町十周年店庆",
     text="禾町十周年店庆\n活动时间：2026年12月18日至2026年12月31日，全部门店及小程序。\n"
     "- 全场单笔满 300 元减 60 元，每单限减一次。\n- 店庆期间金卡会员积分 3 倍。",
-    store_id=None, valid_from=datetime(2026, 12, 18, tzinfo=SHANGHAI),
+    stores=(), valid_from=datetime(2026, 12, 18, tzinfo=SHANGHAI),
     valid_to=datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=SHANGHAI),
     tags=("店庆", "满减"), source="anniversary.md",
 )  # fmt: skip
 MILK = Promotion(
     doc_id="milk-subscription.md", title="鲜奶月卡",
     text="鲜奶月卡：每天一瓶禾町鲜牛奶\n- 月卡价格 399 元，含 30 瓶禾町鲜牛奶（950ml，HD-1001）。",
-    store_id=None, valid_from=None,
+    stores=(), valid_from=None,
     valid_to=datetime(2027, 6, 30, 23, 59, 59, 999999, tzinfo=SHANGHAI),
     tags=("乳品",), source="milk-subscription.md",
 )  # fmt: skip

@@ -36,7 +36,7 @@ async def knowledge(engine: AsyncEngine, data_dir: Path) -> AsyncIterator[Knowle
     try:
         await seed(kb)  # an FAQ and the all-store June promotion 夏日满减
         meta = DocumentMeta(
-            source="xuhui.md", kind=Kind.PROMOTION, title="徐汇烘焙", store_id="s1",
+            source="xuhui.md", kind=Kind.PROMOTION, title="徐汇烘焙", stores=("s1",),
             valid_from=datetime(2026, 5, 31, 16, 0, tzinfo=UTC),
             valid_to=datetime(2026, 6, 20, 15, 59, tzinfo=UTC),
         )  # fmt: skip

@@ -35,12 +35,12 @@ def chunk(doc_id: str, ordinal: int, text: str, meta: DocumentMeta, heading: str
 def promo(
     doc_id: str,
     *,
-    store_id: str | None = None,
+    stores: tuple[str, ...] = (),
     valid_from: datetime | None = None,
     valid_to: datetime | None = None,
 ) -> Promotion:
     return Promotion(
-        doc_id=doc_id, title=doc_id, text=f"{doc_id}的活动", store_id=store_id,
+        doc_id=doc_id, title=doc_id, text=f"{doc_id}的活动", stores=stores,
         valid_from=valid_from, valid_to=valid_to, tags=(), source=f"{doc_id}.md",
     )  # fmt: skip
 
@@ -53,7 +53,7 @@ ANNIVERSARY = DocumentMeta(
 
 def test_chunks_of_one_document_are_joined_in_ordinal_order() -> None:
     faq = DocumentMeta(source="faq.md", kind=Kind.FAQ)
-    eggs = DocumentMeta(source="eggs.md", kind=Kind.PROMOTION, store_id="hz-xihu")
+    eggs = DocumentMeta(source="eggs.md", kind=Kind.PROMOTION, stores=("hz-xihu",))
     chunks = [
         chunk("anniversary.md", 1, "全场满300减60。", ANNIVERSARY),
         chunk("faq.md", 0, "问：几点开门？\n答：10:00。", faq),
@@ -63,28 +63,30 @@ def test_chunks_of_one_document_are_joined_in_ordinal_order() -> None:
     [anniversary, egg_deal] = promotions_from_chunks(chunks)
     assert anniversary == Promotion(
         doc_id="anniversary.md", title="十周年店庆",
-        text="活动时间：2026年12月18日起。\n全场满300减60。", store_id=None,
+        text="活动时间：2026年12月18日起。\n全场满300减60。", stores=(),
         valid_from=ANNIVERSARY.valid_from, valid_to=ANNIVERSARY.valid_to, tags=("店庆",),
-        source="anniversary.md",
+        source="anniversary.md", citation=anniversary.citation,
     )  # fmt: skip
-    assert (egg_deal.doc_id, egg_deal.title, egg_deal.store_id) == (
+    assert (egg_deal.doc_id, egg_deal.title, egg_deal.stores) == (
         "eggs.md",
         "鸡蛋特价",
-        "hz-xihu",
+        ("hz-xihu",),
     )
 
 
 def test_rows_with_their_own_metadata_are_separate_promotions() -> None:
     sheet = DocumentMeta(source="deals.csv", kind=Kind.PROMOTION, title="牛奶")
-    other = DocumentMeta(source="deals.csv", kind=Kind.PROMOTION, title="面包", store_id="sh-xuhui")
+    other = DocumentMeta(
+        source="deals.csv", kind=Kind.PROMOTION, title="面包", stores=("sh-xuhui",)
+    )
     chunks = [
         chunk("deals.csv", 0, "牛奶第二件半价", sheet),
         chunk("deals.csv", 1, "面包满2件9折", other),
     ]
     promotions = promotions_from_chunks(chunks)
-    assert [(p.doc_id, p.title, p.store_id, p.text) for p in promotions] == [
-        ("deals.csv#0", "牛奶", None, "牛奶第二件半价"),
-        ("deals.csv#1", "面包", "sh-xuhui", "面包满2件9折"),
+    assert [(p.doc_id, p.title, p.stores, p.text) for p in promotions] == [
+        ("deals.csv#0", "牛奶", (), "牛奶第二件半价"),
+        ("deals.csv#1", "面包", ("sh-xuhui",), "面包满2件9折"),
     ]
 
 
@@ -140,8 +142,8 @@ def test_bounds_are_inclusive_and_a_future_promotion_is_never_chosen() -> None:
 
 def test_store_scope() -> None:
     chain = promo("chain")
-    xihu = promo("xihu", store_id="hz-xihu")
-    xuhui = promo("xuhui", store_id="sh-xuhui")
+    xihu = promo("xihu", stores=("hz-xihu",))
+    xuhui = promo("xuhui", stores=("sh-xuhui",))
     everything = [chain, xihu, xuhui]
     at = local(2026, 12, 20, 9)
     assert valid_promotions(everything, store_id="hz-xihu", start=at) == [chain, xihu]
@@ -192,7 +194,9 @@ async def test_demo_promotions_from_a_real_knowledge_base(knowledge: KnowledgeBa
     wednesday = by_id["member-wednesday.md"]
     assert wednesday.title == "每周三会员日"
     assert wednesday.text.startswith("每周三会员日：全场 9.5 折\n禾町生活的会员日是每周三。")
-    assert "问：会员日是哪天？有什么折扣？" in wednesday.text  # the FAQ section comes last
+    # the FAQ section comes last, its answer only: a push never reads "问：…答：…"
+    assert wednesday.text.endswith("婴幼儿奶粉和特价商品不参与折扣。")
+    assert "问：" not in wednesday.text
 
     start, end = day_window(date(2026, 12, 20), SHANGHAI)
     xihu = {p.doc_id for p in valid_promotions(promotions, store_id="hz-xihu", start=start)}

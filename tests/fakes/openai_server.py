@@ -12,10 +12,14 @@ is empty ``server.responder(body)`` writes the reply text (default: "好的。[1
     server.delay(2.0, "slow")           # answer after 2 s (longer than a 0.5 s client timeout)
     server.malformed()                  # 200 with a body that is not JSON
     server.reply("")                    # 200 with empty content
+    server.tool_call("product_info", {"name_or_sku": "车厘子"})   # 200: the model calls a tool
+    server.tool_calls(("list_deals", {}), ("list_stores", {}))   # several calls in one reply
     server.fail_embeddings(400)         # the next /v1/embeddings request fails
 
 Every request body is recorded: ``server.chat_requests`` / ``server.embedding_requests``;
-``ChatRequest.text`` joins the messages' contents so a test can assert what a prompt contained.
+``ChatRequest.text`` joins the messages' contents so a test can assert what a prompt contained;
+``ChatRequest.tool_names`` lists the tools offered and ``ChatRequest.tool_results`` the
+``role: "tool"`` messages sent back.
 Embeddings are deterministic character-hash vectors (``dim`` floats), as floats or base64.
 """
 
@@ -50,6 +54,16 @@ class ChatRequest:
     def text(self) -> str:
         """Every message's content, joined: what the model was shown."""
         return "\n".join(_content_text(m.get("content")) for m in self.messages)
+
+    @property
+    def tool_names(self) -> list[str]:
+        """The names of the tools the request offered (``body["tools"]``)."""
+        return [t["function"]["name"] for t in self.body.get("tools", [])]
+
+    @property
+    def tool_results(self) -> list[dict[str, Any]]:
+        """The ``role: "tool"`` messages: results of the tool calls the model made."""
+        return [m for m in self.messages if m.get("role") == "tool"]
 
     @property
     def last_user_text(self) -> str:
@@ -87,7 +101,12 @@ class _Malformed:
     pass
 
 
-Behaviour = _Reply | _Fail | _Delay | _Malformed
+@dataclass(frozen=True)
+class _ToolCalls:
+    calls: tuple[tuple[str, dict[str, Any]], ...]
+
+
+Behaviour = _Reply | _Fail | _Delay | _Malformed | _ToolCalls
 
 
 @dataclass
@@ -102,6 +121,7 @@ class FakeOpenAI:
     _script: deque[Behaviour] = field(default_factory=deque)
     _embedding_script: deque[_Fail] = field(default_factory=deque)
     _closing: asyncio.Event = field(default_factory=asyncio.Event)
+    _tool_call_count: int = 0
 
     def reply(self, *contents: str) -> None:
         """Answer the next requests with these contents, one each."""
@@ -118,6 +138,16 @@ class FakeOpenAI:
     def malformed(self, *, times: int = 1) -> None:
         """Answer the next ``times`` requests with a 200 whose body is not JSON."""
         self._script.extend(_Malformed() for _ in range(times))
+
+    def tool_call(
+        self, name: str, arguments: dict[str, Any] | None = None, *, times: int = 1
+    ) -> None:
+        """Answer the next ``times`` requests with one call of the tool ``name``."""
+        self._script.extend(_ToolCalls(((name, arguments or {}),)) for _ in range(times))
+
+    def tool_calls(self, *calls: tuple[str, dict[str, Any]]) -> None:
+        """Answer the next request with several tool calls: ``(name, arguments)`` each."""
+        self._script.append(_ToolCalls(calls))
 
     def fail_embeddings(
         self, status: int = 500, message: str = "internal error", *, times: int = 1
@@ -145,7 +175,12 @@ class FakeOpenAI:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), behaviour.seconds)
             behaviour = _Reply(behaviour.content)
-        return web.json_response(_completion(str(body.get("model", "fake")), behaviour.content))
+        model = str(body.get("model", "fake"))
+        if isinstance(behaviour, _ToolCalls):
+            first = self._tool_call_count
+            self._tool_call_count += len(behaviour.calls)
+            return web.json_response(_tool_completion(model, behaviour.calls, first))
+        return web.json_response(_completion(model, behaviour.content))
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -183,18 +218,32 @@ def hash_vector(text: str, dim: int) -> np.ndarray[Any, np.dtype[np.float32]]:
 
 
 def _completion(model: str, content: str) -> dict[str, Any]:
+    return _chat_completion(model, {"role": "assistant", "content": content}, "stop")
+
+
+def _tool_completion(
+    model: str, calls: tuple[tuple[str, dict[str, Any]], ...], first: int
+) -> dict[str, Any]:
+    """An assistant message calling tools (content null), call ids unique within the test."""
+    tool_calls = [
+        {
+            "id": f"call_{first + n}",
+            "type": "function",
+            "function": {"name": name, "arguments": json.dumps(args, ensure_ascii=False)},
+        }
+        for n, (name, args) in enumerate(calls)
+    ]
+    message = {"role": "assistant", "content": None, "tool_calls": tool_calls}
+    return _chat_completion(model, message, "tool_calls")
+
+
+def _chat_completion(model: str, message: dict[str, Any], finish: str) -> dict[str, Any]:
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "created": 1_700_000_000,
         "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "finish_reason": "stop",
-            }
-        ],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
         "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
     }
 

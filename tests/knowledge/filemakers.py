@@ -1,10 +1,13 @@
-"""Build real, minimal PDF and DOCX files in tests (no fixtures checked in, no extra libraries)."""
+"""Build real, minimal PDF, DOCX and XLSX files in tests (no fixtures checked in)."""
 
 from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 from xml.sax.saxutils import escape
+
+import openpyxl
 
 
 def make_pdf(pages: list[list[str]]) -> bytes:
@@ -77,3 +80,17 @@ def _assemble(objects: list[str]) -> bytes:
     trailer = f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n"
     out += trailer.encode("latin-1")
     return bytes(out)
+
+
+def write_xlsx(path: Path, sheets: dict[str, list[list[object]]]) -> Path:
+    """An XLSX workbook with one sheet per entry (rows as given; ``None`` is an empty cell)."""
+    book = openpyxl.Workbook()
+    first = book.active
+    assert first is not None
+    book.remove(first)
+    for title, rows in sheets.items():
+        sheet = book.create_sheet(title)
+        for row in rows:
+            sheet.append(row)
+    book.save(path)
+    return path

@@ -77,7 +77,7 @@ def test_markdown_front_matter_headings_and_skus(tmp_path: Path) -> None:
     doc = load_path(_write(tmp_path, "双十一.md", PROMO_MD))
     meta = doc.meta
     assert meta.source == "双十一.md"
-    assert (meta.kind, meta.store_id, meta.title) == (Kind.PROMOTION, "sh-xuhui", "双十一 会员日")
+    assert (meta.kind, meta.stores, meta.title) == (Kind.PROMOTION, ("sh-xuhui",), "双十一 会员日")
     assert meta.valid_from == datetime(2026, 11, 1, tzinfo=SH)
     assert meta.valid_to == datetime(2026, 11, 30, 23, 59, 59, 999999, tzinfo=SH)
     assert (meta.tags, meta.skus) == (("烘焙", "会员"), ("SY-1024", "SY-2048"))
@@ -114,9 +114,9 @@ def test_windows_line_endings_and_bom() -> None:
 
 def test_markdown_without_front_matter_uses_defaults() -> None:
     doc = load_bytes("notes.markdown", "门店营业时间为早8点到晚10点。".encode())
-    assert (doc.meta.kind, doc.meta.store_id, doc.meta.valid_from, doc.meta.title) == (
+    assert (doc.meta.kind, doc.meta.stores, doc.meta.valid_from, doc.meta.title) == (
         Kind.FAQ,
-        None,
+        (),
         None,
         "",
     )
@@ -130,7 +130,7 @@ def test_overrides_beat_front_matter_which_beats_defaults() -> None:
     doc = load_bytes("双十一.md", PROMO_MD.encode(), overrides)
     meta = doc.meta
     assert meta.source == "promo-2026"
-    assert meta.store_id is None  # "all" from the call beats sh-xuhui from the front matter
+    assert meta.stores == ()  # "all" from the call beats sh-xuhui from the front matter
     assert meta.valid_to == datetime(2026, 12, 31, 23, 0, tzinfo=SH)  # naive → Asia/Shanghai
     assert meta.tags == ("x",)
     assert meta.kind == Kind.PROMOTION  # not given in the call: front matter wins over default

@@ -16,7 +16,7 @@ from knowledge.metadata import (
     parse_datetime,
     parse_kind,
     parse_raw_meta,
-    parse_store,
+    parse_stores,
     parse_tags,
     resolve,
 )
@@ -65,25 +65,52 @@ def test_other_zones_are_honoured() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", ["2026-13-01", "2026-02-30", "next monday", "11/01/2026", "2026-11"]
+    "raw", ["2026-13-01", "2026-02-30", "next monday", "11/01/2026", "2026-11", "12月32日"]
 )
 def test_bad_dates_are_metadata_errors(raw: str) -> None:
     with pytest.raises(MetadataError, match="date"):
         parse_datetime(raw, SH)
 
 
+@pytest.mark.parametrize("raw", ["12月8日", "12月8号", "12/8", "12-08", "12月8日 10:00"])
+def test_a_date_without_a_year_is_refused_never_guessed(raw: str) -> None:
+    with pytest.raises(MetadataError, match=r"the year is missing \(write 2026-12-08"):
+        parse_datetime(raw, SH)
+
+
+def test_compact_and_numeric_dates() -> None:
+    assert parse_datetime("20261208", SH) == datetime(2026, 12, 8, tzinfo=SH)
+    assert parse_datetime(20261208, SH, end_of_day=True).date() == date(2026, 12, 8)
+    assert parse_datetime(20261208.0, SH) == datetime(2026, 12, 8, tzinfo=SH)
+
+
 def test_kinds_and_chinese_aliases() -> None:
     assert parse_kind("Promotion") == Kind.PROMOTION
     assert parse_kind("活动") == Kind.PROMOTION
     assert parse_kind("商品") == Kind.PRODUCT
-    with pytest.raises(MetadataError, match="faq, promotion, product, policy"):
+    assert parse_kind("门店") == Kind.STORE
+    with pytest.raises(MetadataError, match="faq, promotion, product, policy, store"):
         parse_kind("coupon")
 
 
 def test_store_words_for_all_stores() -> None:
-    for word in ("all", "ALL", "*", "", "全部", "所有门店"):
-        assert parse_store(word) == ALL_STORES
-    assert parse_store(" sh-xuhui ") == "sh-xuhui"
+    for word in ("all", "ALL", "*", "", "全部", "所有门店", "全部门店", ["all"], "sz-nanshan,全部"):
+        assert parse_stores(word) == ALL_STORES
+    assert parse_stores(" sh-xuhui ") == ("sh-xuhui",)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("sz-nanshan,sz-futian", ("sz-nanshan", "sz-futian")),
+        ("深圳南山店、深圳福田店", ("深圳南山店", "深圳福田店")),
+        ("a；b | c，a", ("a", "b", "c")),
+        (["sz-nanshan", " sz-futian "], ("sz-nanshan", "sz-futian")),
+        (1001, ("1001",)),
+    ],
+)
+def test_store_lists(raw: str | list[str] | int, expected: tuple[str, ...]) -> None:
+    assert parse_stores(raw) == expected
 
 
 def test_tags_from_lists_and_separated_strings() -> None:
@@ -93,7 +120,7 @@ def test_tags_from_lists_and_separated_strings() -> None:
 
 def test_raw_meta_maps_aliases_and_skips_blanks() -> None:
     layer = parse_raw_meta(
-        {"类型": "促销", "门店": "", "结束时间": "2026-11-30", "标签": "a、b", "author": "x"},
+        {"类型": "促销", "门店": "", "结束日期": "2026-11-30", "标签": "a、b", "author": "x"},
         SH,
         where="f.csv row 2",
     )
@@ -118,12 +145,12 @@ def test_misspelt_keys_are_errors_other_keys_are_ignored() -> None:
 
 
 def test_precedence_first_layer_wins_field_by_field() -> None:
-    row = PartialMeta(store_id="hz-xihu")
+    row = PartialMeta(stores=("hz-xihu",))
     call = from_overrides(MetaOverrides(kind=Kind.POLICY, store_id="sh-pudong", title="T"), SH)
     front = PartialMeta(kind=Kind.PROMOTION, tags=("x",), title="front")
     meta = resolve([row, call, front], source="a.md", where="a.md")
-    assert (meta.store_id, meta.kind, meta.tags, meta.title) == (
-        "hz-xihu",
+    assert (meta.stores, meta.kind, meta.tags, meta.title) == (
+        ("hz-xihu",),
         Kind.POLICY,
         ("x",),
         "T",
@@ -133,9 +160,9 @@ def test_precedence_first_layer_wins_field_by_field() -> None:
 
 def test_defaults_are_faq_all_stores_unbounded() -> None:
     meta = resolve([PartialMeta()], source="x.txt", where="x.txt")
-    assert (meta.kind, meta.store_id, meta.valid_from, meta.valid_to) == (
+    assert (meta.kind, meta.stores, meta.valid_from, meta.valid_to) == (
         Kind.FAQ,
-        None,
+        (),
         None,
         None,
     )
@@ -143,8 +170,8 @@ def test_defaults_are_faq_all_stores_unbounded() -> None:
 
 def test_all_stores_in_a_higher_layer_overrides_a_store_below() -> None:
     call = from_overrides(MetaOverrides(store_id="*"), SH)
-    meta = resolve([call, PartialMeta(store_id="sh-xuhui")], source="a", where="a")
-    assert meta.store_id is None
+    meta = resolve([call, PartialMeta(stores=("sh-xuhui",))], source="a", where="a")
+    assert meta.stores == ()
 
 
 def test_naive_override_datetimes_get_the_zone_and_window_is_checked() -> None:

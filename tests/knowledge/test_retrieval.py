@@ -87,7 +87,7 @@ async def test_only_current_promotions_are_found(kb: KnowledgeBase) -> None:
 
 
 async def test_store_only_promotion_is_found_from_that_store_only(kb: KnowledgeBase) -> None:
-    await kb.ingest(promo("徐汇店专享", "徐汇店专享 鸡蛋半价", store_id="sh-xuhui"))
+    await kb.ingest(promo("徐汇店专享", "徐汇店专享 鸡蛋半价", stores=("sh-xuhui",)))
     await kb.ingest(promo("全国", "全场鸡蛋九折"))
     assert "徐汇店专享" in await sources(kb, "鸡蛋半价", store_id="sh-xuhui")
     assert "徐汇店专享" not in await sources(kb, "鸡蛋半价", store_id="bj-chaoyang")
@@ -96,7 +96,7 @@ async def test_store_only_promotion_is_found_from_that_store_only(kb: KnowledgeB
 
 
 async def test_per_row_metadata_overrides_the_document(kb: KnowledgeBase) -> None:
-    row_meta = DocumentMeta(source="promos.csv", kind=Kind.PROMOTION, store_id="sh-xuhui")
+    row_meta = DocumentMeta(source="promos.csv", kind=Kind.PROMOTION, stores=("sh-xuhui",))
     doc = make_doc(
         "promos.csv",
         ChunkDraft(text="徐汇店 酸奶第二件半价", meta=row_meta),
@@ -126,7 +126,7 @@ async def test_sku_exact_match_beats_semantically_closer_text(kb: KnowledgeBase)
 
 async def test_sku_match_respects_store_scope(kb: KnowledgeBase) -> None:
     product = ChunkDraft(text="门店限定 HD-2001 蛋糕", skus=("HD-2001",))
-    await kb.ingest(make_doc("local.csv", product, kind=Kind.PRODUCT, store_id="sh-xuhui"))
+    await kb.ingest(make_doc("local.csv", product, kind=Kind.PRODUCT, stores=("sh-xuhui",)))
     assert (await kb.search("HD-2001", store_id="sh-xuhui")).hits[0].confidence == 1.0
     assert (await kb.search("HD-2001", store_id="bj")).hits == ()
 

@@ -108,7 +108,7 @@ async def test_documents_lists_metadata(kb: KnowledgeBase) -> None:
         "双十一.md",
         ChunkDraft(text="全场满300减50"),
         kind=Kind.PROMOTION,
-        store_id="sh-01",
+        stores=("sh-01",),
         title="双十一",
     )
     await kb.ingest(promo)
@@ -116,7 +116,7 @@ async def test_documents_lists_metadata(kb: KnowledgeBase) -> None:
     infos = {i.doc_id: i for i in await kb.documents()}
     assert set(infos) == {"双十一.md", "faq"}
     assert infos["双十一.md"].kind is Kind.PROMOTION
-    assert infos["双十一.md"].store_id == "sh-01"
+    assert infos["双十一.md"].stores == ("sh-01",)
     assert infos["faq"].source == "faq.csv"
     assert infos["faq"].updated_at.tzinfo is not None
 

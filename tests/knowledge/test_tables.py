@@ -34,8 +34,6 @@ CN_CSV = """标准问题,答案,相似问题,类型,门店,生效时间,失效�
 PRODUCT_CSV = """sku,name,price,spec,category,description
 HF-1001,全麦吐司,12.8,400g,面包,无添加蔗糖。
 HF-1002,牛角包,¥8,1个,面包,
-,没有货号的商品,5,,,
-HF-1003,,6,,,
 """
 
 
@@ -52,7 +50,7 @@ def test_csv_qa_rows_variants_skus_and_row_meta() -> None:
     assert opening.answer == "每天8:00开门。"
     assert opening.meta is None  # no metadata cells: the document's metadata applies
     assert member_day.meta is not None
-    assert (member_day.meta.store_id, member_day.meta.valid_to) == ("sh-xuhui", END_OF_NOV_30)
+    assert (member_day.meta.stores, member_day.meta.valid_to) == (("sh-xuhui",), END_OF_NOV_30)
     assert member_day.meta.source == "faq.csv"
     assert toast.skus == ("SY-1024",)  # from the column, and found in the answer too (deduped)
     assert toast.meta is None  # a sku column alone gives no row metadata
@@ -61,10 +59,14 @@ def test_csv_qa_rows_variants_skus_and_row_meta() -> None:
 def test_row_columns_beat_the_ingest_call_which_beats_defaults() -> None:
     overrides = MetaOverrides(store_id="hz-xihu", kind=Kind.POLICY, tags=("call",))
     doc = load_bytes("faq.csv", QA_CSV.encode(), overrides)
-    assert (doc.meta.store_id, doc.meta.kind) == ("hz-xihu", Kind.POLICY)
+    assert (doc.meta.stores, doc.meta.kind) == (("hz-xihu",), Kind.POLICY)
     row_meta = doc.chunks[1].meta
     assert row_meta is not None
-    assert (row_meta.store_id, row_meta.kind, row_meta.tags) == ("sh-xuhui", Kind.POLICY, ("call",))
+    assert (row_meta.stores, row_meta.kind, row_meta.tags) == (
+        ("sh-xuhui",),
+        Kind.POLICY,
+        ("call",),
+    )
 
 
 def test_chinese_headers_and_all_store_word() -> None:
@@ -74,9 +76,9 @@ def test_chinese_headers_and_all_store_word() -> None:
     assert promo.index_texts == ("双十一有什么活动？", "双11活动", "双十一优惠")
     meta = promo.meta
     assert meta is not None
-    assert (meta.kind, meta.store_id, meta.tags, meta.title) == (
+    assert (meta.kind, meta.stores, meta.tags, meta.title) == (
         Kind.PROMOTION,
-        None,  # "全部" in the row beats the call's sh-pudong
+        (),  # "全部" in the row beats the call's sh-pudong
         ("活动", "大促"),
         "双十一",
     )
@@ -108,7 +110,7 @@ def test_semicolon_and_tab_delimiters() -> None:
 def test_product_table_rows_read_like_sentences() -> None:
     doc = load_bytes("products.csv", PRODUCT_CSV.encode())
     assert doc.meta.kind == Kind.PRODUCT
-    toast, croissant = doc.chunks  # rows without sku or name are skipped
+    toast, croissant = doc.chunks
     assert (
         toast.text
         == "商品：全麦吐司（货号 HF-1001），价格：12.8元，规格：400g，类别：面包。无添加蔗糖。"
@@ -118,12 +120,21 @@ def test_product_table_rows_read_like_sentences() -> None:
         ("HF-1001",),
         toast.text,
     )
+    assert toast.fields == (
+        ("sku", "HF-1001"),
+        ("name", "全麦吐司"),
+        ("spec", "400g"),
+        ("price", "12.8"),
+        ("category", "面包"),
+        ("description", "无添加蔗糖。"),
+    )
     assert "价格：¥8，" in croissant.text  # a price with its own currency sign is left alone
 
 
 def test_product_kind_can_be_overridden() -> None:
     doc = load_bytes("p.csv", PRODUCT_CSV.encode(), MetaOverrides(kind=Kind.PROMOTION))
     assert doc.meta.kind == Kind.PROMOTION
+    assert all(c.meta is not None and c.meta.kind == Kind.PROMOTION for c in doc.chunks)
 
 
 def test_xlsx_qa_and_product_cells(tmp_path: Path) -> None:
@@ -189,8 +200,8 @@ def test_json_question_answer_list_with_meta() -> None:
     first, second = doc.chunks
     assert first.index_texts == ("满减怎么算？", "满减规则", "满减")
     assert second.meta is not None
-    assert (second.meta.store_id, second.meta.kind, second.meta.skus) == (
-        "hz-xihu",
+    assert (second.meta.stores, second.meta.kind, second.meta.skus) == (
+        ("hz-xihu",),
         Kind.PROMOTION,
         ("A1023",),
     )
@@ -221,7 +232,7 @@ def test_json_mapping_from_shared_data(shared_data: Path) -> None:
     [
         ("a.csv", "问题,答案\n,\n没有答案,\n", "no usable rows"),
         ("b.csv", "foo,bar\n1,2\n", "recognised columns: none"),
-        ("c.csv", "question,variants\n在吗,在不在\n", "no answer column"),
+        ("c.csv", "question,variants\n在吗,在不在\n", "QA table needs a 答案/answer column"),
         ("d.csv", "question,answer\n", "no usable rows"),
         ("e.json", '{"a": 1}', "expected a list"),
         ("f.json", '[{"question": "q", "answer": "a"}, 3]', "item 2 is not an object"),
@@ -239,7 +250,7 @@ def test_bad_tables_are_loader_errors(name: str, data: str, message: str) -> Non
 
 def test_bad_row_metadata_names_the_row() -> None:
     text = "question,answer,kind,valid_from,valid_to\nq1,a1,faq,,\nq2,a2,coupon,,\n"
-    with pytest.raises(MetadataError, match=r"k\.csv row 3: kind: unknown kind 'coupon'"):
+    with pytest.raises(MetadataError, match=r"k\.csv row 3, column kind: unknown kind 'coupon'"):
         load_bytes("k.csv", text.encode())
     backwards = "question,answer,valid_from,valid_to\nq,a,2026-11-30,2026-11-01\n"
     with pytest.raises(MetadataError, match=r"k\.csv row 2: valid_to"):

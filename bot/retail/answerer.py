@@ -1,0 +1,162 @@
+"""Retail questions answered from records, before retrieval; everything else goes on to it.
+
+:class:`RetailAnswerer` wraps the configured answerer (extractive or LLM). For each question it
+asks :func:`bot.retail.router.route`; a retail question is answered by the skills over the
+knowledge base's current records (:class:`bot.retail.skills.Desk`) and so never depends on one
+text chunk clearing the retrieval threshold. Other questions, and weak retail routes (a bare
+"有什么优惠" or a store question naming no store) that a FAQ entry matches almost word for word,
+go to the wrapped answerer unchanged, so FAQ and out-of-scope answers do not regress.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, tzinfo
+from typing import Final, Protocol
+
+from bot.answer import Answer, Answerer, Turn
+from bot.retail.router import Intent, Route, route
+from bot.retail.skills import Desk, Finding, Topic
+from knowledge.catalogue import Catalogue
+from knowledge.records import Promotion
+from knowledge.types import Kind, SearchResult
+
+FAQ_WINS: Final = 0.8
+"""A FAQ or policy hit at or above this confidence answers a weak retail route instead."""
+
+_ANSWERED_BY: Final = "retail"
+
+
+class RecordSource(Protocol):
+    """The part of ``knowledge.base.KnowledgeBase`` the retail answers read."""
+
+    def catalogue(self) -> Catalogue: ...
+
+    async def search(
+        self,
+        query: str,
+        *,
+        store_id: str | None = None,
+        at: datetime | None = None,
+        top_k: int | None = None,
+    ) -> SearchResult: ...
+
+
+class RetailWriter(Protocol):
+    """Writes a retail answer with an LLM (``bot.retail.writer``), the skills as its tools.
+
+    ``offline`` is the records' own answer to a routed question (None when the router found no
+    retail question and retrieval found nothing: the model may still call a tool). Returns None
+    when the LLM failed or wrote prices or dates the records do not have: the caller then answers
+    with ``offline`` (or "not found")."""
+
+    async def write(
+        self, question: str, history: Sequence[Turn], desk: Desk, offline: Finding | None
+    ) -> Answer | None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class RetailAnswerer:
+    """Answers retail questions from records and hands the rest to ``fallback``.
+
+    With a ``writer`` (an LLM is configured) retail answers are written by the LLM from the
+    skills' results and checked; any failure falls back to the records' own answer."""
+
+    def __init__(
+        self,
+        knowledge: RecordSource,
+        fallback: Answerer,
+        *,
+        tz: tzinfo,
+        writer: RetailWriter | None = None,
+        faq_wins: float = FAQ_WINS,
+    ) -> None:
+        self._knowledge = knowledge
+        self._fallback = fallback
+        self._tz = tz
+        self._writer = writer
+        self._faq_wins = faq_wins
+
+    @property
+    def uses_history(self) -> bool:
+        return self._fallback.uses_history
+
+    @property
+    def fallback(self) -> Answerer:
+        """The answerer non-retail questions go to (extractive or LLM)."""
+        return self._fallback
+
+    async def answer(
+        self, question: str, history: Sequence[Turn], *, store_id: str | None, at: datetime
+    ) -> Answer:
+        """The records' answer to a retail question, else the wrapped answerer's."""
+        catalogue = self._knowledge.catalogue()
+        found = route(question, catalogue)
+        if found is None or (not found.strong and await self._faq_matches(question, store_id, at)):
+            answer = await self._fallback.answer(question, history, store_id=store_id, at=at)
+            if answer.found or self._writer is None:
+                return answer
+            desk = Desk(catalogue, store_id=store_id, now=at, tz=self._tz)
+            return await self._writer.write(question, history, desk, None) or answer
+        asked = found.stores[0].store_id if found.intent is Intent.DEALS and found.stores else None
+        desk = Desk(catalogue, store_id=asked or store_id, now=at, tz=self._tz)
+        offline = skill(desk, found)
+        if self._writer is not None:
+            written = await self._writer.write(question, history, desk, offline)
+            if written is not None:
+                return written
+        return as_answer(offline)
+
+    async def aclose(self) -> None:
+        """Close the wrapped answerer and the writer."""
+        try:
+            close = getattr(self._fallback, "aclose", None)
+            if close is not None:
+                await close()
+        finally:
+            if self._writer is not None:
+                await self._writer.aclose()
+
+    async def _faq_matches(self, question: str, store_id: str | None, at: datetime) -> bool:
+        result = await self._knowledge.search(question, store_id=store_id, at=at, top_k=1)
+        best = result.best
+        return (
+            best is not None
+            and best.chunk.meta.kind in (Kind.FAQ, Kind.POLICY)
+            and best.confidence >= self._faq_wins
+        )
+
+
+def as_answer(finding: Finding) -> Answer:
+    """A skill's finding as an answer, with the sources it quotes named once."""
+    sources = list(dict.fromkeys(c.title or c.source for c in finding.citations))
+    line = f"\n（来源：{'、'.join(sources)}）" if sources else ""
+    return Answer(f"{finding.text}{line}", finding.citations, _ANSWERED_BY, found=True)
+
+
+def skill(desk: Desk, r: Route) -> Finding:
+    """Run the skill ``r`` asks for."""
+    m = r.mentions
+    if r.intent is Intent.DEALS:
+        return desk.deals(r.topic)
+    if r.intent is Intent.STATUS:
+        promos = list(m.promotions) or _promotions_of(desk, r)
+        if not promos:
+            return desk.products(m.products) if m.products else desk.deals()
+        return desk.status(promos, r.stores)
+    if r.intent is Intent.PRODUCT:
+        return desk.products(m.products)
+    if r.intent is Intent.STORES:
+        return desk.store_list(r.city)
+    stores = r.stores or ((desk.store,) if desk.store is not None else ())
+    if not stores:
+        return desk.store_list()
+    return desk.store_info(stores, r.attribute)
+
+
+def _promotions_of(desk: Desk, r: Route) -> list[Promotion]:
+    """Promotions about the named products that concern the asker's store (any status)."""
+    topic = Topic(products=r.mentions.products)
+    promos = desk.catalogue.promotions
+    return [p for p in promos if desk.relates(p, topic) and p.applies_to_store(desk.store_id)]
