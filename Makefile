@@ -46,11 +46,13 @@ eval: $(STAMP)
 
 # Retail answers on a freshly generated grocery brand (needs ../shared/data/retail-qa): the 52
 # graded member questions (deals, promotion status, prices, stores, FAQ, out of scope), offline.
+# The files are written for today in the brand's time zone and the questions asked at its noon.
 RETAIL_QA := $(or $(TMPDIR),/tmp)/siyu-retail-qa
+TODAY := $(shell TZ=Asia/Shanghai date +%F)
 eval-answers: $(STAMP)
 	rm -rf $(RETAIL_QA)
-	$(PYTHON) ../shared/data/retail-qa/make_kb.py $(RETAIL_QA)
-	$(BIN)/siyu eval answers --kb $(RETAIL_QA)/kb --questions $(RETAIL_QA)/questions.jsonl
+	$(PYTHON) ../shared/data/retail-qa/make_kb.py $(RETAIL_QA) --today $(TODAY)
+	$(BIN)/siyu eval answers --kb $(RETAIL_QA)/kb --questions $(RETAIL_QA)/questions.jsonl --today $(TODAY)
 
 # Re-resolve requirements.in into exact pins (needs the package index).
 lock:

@@ -10,7 +10,9 @@ questions file (the format of ``../shared/data/retail-qa/make_kb.py``)::
 
 A reply passes when it contains every string of ``must_all``, at least one of ``must_any`` (when
 given) and none of ``must_not``. The report gives the pass rate overall and per category, and
-each failure with its reply.
+each failure with its reply. Questions are asked now, or at noon of ``--today`` in
+``SIYU_TIMEZONE``: pass the day the files were generated for (``make_kb.py --today``), since a
+"today only" promotion is judged in the brand's time zone.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -113,9 +116,15 @@ def knowledge_files(kb: Path) -> list[Path]:
 
 
 async def evaluate_answers(
-    kb: Path, questions: Path, settings: Settings, *, llm: bool = False
+    kb: Path,
+    questions: Path,
+    settings: Settings,
+    *,
+    llm: bool = False,
+    at: datetime | None = None,
 ) -> dict[str, Any]:
-    """Load ``kb`` into a temporary data dir, ask every question, grade the replies."""
+    """Load ``kb`` into a temporary data dir, ask every question as of ``at`` (default now),
+    grade the replies."""
     asked = read_questions(questions)
     with tempfile.TemporaryDirectory(prefix="siyu-eval-") as tmp:
         update: dict[str, Any] = {

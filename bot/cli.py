@@ -329,11 +329,16 @@ def eval_answers(
     kb: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Knowledge files.")],
     questions: Annotated[Path, typer.Option(exists=True, help="questions.jsonl")],
     llm: Annotated[bool, typer.Option(help="Answer with the configured LLM.")] = False,
+    today: Annotated[
+        str | None, typer.Option(help="Ask at noon of this day (default now).")
+    ] = None,
 ) -> None:
     """Load --kb into a temporary data dir, answer every question, print pass rates as JSON."""
     from bot.answer_eval import evaluate_answers
 
-    report = asyncio.run(evaluate_answers(kb, questions, Settings(), llm=llm))
+    settings = Settings()
+    at = parse_datetime(f"{today} 12:00", settings.bot().timezone) if today else None
+    report = asyncio.run(evaluate_answers(kb, questions, settings, llm=llm, at=at))
     typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
 
 

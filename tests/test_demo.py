@@ -36,7 +36,9 @@ def _load_all(files: list[Path], root: Path = DEMO_DIR) -> dict[str, SourceDocum
 
 
 def _promotions(docs: dict[str, SourceDocument]) -> list[DocumentMeta]:
-    return [d.meta for d in docs.values() if d.meta.kind is Kind.PROMOTION]
+    """Each promotion's metadata: a Markdown file's, or each row's of the spreadsheet."""
+    metas = (c.meta or d.meta for d in docs.values() for c in d.chunks)
+    return list(dict.fromkeys(m for m in metas if m.kind is Kind.PROMOTION))
 
 
 def _status(meta: DocumentMeta, at: datetime) -> str:
@@ -132,14 +134,16 @@ def test_months_since_reference_is_never_negative() -> None:
 
 @pytest.mark.parametrize("today", [date(2027, 9, 1), date(2027, 9, 30), date(2028, 2, 29)])
 def test_shifted_demo_keeps_every_promotion_status(tmp_path: Path, today: date) -> None:
-    original = {m.source: _status(m, TODAY) for m in _promotions(_load_all(demo_files()))}
+    original = {
+        (m.source, m.title): _status(m, TODAY) for m in _promotions(_load_all(demo_files()))
+    }
     written = write_current_demo(tmp_path, today)
     assert [p.relative_to(tmp_path) for p in written] == [
         p.relative_to(DEMO_DIR) for p in demo_files()
     ]
     at = datetime(today.year, today.month, today.day, 12, tzinfo=SHANGHAI)
     shifted = _promotions(_load_all(written, tmp_path))
-    assert {m.source: _status(m, at) for m in shifted} == original
+    assert {(m.source, m.title): _status(m, at) for m in shifted} == original
     for meta in shifted:  # the text still quotes the (moved) window
         text = (tmp_path / "promotions" / meta.source).read_text("utf-8")
         assert meta.valid_to is not None
@@ -172,7 +176,7 @@ async def demo_kb(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Kno
 
 EXPECTED_SOURCES = {
     "积分怎么算？": {"faq.csv", "membership.md"},
-    "徐汇店在哪里？几点关门？": {"stores.md"},
+    "徐汇店在哪里？几点关门？": {"stores.csv", "faq.csv"},  # answered from the store records
     "HD-1105 多少钱？": {"products.csv"},
     "生鲜有满减活动吗？": {"fresh-199-minus-30.md"},
     "鲜奶月卡多少钱？": {"milk-subscription.md"},

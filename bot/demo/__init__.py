@@ -1,9 +1,11 @@
 """The demo brand: 禾町生活超市 (Heting Life Mart), an invented grocery and lifestyle chain.
 
 Four stores (Shanghai Xuhui and Pudong, Hangzhou Xihu, Suzhou Gusu), with a FAQ table
-(``faq.csv``), a product table (``products.csv``, SKUs ``HD-1001`` …), store information
-(``stores.md``), two policies (``membership.md``, ``returns-policy.md``) and one file per
-promotion under ``promotions/``. Everything is invented; no real brand is meant.
+(``faq.csv``), the store directory (``stores.csv``: address, hours, phone, parking), a product
+table (``products.csv``, SKUs ``HD-1001`` …), a store FAQ (``stores.md``), two policies
+(``membership.md``, ``returns-policy.md``), one Markdown file per larger promotion and a
+promotions spreadsheet (``promotions/promotions.csv``, one promotion per row with its dates and
+stores) under ``promotions/``. Everything is invented; no real brand is meant.
 
 How the demo stays current. The files are written as of 2026-11-25
 (:data:`bot.demo.dates.REFERENCE_DATE`). On that day one promotion has expired (秋季粮油节,

@@ -14,13 +14,15 @@ from typing import Final
 
 from knowledge.records import Promotion
 
-SHORT_TEXT: Final = 90
+SHORT_TEXT: Final = 50
 """Characters of a promotion's text shown in a list line (cut at a sentence end after this)."""
 
 _BULLET: Final = re.compile(r"^\s*(?:[-*+•·]|\d+[.)、])\s+", re.MULTILINE)
 _MARKDOWN: Final = re.compile(r"\*\*|__|^#+\s*", re.MULTILINE)
 _SENTENCE: Final = re.compile(r"[^。！？；!?\n]*[。！？；!?]?")
-_PERIOD_LINE: Final = re.compile(r"^(?:活动)?(?:时间|日期|有效期)[：:].*$", re.MULTILINE)
+_PERIOD_LINE: Final = re.compile(
+    r"^(?:活动)?(?:时间|日期|有效期)[：:][^。；;\n]*[。；;]?", re.MULTILINE
+)
 
 
 def day_text(when: datetime, tz: tzinfo, today: date) -> str:
@@ -57,7 +59,8 @@ def promo_body(promo: Promotion, limit: int | None = SHORT_TEXT) -> str:
     line; cut after ``limit`` characters at a sentence end (None: whole)."""
     text = _MARKDOWN.sub("", _BULLET.sub("", promo.text))
     text = _PERIOD_LINE.sub("", text)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # A long section's later chunks start with its heading path ("会员日 > 活动内容"): not content.
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and " > " not in ln]
     if lines and lines[0].strip("：: ") == promo.title:
         lines = lines[1:]
     body = "".join(_ended(line) for line in lines)
