@@ -38,11 +38,13 @@ from typing import Any
 
 from bot.app import App
 from bot.demo import DEMO_STORES, SAMPLE_QUESTIONS, demo_files, write_current_demo
+from bot.ingesting import FileResult, ingest_files
 from bot.settings import Settings
 from bot.types import InboundMessage, MemberRef
 from knowledge.loaders import load_path
+from knowledge.metadata import MetaOverrides
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 WARMUP = 10
 ROWS_PER_FILE = 2500
@@ -148,6 +150,21 @@ OFF_TOPIC = [
     "怎么学好英语",
     "世界杯谁夺冠了",
 ]
+RETAIL = [  # deals, promotion status, prices and stores: answered from records
+    "现在有什么优惠活动？",
+    "最近有啥优惠",
+    "水果有特价吗",
+    "有没有满减",
+    "蓝莓季到哪天？",
+    "早餐券杭州店能用吗",
+    "国庆囤货节还有吗",
+    "蓝莓多少钱",
+    "徐汇店几点关门？",
+    "浦东店在哪里",
+    "你们几点开门",
+    "西湖店电话多少",
+    "你们一共有几家门店",
+]
 DEMO_STYLE = [
     *SAMPLE_QUESTIONS,
     "会员日是哪天？",
@@ -209,6 +226,12 @@ def build_corpus(target: Path, chunks: int, seed: int, today: date) -> list[Path
     stores = {**DEMO_STORES, **dict(MORE_STORES)}
     n_promotions = remaining - n_products - n_product_faq - len(stores) * len(STORE_FAQ)
     products = _products(rng, n_products)
+    files += _write_csv(  # the other branches, so promotions may be scoped to them
+        target / "branches.csv",
+        ["门店编号", "门店名称", "营业时间", "电话"],
+        [[sid, name, "每天 08:00–22:00", f"021-5{i:03d}-2200"] for i, (sid, name) in
+         enumerate(MORE_STORES)],
+    )  # fmt: skip
     files += _write_csv(
         target / "catalogue.csv",
         ["sku", "name", "price", "spec", "category", "description"],
@@ -258,23 +281,26 @@ def _promotion(rng: random.Random, p: Product, stores: dict[str, str], today: da
 
 
 def messages(rng: random.Random, count: int, corpus: list[Path]) -> list[tuple[str, str | None]]:
-    """``count`` (text, store_id) pairs: in-domain, product/SKU lookups, promotions, off-topic."""
+    """``count`` (text, store_id) pairs: in-domain, product/SKU lookups, retail questions (deals,
+    promotion status, prices, stores: a quarter of the mix), off-topic."""
     products = [r for p in corpus if p.name.startswith("catalogue") for r in _rows(p)]
     faq = [r["question"] for p in corpus if p.name.startswith("faq-") for r in _rows(p)]
     store_ids = [None, None, *DEMO_STORES]
     out = []
     for _ in range(count):
         roll, product = rng.random(), rng.choice(products)
-        if roll < 0.30:
+        if roll < 0.25:
             text = rng.choice(["", "请问", "想问下", "你好，"]) + rng.choice(faq).rstrip("？")
-        elif roll < 0.45:
+        elif roll < 0.35:
             text = rng.choice(DEMO_STYLE)
-        elif roll < 0.60:
+        elif roll < 0.47:
             text = f"{product['sku']} 多少钱"
-        elif roll < 0.70:
+        elif roll < 0.55:
             text = f"{product['name']}现在有活动吗"
-        elif roll < 0.80:
+        elif roll < 0.62:
             text = f"有没有{product['name']}"
+        elif roll < 0.88:
+            text = rng.choice(RETAIL)
         else:
             text = rng.choice(OFF_TOPIC)
         out.append((text, rng.choice(store_ids)))
@@ -313,11 +339,13 @@ async def build_cache(args: argparse.Namespace, final: Path) -> None:
     app = await App.build(_settings(work / "data", args.embedding))
     try:
         started = time.perf_counter()
-        for n, path in enumerate(corpus, 1):
-            report = await app.knowledge.ingest_path(path)
-            print(
-                f"ingested {n}/{len(corpus)} {path.name}: {report.chunks} chunks", file=sys.stderr
-            )
+
+        def done(result: FileResult) -> None:
+            if result.error is not None or result.report is None:
+                raise SystemExit(f"cannot ingest {result.path.name}: {result.error}")
+            print(f"ingested {result.path.name}: {result.report.chunks} chunks", file=sys.stderr)
+
+        await ingest_files(app.knowledge, corpus, MetaOverrides(), done=done)
         ingest_s = time.perf_counter() - started
         chunk_count = app.knowledge.chunk_count()
     finally:

@@ -138,7 +138,7 @@ def _asks_product(text: str, m: Mentions) -> bool:
     if PRICE.search(text) or AVAILABLE.search(text) or DEAL.search(text) or ASK_FOR.search(text):
         return True
     bare = re.sub(r"[\s，。,.!！?？吗呢呀啊的]+", "", text)
-    return len(m.product_match) * 2 >= len(bare)
+    return len(m.product_match) * 4 >= len(bare) * 3  # little more than the name: "牛排"
 
 
 def _store_route(text: str, m: Mentions, catalogue: Catalogue) -> Route | None:
