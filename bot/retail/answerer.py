@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from datetime import datetime, tzinfo
 from typing import Final, Protocol
 
-from bot.answer import Answer, Answerer, Turn
+from bot.answer import Answer, Answerer, Retriever, Turn
 from bot.retail.router import Intent, Route, route
 from bot.retail.skills import Desk, Finding, Topic
 from knowledge.catalogue import Catalogue
 from knowledge.records import Promotion
-from knowledge.types import Kind, SearchResult
+from knowledge.types import Kind
 
 FAQ_WINS: Final = 0.8
 """A FAQ or policy hit at or above this confidence answers a weak retail route instead."""
@@ -27,19 +27,11 @@ FAQ_WINS: Final = 0.8
 _ANSWERED_BY: Final = "retail"
 
 
-class RecordSource(Protocol):
-    """The part of ``knowledge.base.KnowledgeBase`` the retail answers read."""
+class RecordSource(Retriever, Protocol):
+    """The part of ``knowledge.base.KnowledgeBase`` the retail answers read: search, and the
+    current records."""
 
     def catalogue(self) -> Catalogue: ...
-
-    async def search(
-        self,
-        query: str,
-        *,
-        store_id: str | None = None,
-        at: datetime | None = None,
-        top_k: int | None = None,
-    ) -> SearchResult: ...
 
 
 class RetailWriter(Protocol):
