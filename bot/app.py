@@ -20,6 +20,7 @@ from bot.guard import guard_text
 from bot.llm import LLMAnswerer
 from bot.pipeline import Pipeline, utcnow
 from bot.retail import RetailAnswerer
+from bot.retail.exemplars import FLOORS, ExemplarIntents
 from bot.retail.writer import LLMRetailWriter
 from bot.settings import Settings
 from bot.store import Store
@@ -57,7 +58,9 @@ class App:
         llm = settings.llm()
         writer = LLMRetailWriter(llm, brand=settings.brand_name) if llm.enabled else None
         fallback = _choose_answerer(settings, knowledge)
-        answerer = RetailAnswerer(knowledge, fallback, tz=tz, writer=writer)
+        floor = FLOORS.get(knowledge.embedding_backend)
+        exemplars = ExemplarIntents(knowledge, floor) if floor is not None else None
+        answerer = RetailAnswerer(knowledge, fallback, tz=tz, writer=writer, exemplars=exemplars)
         store = Store(engine)
         pipeline = Pipeline(store, answerer, settings.bot())
         return cls(settings, engine, knowledge, pipeline, store, answerer)

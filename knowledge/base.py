@@ -270,6 +270,15 @@ class KnowledgeBase:
         picked = [c for c in chunks if kind is None or c.meta.kind is kind]
         return sorted(picked, key=lambda c: (c.doc_id, c.ordinal))
 
+    async def embed_queries(self, texts: Sequence[str]) -> Vectors:
+        """Unit vectors of ``texts`` embedded as queries (off the event loop), one row each."""
+        return await asyncio.to_thread(self._embedder.inner.embed_queries, list(texts))
+
+    @property
+    def embedding_backend(self) -> str:
+        """The configured embedding backend (``local``, ``openai``, ``hash``)."""
+        return self._config.embedding.backend
+
     def catalogue(self) -> Catalogue:
         """The active stores, products and promotions as records (see :mod:`knowledge.records`)."""
         return self._snapshot.catalogue

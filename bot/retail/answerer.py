@@ -15,6 +15,7 @@ from datetime import datetime, tzinfo
 from typing import Final, Protocol
 
 from bot.answer import Answer, Answerer, Retriever, Turn
+from bot.retail.exemplars import ExemplarIntents
 from bot.retail.router import Intent, Route, route
 from bot.retail.skills import Desk, Finding, Topic
 from knowledge.catalogue import Catalogue
@@ -62,12 +63,14 @@ class RetailAnswerer:
         *,
         tz: tzinfo,
         writer: RetailWriter | None = None,
+        exemplars: ExemplarIntents | None = None,
         faq_wins: float = FAQ_WINS,
     ) -> None:
         self._knowledge = knowledge
         self._fallback = fallback
         self._tz = tz
         self._writer = writer
+        self._exemplars = exemplars
         self._faq_wins = faq_wins
 
     @property
@@ -87,10 +90,26 @@ class RetailAnswerer:
         found = route(question, catalogue)
         if found is None or (not found.strong and await self._faq_matches(question, store_id, at)):
             answer = await self._fallback.answer(question, history, store_id=store_id, at=at)
-            if answer.found or self._writer is None:
+            if answer.found:
                 return answer
-            desk = Desk(catalogue, store_id=store_id, now=at, tz=self._tz)
-            return await self._writer.write(question, history, desk, None) or answer
+            # Nothing answers it: a retail question without cue words, or for the LLM's tools.
+            found = await self._exemplars.route(question) if self._exemplars else None
+            if found is None:
+                if self._writer is None:
+                    return answer
+                desk = Desk(catalogue, store_id=store_id, now=at, tz=self._tz)
+                return await self._writer.write(question, history, desk, None) or answer
+        return await self._answer_route(found, question, history, catalogue, store_id, at)
+
+    async def _answer_route(
+        self,
+        found: Route,
+        question: str,
+        history: Sequence[Turn],
+        catalogue: Catalogue,
+        store_id: str | None,
+        at: datetime,
+    ) -> Answer:
         asked = found.stores[0].store_id if found.intent is Intent.DEALS and found.stores else None
         desk = Desk(catalogue, store_id=asked or store_id, now=at, tz=self._tz)
         offline = skill(desk, found)

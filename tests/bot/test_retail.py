@@ -15,6 +15,8 @@ import pytest
 
 from bot.answer import NOT_FOUND_TEXT
 from bot.app import App
+from bot.retail import RetailAnswerer
+from bot.retail.exemplars import ExemplarIntents
 from tests.bot.conftest import make_settings
 from tests.bot.retail_brand import NOW, seed_brand
 
@@ -148,3 +150,33 @@ def _faq_file(app: App) -> Path:
     path = app.settings.data_dir / "member-day.csv"
     path.write_text("问题,答案\n会员日有什么优惠？,每周二会员日全场95折。\n", "utf-8")
     return path
+
+
+async def test_an_unrouted_unanswered_question_goes_to_its_nearest_exemplar(shop: App) -> None:
+    fallback = shop.answerer.fallback
+    tz = shop.settings.bot().timezone
+    question = "最近有啥好康的"  # no cue word, no FAQ entry
+    assert await ask(shop, question) == NOT_FOUND_TEXT  # hash backend: exemplars off
+    anything = ExemplarIntents(shop.knowledge, floor=-1.0)
+    near = RetailAnswerer(shop.knowledge, fallback, tz=tz, exemplars=anything)
+    answer = await near.answer(question, (), store_id="bj-hd", at=NOW)
+    assert answer.answered_by == "retail"
+    never = ExemplarIntents(shop.knowledge, floor=1.01)
+    far = RetailAnswerer(shop.knowledge, fallback, tz=tz, exemplars=never)
+    assert (await far.answer(question, (), store_id="bj-hd", at=NOW)).text == NOT_FOUND_TEXT
+    # a question retrieval answers never reaches the exemplars
+    assert "免费办理会员卡" in (await near.answer("会员卡怎么办", (), store_id=None, at=NOW)).text
+
+
+@pytest.mark.slow
+async def test_local_model_exemplars_catch_deals_without_cue_words(data_dir: Path) -> None:
+    app = await App.build(make_settings(data_dir, embedding="local"))
+    try:
+        await seed_brand(app.knowledge)
+        deals = await ask(app, "最近有啥好康的", store="bj-hd")
+        assert deals.startswith("北京海淀店现在优惠活动")
+        assert "莓果季" in deals
+        for off_topic in ("明天北京天气怎么样", "推荐几只股票", "怎么办理护照"):
+            assert await ask(app, off_topic) == NOT_FOUND_TEXT, off_topic
+    finally:
+        await app.close()
