@@ -14,17 +14,23 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from aiohttp import web
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
+from bot import report_cli
 from bot.app import App
+from bot.errors import ConfigError
 from bot.ingesting import FileResult, ingest_files
 from bot.settings import Settings
+from bot.startup import check_data_dir, settings_problems
 from knowledge.loaders import MetaOverrides
 from knowledge.metadata import parse_datetime
 from knowledge.types import Kind
@@ -32,6 +38,7 @@ from knowledge.types import Kind
 app = typer.Typer(help="Siyu (私域): customer-care bot for retail brands on WeChat / WeCom.")
 eval_app = typer.Typer(help="Measure retrieval and answer quality.")
 app.add_typer(eval_app, name="eval")
+app.command()(report_cli.report)
 console = Console()
 
 
@@ -62,35 +69,63 @@ def _run(factory: Callable[[App], Awaitable[T]], settings: Settings | None = Non
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console
-    )
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
+        console=console, transient=True,
+    )  # fmt: skip
 
 
-async def _ingest_all(built: App, paths: list[Path], overrides: MetaOverrides) -> int:
-    """Ingest ``paths`` (store files first) with a progress bar each; returns how many were
-    refused."""
+async def _ingest_all(
+    built: App, paths: list[Path], overrides: MetaOverrides, *, strict: bool = False
+) -> int:
+    """Ingest ``paths`` (store files first); returns how many were refused.
+
+    Each file has one bar counting its entries (``30/55 entries``) while it loads; when it is
+    done the bar gives way to its line, with the same figures (``✓ faq.csv: 55 entries, v2,
+    3 embedded, 52 reused``, or ``55 entries, unchanged``) and its warnings under it.
+    """
     with _progress() as progress:
+        bars: dict[Path, TaskID] = {}
 
         def bar(path: Path) -> Callable[[int, int], None]:
-            task = progress.add_task(path.name, total=None)
-            return lambda done, total: progress.update(task, completed=done, total=total)
+            task = progress.add_task(path.name, total=None, count="loading…")
+            bars[path] = task
+
+            def update(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total, count=f"{done}/{total} entries")
+
+            return update
 
         def show(result: FileResult) -> None:
-            if result.error is not None or result.report is None:
-                progress.console.print(f"[red]✗ {result.error}[/red]")
-                return
-            r = result.report
-            state = "unchanged" if r.unchanged else f"v{r.version}"
-            progress.console.print(
-                f"✓ {result.path.name}: {r.chunks} chunks, {state}, "
-                f"{r.embedded} embedded, {r.reused} reused"
-            )
+            if result.path in bars:
+                progress.remove_task(bars.pop(result.path))
+            for line in _result_lines(result):
+                progress.console.print(line, soft_wrap=True)
 
-        results = await ingest_files(built.knowledge, paths, overrides, progress=bar, done=show)
+        results = await ingest_files(
+            built.knowledge, paths, overrides, progress=bar, done=show, strict=strict
+        )
     refused = sum(1 for r in results if r.error is not None)
+    warned = sum(len(r.warnings) for r in results)
+    counts = f", {warned} warning{'s' if warned != 1 else ''}" if warned else ""
     if refused:
-        console.print(f"[red]{refused} of {len(results)} files refused[/red]")
+        console.print(f"[red]{refused} of {len(results)} files refused{counts}[/red]")
+    elif warned:
+        console.print(f"[yellow]{len(results)} files loaded{counts}[/yellow]")
     return refused
+
+
+def _result_lines(result: FileResult) -> list[str]:
+    """A file's line (✓ or ✗) and its warnings under it, as rich markup."""
+    r = result.report
+    if result.error is not None or r is None:
+        return [f"[red]✗ {escape(result.error or 'refused')}[/red]"]
+    fresh = f"v{r.version}, {r.embedded} embedded, {r.reused} reused"
+    state = "unchanged" if r.unchanged else fresh
+    if r.disabled:
+        state += f" (disabled: run siyu docs enable {escape(r.doc_id)} to search it)"
+    entries = f"{r.chunks} entr{'y' if r.chunks == 1 else 'ies'}"
+    lines = [f"✓ {escape(result.path.name)}: {entries}, {state}"]
+    return lines + [f"[yellow]  ⚠ {escape(w)}[/yellow]" for w in r.warnings]
 
 
 @app.command()
@@ -101,8 +136,13 @@ def ingest(
     valid_from: Annotated[str | None, typer.Option(help="e.g. 2026-12-01")] = None,
     valid_to: Annotated[str | None, typer.Option(help="e.g. 2026-12-31 (end of day)")] = None,
     tags: Annotated[str | None, typer.Option(help="Comma-separated tags.")] = None,
+    strict: Annotated[
+        bool, typer.Option(help="Refuse a file with any warning (unused column, skipped row, …).")
+    ] = False,
 ) -> None:
-    """Load knowledge files (Markdown, text, CSV/XLSX QA tables, JSON, PDF, DOCX)."""
+    """Load knowledge files (Markdown, text, CSV/XLSX/JSON tables, PDF, DOCX); exits 1 when any
+    file was refused. Warnings (unused columns, skipped rows, a copy of another file) print under
+    their file and exit 0, unless --strict."""
     settings = Settings()
     tz = settings.bot().timezone
     overrides = MetaOverrides(
@@ -112,25 +152,18 @@ def ingest(
         valid_to=parse_datetime(valid_to, tz, end_of_day=True) if valid_to else None,
         tags=tuple(t.strip() for t in tags.split(",") if t.strip()) if tags else None,
     )
-    refused = _run(lambda built: _ingest_all(built, list(paths), overrides), settings)
+    refused = _run(
+        lambda built: _ingest_all(built, list(paths), overrides, strict=strict), settings
+    )
     if refused:
         raise typer.Exit(1)
 
 
-@app.command()
-def docs() -> None:
-    """List the documents in the knowledge base."""
+def _docs_commands() -> None:
+    """``siyu docs`` (the listing), ``docs show|rm|disable|enable ID``: :mod:`bot.docs_cli`."""
+    from bot import docs_cli
 
-    async def show(built: App) -> None:
-        table = Table("doc_id", "kind", "store", "version", "chunks", "valid")
-        for d in await built.knowledge.documents():
-            valid = f"{d.valid_from or '-'} → {d.valid_to or '-'}"
-            table.add_row(
-                d.doc_id, d.kind, ",".join(d.stores) or "all", str(d.version), str(d.chunks), valid
-            )
-        console.print(table)
-
-    _run(show)
+    app.add_typer(docs_cli.docs_app, name="docs")
 
 
 @app.command()
@@ -225,12 +258,17 @@ def _channel_urls(settings: Settings, base: str) -> list[str]:
 
 
 async def _serve(built: App) -> None:
-    from adapters.web import create_web_app, serve
+    from adapters.web import CannotListen, create_web_app, serve
 
     settings = built.settings
+
+    def stores() -> list[tuple[str, str]]:  # asked per request: the directory may be reloaded
+        return [(s.store_id, s.name) for s in built.knowledge.catalogue().stores.stores]
+
     web_app = create_web_app(
-        built.pipeline.handle, settings.web(), bot_name=settings.bot_name, brand=settings.brand_name
-    )
+        built.pipeline.handle, settings.web(), bot_name=settings.bot_name,
+        brand=settings.brand_name, stores=stores,
+    )  # fmt: skip
     for prefix, sub_app in _channel_apps(built):
         web_app.add_subapp(prefix, sub_app)
 
@@ -241,14 +279,35 @@ async def _serve(built: App) -> None:
         console.print("Ctrl-C stops.")
 
     built.settle()
-    await serve(web_app, settings.web(), on_started=announce)
+    try:
+        await serve(web_app, settings.web(), on_started=announce)
+    except CannotListen as exc:
+        raise _cannot_listen(exc) from exc
+
+
+def _cannot_listen(exc: Exception) -> ConfigError:
+    """The web address is taken or not ours: say which, and which settings move it."""
+    return ConfigError(f"{exc}. Set SIYU_WEB_PORT (or SIYU_WEB_HOST) to another address")
+
+
+def _ready_to_serve(settings: Settings) -> None:
+    """Fail fast, before slow start-up work, on a data dir or web address we cannot use."""
+    from adapters.web import CannotListen, check_can_listen
+
+    check_data_dir(settings.data_dir)
+    try:
+        check_can_listen(settings.web())
+    except CannotListen as exc:
+        raise _cannot_listen(exc) from exc
 
 
 @app.command()
 def serve() -> None:
     """Serve the web chat (1:1 and group rooms) and /healthz."""
+    settings = Settings()
+    _ready_to_serve(settings)
     try:
-        _run(_serve)
+        _run(_serve, settings)
     except KeyboardInterrupt:
         console.print("stopped")
 
@@ -257,10 +316,16 @@ def serve() -> None:
 def demo(
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
 ) -> None:
-    """Load the demo brand's knowledge and serve the web chat."""
-    from bot.demo import SAMPLE_QUESTIONS, write_current_demo
+    """Load the demo brand's knowledge and serve the web chat (as the demo brand, with its
+    sample questions as the page's chips, unless SIYU_BRAND_NAME / SIYU_WEB_SUGGESTIONS say
+    otherwise)."""
+    from bot.demo import SAMPLE_QUESTIONS, demo_settings, write_current_demo
 
-    settings = Settings()
+    settings = demo_settings(Settings())
+    if serve_after:
+        _ready_to_serve(settings)
+    else:
+        check_data_dir(settings.data_dir)
     today = datetime.now(settings.bot().timezone).date()
     # A copy with the promotions' dates moved to this month, so the demo stays current.
     files = write_current_demo(settings.data_dir / "demo-knowledge", today)
@@ -343,9 +408,23 @@ def eval_answers(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: start-up problems a user can fix (a bad setting, an unwritable
+    data dir, a busy port) end in one line each and exit status 2 (see :mod:`bot.startup`)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    app()
+    try:
+        app()
+    except (ValidationError, SettingsError) as exc:
+        _fail(["invalid settings:", *(f"  {line}" for line in settings_problems(exc))])
+    except ConfigError as exc:
+        _fail([str(exc)])
+
+
+def _fail(lines: list[str]) -> NoReturn:
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    for line in lines:
+        err.print(f"siyu: {line}", markup=False)
+    raise SystemExit(2)
 
 
 _campaign_commands()
+_docs_commands()

@@ -12,6 +12,11 @@ Decisions:
   the handoff) and the opt-out / opt-in words, which take effect at once as the rules require.
   Asking for a person again meanwhile is silent too. Adapters end the handoff when the human
   session closes (``Store.end_handoff``).
+- Leaving the queue has natural variants (取消人工, 不用了, 退出排队, …); like every command they
+  count only as the whole message, so "不用了，我想问会员日" is a question. The web chat's "leave
+  the queue" button sends "结束人工", which stays a command word.
+- The handoff reply says when a person will answer (:class:`bot.hours.ServiceHours`, inside or
+  outside ``SIYU_HANDOFF_HOURS``), that the bot stays silent meanwhile, and how to come back.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from __future__ import annotations
 import enum
 import unicodedata
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from bot.answer import Turn
+from bot.hours import ServiceHours
 from bot.models import Member
 from bot.settings import BotConfig
 from bot.store import Store
@@ -38,10 +44,16 @@ class Command(enum.StrEnum):
     OPT_IN = "opt_in"
 
 
+LEAVE_WORDS = (
+    "结束人工", "机器人", "取消人工", "不要人工", "不用人工", "退出人工", "退出排队", "取消排队",
+    "不排了", "不用了", "不需要了", "回到智能客服",
+)  # fmt: skip
+"""End a handoff (leave the queue); "结束人工" is what the web chat's button sends."""
+
 COMMAND_WORDS: dict[str, Command] = {
     **dict.fromkeys(("帮助", "help", "?", "菜单"), Command.HELP),
     **dict.fromkeys(("人工", "转人工", "客服", "找人工", "人工客服"), Command.HANDOFF),
-    **dict.fromkeys(("结束人工", "机器人"), Command.END_HANDOFF),
+    **dict.fromkeys(LEAVE_WORDS, Command.END_HANDOFF),
     **dict.fromkeys(("退订", "td", "取消订阅", "unsubscribe"), Command.OPT_OUT),
     **dict.fromkeys(("订阅", "subscribe"), Command.OPT_IN),
 }
@@ -54,7 +66,11 @@ OPTED_OUT_TEXT = "已为您退订，今后不再向您推送活动和优惠消�
 ALREADY_OPTED_OUT_TEXT = "您已退订，不会再收到活动推送。回复“订阅”可重新接收。"
 OPTED_IN_TEXT = "已为您重新订阅，您将继续收到我们的活动和优惠消息。回复“退订”可随时取消。"
 ALREADY_OPTED_IN_TEXT = "您当前已在订阅中。回复“退订”可随时取消。"
-HANDOFF_TEXT = "好的，正在为您转接人工客服，请稍候。回复“结束人工”可回到智能客服。"
+LEAVE_QUEUE_TEXT = "转接期间智能客服不再回复，回复“结束人工”可回到智能客服。"
+HANDOFF_OPENING = "好的，正在为您转接人工客服。"
+HANDOFF_TEXT = f"{HANDOFF_OPENING}客服同事会尽快回复您，请稍候。{LEAVE_QUEUE_TEXT}"
+"""The handoff reply within the service hours (outside them it names the next opening)."""
+COMPLAINT_FLAG = "【投诉】"
 SUMMARY_TURNS = 6
 _SUMMARY_LINE_CHARS = 200
 
@@ -86,21 +102,38 @@ def help_text(config: BotConfig) -> str:
     )
 
 
-def summarise(member: Member, history: Sequence[Turn], bot_name: str) -> str:
-    """A plain summary of the recent conversation for the human agent (no LLM involved)."""
+def handoff_text(hours: ServiceHours, now: datetime, tz: tzinfo) -> str:
+    """What a member asking for a person is told: when someone answers, and how to leave."""
+    return f"{HANDOFF_OPENING}{hours.handoff_notice(now, tz)}。{LEAVE_QUEUE_TEXT}"
+
+
+def summarise(
+    member: Member, history: Sequence[Turn], bot_name: str, *, complaint: str | None = None
+) -> str:
+    """A plain summary of the recent conversation for the human agent (no LLM involved).
+
+    With ``complaint`` (the member's message) the summary starts with :data:`COMPLAINT_FLAG`."""
     who = member.display_name or member.external_id
-    lines = [f"会员：{who}（{member.channel}:{member.external_id}）请求人工服务。"]
+    ref = f"{who}（{member.channel}:{member.external_id}）"
+    head = f"会员：{ref}请求人工服务。"
+    if complaint is not None:
+        head = f"{COMPLAINT_FLAG}会员：{ref}投诉，请优先处理。"
+    lines = [head]
+    if complaint is not None:
+        lines.append(f"投诉内容：{_one_line(complaint)}")
     if not history:
         lines.append("最近没有对话记录。")
     else:
         lines.append("最近对话：")
         for turn in history:
             speaker = "会员" if turn.role == "user" else bot_name
-            text = " ".join(turn.text.split())
-            if len(text) > _SUMMARY_LINE_CHARS:
-                text = text[:_SUMMARY_LINE_CHARS] + "…"
-            lines.append(f"{speaker}：{text}")
+            lines.append(f"{speaker}：{_one_line(turn.text)}")
     return "\n".join(lines)
+
+
+def _one_line(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat[:_SUMMARY_LINE_CHARS] + "…" if len(flat) > _SUMMARY_LINE_CHARS else flat
 
 
 class Commands:
@@ -120,9 +153,7 @@ class Commands:
         if command is Command.HELP:
             return TextReply(help_text(self._config))
         if command is Command.HANDOFF:
-            await self._store.start_handoff(member, now)
-            summary = summarise(member, history[-SUMMARY_TURNS:], self._config.name)
-            return HandoffReply(HANDOFF_TEXT, summary)
+            return await self.handoff(member, history, now)
         if command is Command.END_HANDOFF:
             return TextReply(await self._end_handoff(member))
         if command is Command.OPT_OUT:
@@ -130,6 +161,32 @@ class Commands:
             return TextReply(OPTED_OUT_TEXT if changed else ALREADY_OPTED_OUT_TEXT)
         changed = await self._store.set_opted_out(member, False, now)
         return TextReply(OPTED_IN_TEXT if changed else ALREADY_OPTED_IN_TEXT)
+
+    async def handoff(
+        self,
+        member: Member,
+        history: Sequence[Turn],
+        now: datetime,
+        *,
+        complaint: str | None = None,
+    ) -> HandoffReply:
+        """Hand the member to a person: the bot is silent until the handoff ends.
+
+        ``complaint`` is the member's complaint (see :mod:`bot.complaints`): the reply apologises
+        and the summary for the agent is flagged :data:`COMPLAINT_FLAG`."""
+        await self._store.start_handoff(member, now)
+        config = self._config
+        summary = summarise(member, history[-SUMMARY_TURNS:], config.name, complaint=complaint)
+        if complaint is None:
+            text = handoff_text(config.handoff_hours, now, config.timezone)
+            return HandoffReply(text, summary)
+        notice = config.handoff_hours.handoff_notice(now, config.timezone)
+        text = (
+            "非常抱歉给您带来这么不好的体验，这是我们做得不够好。"
+            f"您反映的问题已标记为投诉，转给{config.brand}的客服同事优先处理，{notice}。"
+            f"{LEAVE_QUEUE_TEXT}"
+        )
+        return HandoffReply(text, summary, complaint=True)
 
     async def _end_handoff(self, member: Member) -> str:
         if await self._store.end_handoff(member):

@@ -4,7 +4,9 @@ A promotion's store scope may name stores ("深圳南山店、深圳福田店");
 names through the store directory the knowledge base already holds. So files that define stores
 (every chunk of kind ``store``) are ingested before the others, whatever order the operator gave.
 A file that cannot be loaded is reported with its reason and the others still load; the caller
-decides what a refusal means (``siyu ingest`` exits non-zero).
+decides what a refusal means (``siyu ingest`` exits non-zero). A loaded file's warnings (unused
+columns, skipped rows, a copy of another document) travel in its report; ``strict`` refuses a
+file with any.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ class FileResult:
     report: IngestReport | None = None
     error: str | None = None
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The loaded file's warnings (none for a refused file: its error says it all)."""
+        return self.report.warnings if self.report is not None else ()
+
 
 def defines_stores(path: Path) -> bool:
     """True when ``path`` loads as store records only (a store directory file)."""
@@ -47,15 +54,19 @@ async def ingest_files(
     *,
     progress: Callable[[Path], Progress | None] = lambda _: None,
     done: Callable[[FileResult], None] = lambda _: None,
+    strict: bool = False,
 ) -> list[FileResult]:
-    """Ingest ``paths`` (store files first); one result per file, in ingest order."""
+    """Ingest ``paths`` (store files first); one result per file, in ingest order. ``strict``:
+    a file with any warning is refused."""
     firsts = await asyncio.gather(*(asyncio.to_thread(defines_stores, p) for p in paths))
     ordered = [p for p, first in zip(paths, firsts, strict=True) if first]
     ordered += [p for p, first in zip(paths, firsts, strict=True) if not first]
     results = []
     for path in ordered:
         try:
-            report = await knowledge.ingest_path(path, overrides, progress=progress(path))
+            report = await knowledge.ingest_path(
+                path, overrides, progress=progress(path), strict=strict
+            )
             result = FileResult(path, report=report)
         except KnowledgeError as exc:
             result = FileResult(path, error=str(exc))

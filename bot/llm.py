@@ -3,9 +3,11 @@
 :class:`LLMAnswerer` (1) rewrites a follow-up into a standalone question when there is history,
 (2) retrieves with it, (3) says "not found" without calling the LLM when nothing clears the
 threshold, (4) otherwise asks the LLM to answer only from the numbered sources, citing them as [1],
-[2], and maps the cited numbers back to citations. (5) Any LLM failure (HTTP error, timeout,
-refused connection, malformed or empty response) is logged once and the answer falls back to the
-extractive one for the same retrieval; nothing is retrieved twice.
+[2], and maps the cited numbers back to citations. The member reads the model's text as plain text
+(:func:`bot.answer.member_text`) without the numbers or any source line the model wrote, then one
+source line naming the cited entries (:func:`bot.answer.source_line`). (5) Any LLM failure (HTTP
+error, timeout, refused connection, malformed or empty response) is logged once and the answer
+falls back to the extractive one for the same retrieval; nothing is retrieved twice.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from bot.answer import (
     Retriever,
     Turn,
     extractive_answer,
+    member_text,
     not_found_answer,
     source_label,
+    source_line,
 )
 from bot.errors import ConfigError, LLMError
 from bot.settings import LLMConfig
@@ -107,6 +111,8 @@ ANSWER_PROMPT = ChatPromptTemplate.from_messages(
 )
 
 _CITED = re.compile(r"[\[【]\s*(\d{1,2})\s*[\]】]")
+_CITED_MARK = re.compile(r"\s*" + _CITED.pattern)
+_OWN_SOURCE = re.compile(r"^[ \t]*[（(]?[ \t]*(?:来源|出处|参考资料)[ \t]*[:：].*$", re.MULTILINE)
 
 
 def format_history(history: Sequence[Turn]) -> str:
@@ -132,11 +138,10 @@ def cited_numbers(text: str, hit_count: int) -> list[int]:
     return [n for n in numbers if 1 <= n <= hit_count]
 
 
-def source_line(numbers: Sequence[int], hits: Sequence[Hit]) -> str:
-    """ "（来源：[1] 标题；[2] 标题）" for the cited numbers; the top hit's name when none."""
-    if not numbers:
-        return f"（来源：{source_label(hits[0])}）"
-    return "（来源：" + "；".join(f"[{n}] {source_label(hits[n - 1])}" for n in numbers) + "）"
+def reply_text(text: str) -> str:
+    """The model's answer as members read it: no [n] marks, no source line of the model's own
+    (the answer adds one), plain text (:func:`bot.answer.member_text`)."""
+    return member_text(_OWN_SOURCE.sub("", _CITED_MARK.sub("", text)))
 
 
 def _citations(hits: Sequence[Hit]) -> tuple[Citation, ...]:
@@ -202,7 +207,10 @@ class LLMAnswerer:
             # The model says the sources miss the question: no source line, counted as not found.
             return Answer(text, (), "not_found", found=False)
         cited = [result.hits[n - 1] for n in numbers] or list(result.hits[:1])
-        reply = f"{text}\n{source_line(numbers, result.hits)}"
+        body = reply_text(text)
+        if not body:
+            raise LLMError("the LLM answer has no text besides its source numbers")
+        reply = f"{body}\n{source_line(source_label(hit) for hit in cited)}"
         return Answer(reply, _citations(cited), "llm", found=True)
 
     @staticmethod

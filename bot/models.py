@@ -71,8 +71,11 @@ class Member(SQLModel, table=True):
 class MessageLog(SQLModel, table=True):
     """One message of a session: the member's (``role="user"``) or the bot's (``role="bot"``).
 
-    ``answered_by`` is set on bot rows ("llm", "extractive", "command", "not_found", "handoff",
-    "error"); ``citations`` is a JSON list of :class:`knowledge.types.Citation` fields.
+    ``answered_by`` is set on bot rows ("llm", "extractive", "retail", "smalltalk", "command",
+    "not_found", "handoff", "complaint", "error"); ``citations`` is a JSON list of
+    :class:`knowledge.types.Citation` fields. A handoff because the member complained is logged
+    as "complaint": the log is the record ``siyu report`` counts, and no column was added, so a
+    database created by an earlier version keeps working (``create_all`` never adds columns).
     """
 
     __tablename__ = "message_log"

@@ -11,9 +11,16 @@ and the rest of the chain (``call_next``), like middleware. The whole chain, out
     record           store the question and the reply as sent (on the way out)
     guard            plain text within reply_max_bytes, never empty (on the way out)
     commands         help / handoff / opt-out / opt-in; silence while a person serves
+    complaint        an angry complaint → apology, handoff flagged 【投诉】 (bot.complaints)
+    small talk       a whole message of greetings / thanks / "are you a bot?" → a brief reply;
+                     a greeting in front of a question is stripped (bot.smalltalk)
     answer           the answerer (LLM or extractive) over the knowledge base
 
 "record" and "guard" act on the reply coming back, so they wrap the steps that produce it.
+"record" logs the member's message as sent; the answer step reads ``Context.query``, the
+question the earlier steps cleaned up. Bot rows are logged with ``answered_by``: the answerer's
+kind ("llm", "extractive", "retail", "not_found"), "smalltalk", "command", "handoff",
+"complaint" (a handoff on a complaint) or "error"; ``siyu report`` counts them.
 """
 
 from __future__ import annotations
@@ -27,10 +34,13 @@ from datetime import UTC, datetime, timedelta
 
 from bot.answer import NOT_FOUND_TEXT, Answerer, Turn
 from bot.commands import ALLOWED_DURING_HANDOFF, Commands, parse_command
+from bot.complaints import is_complaint
 from bot.groups import Addressing, quote_for
 from bot.guard import guard_text, utf8_len
 from bot.models import Member
 from bot.settings import BotConfig
+from bot.smalltalk import classify, strip_pleasantries
+from bot.smalltalk import reply as smalltalk_reply
 from bot.store import Store
 from bot.types import HandoffReply, InboundMessage, MemberRef, NoReply, Reply, TextReply
 from knowledge.types import Citation
@@ -53,6 +63,8 @@ class Context:
     msg: InboundMessage
     now: datetime
     question: str = ""
+    query: str = ""
+    """What the answerer is asked: ``question`` without a greeting (set by the small-talk step)."""
     quote: str | None = None
     member: Member | None = None
     history: list[Turn] | None = field(default=None, repr=False)
@@ -139,6 +151,8 @@ class Pipeline:
                 self._record,
                 self._guard,
                 self._command,
+                self._complaint,
+                self._smalltalk,
             ],
             terminal=self._answer,
         )
@@ -208,10 +222,26 @@ class Pipeline:
             return await call_next(ctx)
         return await self._commands.run(command, ctx.sender, await self._history(ctx), ctx.now)
 
+    async def _complaint(self, ctx: Context, call_next: Next) -> Reply:
+        if not is_complaint(ctx.question):
+            return await call_next(ctx)
+        history = await self._history(ctx)
+        return await self._commands.handoff(ctx.sender, history, ctx.now, complaint=ctx.question)
+
+    async def _smalltalk(self, ctx: Context, call_next: Next) -> Reply:
+        name = self._config.name
+        talk = classify(ctx.question, name)
+        if talk is None:
+            ctx.query = strip_pleasantries(ctx.question, name)
+            return await call_next(ctx)
+        local = ctx.now.astimezone(self._config.timezone)
+        text = smalltalk_reply(talk, brand=self._config.brand, name=name, at=local, key=ctx.msg.id)
+        return TextReply(text, answered_by="smalltalk")
+
     async def _answer(self, ctx: Context) -> Reply:
         history = await self._history(ctx) if self._answerer.uses_history else []
         answer = await self._answerer.answer(
-            ctx.question, history, store_id=ctx.msg.store_id, at=ctx.now
+            ctx.query or ctx.question, history, store_id=ctx.msg.store_id, at=ctx.now
         )
         return TextReply(answer.text, answer.citations, answered_by=answer.answered_by)
 
@@ -231,5 +261,5 @@ def _loggable(reply: Reply) -> tuple[str | None, str | None, tuple[Citation, ...
     if isinstance(reply, TextReply):
         return reply.text, reply.answered_by, reply.citations
     if isinstance(reply, HandoffReply):
-        return reply.text, "handoff", ()
+        return reply.text, "complaint" if reply.complaint else "handoff", ()
     return None, None, ()

@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.hours import DEFAULT_HANDOFF_HOURS, ServiceHours
 from knowledge.config import EmbeddingConfig, KnowledgeConfig, RetrievalConfig
 
 
@@ -36,22 +37,29 @@ class LLMConfig:
 
 @dataclass(frozen=True, slots=True)
 class BotConfig:
-    """How the pipeline talks: the bot's name (groups address it by name), reply limits, history."""
+    """How the pipeline talks: the bot's name (groups address it by name), reply limits, history,
+    and when human agents answer after a handoff (``handoff_hours``, in ``timezone``)."""
 
     name: str
     brand: str
     reply_max_bytes: int
     history_turns: int
     timezone: ZoneInfo
+    handoff_hours: ServiceHours = DEFAULT_HANDOFF_HOURS
+
+
+DEFAULT_SUGGESTIONS = ("现在有什么优惠活动？", "门店几点关门？", "积分怎么用？", "怎么退换货？")
+"""The web chat's question chips when ``SIYU_WEB_SUGGESTIONS`` is not set."""
 
 
 @dataclass(frozen=True, slots=True)
 class WebConfig:
-    """Where ``siyu serve`` listens."""
+    """Where ``siyu serve`` listens, and the questions the chat page suggests."""
 
     host: str
     port: int
     max_body_bytes: int
+    suggestions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +162,9 @@ class Settings(BaseSettings):
     """All of Siyu's settings. Read once with ``Settings()``; pass sections, never this object."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SIYU_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
-    )
+        env_prefix="SIYU_", env_file=".env", env_file_encoding="utf-8", extra="ignore",
+        env_ignore_empty=True,  # "SIYU_X=" (as in .env.example) means the default, not ""
+    )  # fmt: skip
 
     data_dir: Path = Path("data")
     database_url: str | None = None
@@ -185,10 +194,12 @@ class Settings(BaseSettings):
     reply_max_bytes: int = Field(default=2048, ge=200)
     history_turns: int = Field(default=6, ge=0, le=50)
     timezone: str = "Asia/Shanghai"
+    handoff_hours: str = Field(default="09:00-21:00", pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$")
 
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=0, le=65535)
     web_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    web_suggestions: list[str] = Field(default_factory=lambda: list(DEFAULT_SUGGESTIONS))
 
     webhooks: list[WebhookAccount] = Field(default_factory=list)
 
@@ -221,7 +232,7 @@ class Settings(BaseSettings):
             raise ValueError(f"account names must be unique within a channel, got {names}")
         return value
 
-    @field_validator("campaign_quiet_hours")
+    @field_validator("campaign_quiet_hours", "handoff_hours")
     @classmethod
     def _clock_times(cls, value: str) -> str:
         from datetime import time
@@ -233,7 +244,10 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        ZoneInfo(value)  # raises for an unknown zone name
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:  # a KeyError pydantic would not catch
+            raise ValueError(f"unknown time zone {value!r}, e.g. Asia/Shanghai") from exc
         return value
 
     @property
@@ -281,6 +295,7 @@ class Settings(BaseSettings):
             reply_max_bytes=self.reply_max_bytes,
             history_turns=self.history_turns,
             timezone=ZoneInfo(self.timezone),
+            handoff_hours=ServiceHours.parse(self.handoff_hours),
         )
 
     def webhooks_config(self) -> list[WebhookConfig]:
@@ -291,5 +306,8 @@ class Settings(BaseSettings):
 
     def web(self) -> WebConfig:
         return WebConfig(
-            host=self.web_host, port=self.web_port, max_body_bytes=self.web_max_body_bytes
+            host=self.web_host,
+            port=self.web_port,
+            max_body_bytes=self.web_max_body_bytes,
+            suggestions=tuple(q.strip() for q in self.web_suggestions if q.strip()),
         )

@@ -1,5 +1,11 @@
 """SQL storage of the core: dedupe keys, members and their state, and the message log.
 
+The message log is also the conversation record that reports count (:meth:`Store.counts`):
+a bot row's ``answered_by`` says how the message was answered, "handoff" and "complaint" (a
+handoff because the member complained) included. Decision: complaints are recorded there rather
+than in a new column or table, so a database created by an earlier version keeps working
+without a migration (``create_all`` never adds columns) and one query counts everything.
+
 Every state change is one short transaction. Flags flip with a conditional ``UPDATE`` so
 "was it already on?" is answered atomically, even when two messages of one member race (a member
 writes in two groups at once, say).
@@ -8,10 +14,11 @@ writes in two groups at once, say).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, distinct, func, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import col, select
@@ -21,6 +28,31 @@ from bot.answer import Turn
 from bot.models import Member, MessageLog, SeenMessage, require_aware
 from bot.types import MemberRef
 from knowledge.types import Citation
+
+HANDOFF_KINDS = ("handoff", "complaint")
+"""``answered_by`` values of bot rows that handed the member to a person."""
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """What happened in conversations over a period (:meth:`Store.counts`)."""
+
+    messages: int = 0
+    """Messages members sent (1:1, and group messages addressed to the bot)."""
+    members: int = 0
+    """Distinct members who sent them."""
+    replies: dict[str, int] = field(default_factory=dict)
+    """Bot replies by ``answered_by``."""
+
+    @property
+    def handoffs(self) -> int:
+        """Handoffs to a person, complaints included."""
+        return sum(self.replies.get(kind, 0) for kind in HANDOFF_KINDS)
+
+    @property
+    def complaints(self) -> int:
+        """Handoffs because the member complained."""
+        return self.replies.get("complaint", 0)
 
 
 class Store:
@@ -140,6 +172,27 @@ class Store:
             )
         async with self._engine.begin() as conn:
             await conn.execute(MessageLog.__table__.insert(), rows)  # type: ignore[attr-defined]
+
+    async def counts(self, since: datetime, until: datetime) -> Counts:
+        """Messages, members and replies by kind logged in ``[since, until)``."""
+        require_aware(since)
+        require_aware(until)
+        when = (col(MessageLog.created_at) >= since, col(MessageLog.created_at) < until)
+        table = MessageLog.__table__  # type: ignore[attr-defined]
+        by_kind = (
+            sa_select(table.c.role, table.c.answered_by, func.count())
+            .where(*when)
+            .group_by(table.c.role, table.c.answered_by)
+        )
+        members = sa_select(func.count(distinct(table.c.member_id))).where(
+            *when, table.c.role == "user"
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(by_kind)).all()
+            member_count = (await conn.execute(members)).scalar_one()
+        messages = sum(n for role, _, n in rows if role == "user")
+        replies = {kind or "": n for role, kind, n in rows if role == "bot"}
+        return Counts(messages, member_count, replies)
 
     async def session_log(self, session_key: str) -> list[MessageLog]:
         """Every logged message of a session, oldest first (for operators and tests)."""

@@ -56,16 +56,22 @@ class TextReply:
     text: str
     citations: tuple[Citation, ...] = ()
     quote: str | None = None
-    answered_by: str = "command"  # "llm" | "extractive" | "command" | "not_found"
+    answered_by: str = "command"
+    """How it was made: "llm", "extractive", "retail", "smalltalk", "command", "not_found" or
+    "error" (logged with the reply; ``siyu report`` counts them)."""
 
 
 @dataclass(frozen=True, slots=True)
 class HandoffReply:
-    """Tell the member a person takes over; ``summary`` is for the human agent."""
+    """Tell the member a person takes over; ``summary`` is for the human agent.
+
+    ``complaint`` is True when the bot handed off because it read a complaint (the summary then
+    starts with ``【投诉】``); False when the member asked for a person."""
 
     text: str
     summary: str
     quote: str | None = None
+    complaint: bool = False
 
 
 @dataclass(frozen=True, slots=True)

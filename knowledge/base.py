@@ -22,6 +22,18 @@ the registry's fingerprint moved, the snapshot is rebuilt from SQL and the new e
 upserted into this process's Chroma client too — an embedded Chroma does not see vectors another
 process wrote (measured: its HNSW index stays as it was loaded), and an upsert of the same id and
 vector is a no-op on a shared server. Two processes must not ingest the same document at once.
+
+Disabling a document (:meth:`KnowledgeBase.disable`) follows the same order as a replace: the
+snapshot without it is built, the registry flips in one transaction, the snapshot is swapped, its
+vectors are removed from Chroma. Enabling (:meth:`KnowledgeBase.enable`) re-adds its vectors
+from the embedding cache (nothing is re-embedded) before the registry flips; a failure before
+the flip removes them again. A crash between the steps leaves the previous state in SQL, and
+:meth:`KnowledgeBase.open` sweeps or re-adds the vectors to match. A new version of a disabled
+document is stored (and embedded into the cache) but stays disabled.
+
+An ingest carries the loader's warnings plus one when the document largely repeats another
+stored document (:mod:`knowledge.overlap`); ``strict=True`` refuses a document with any warning
+before anything is written.
 """
 
 from __future__ import annotations
@@ -31,19 +43,22 @@ import contextlib
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import accumulate
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from knowledge.catalogue import Catalogue
 from knowledge.config import KnowledgeConfig
 from knowledge.embeddings import CachedEmbedder, Embedder, Vectors, build_embedder
-from knowledge.errors import KnowledgeError, MetadataError, StoreError
+from knowledge.errors import KnowledgeError, LoaderError, MetadataError, StoreError
 from knowledge.keyword import Segmenter
+from knowledge.overlap import EntryKey, chunk_key, duplicate_warning
 from knowledge.registry import DocumentInfo, Registry
 from knowledge.retriever import PATHS, HybridRetriever, Snapshot, index_texts
 from knowledge.types import Chunk, Kind, SearchResult, SourceDocument
@@ -57,12 +72,15 @@ __all__ = ["DocumentInfo", "IngestReport", "KnowledgeBase", "Progress"]
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
-"""Called with (index texts done, total) while a document is embedded."""
+"""Called with (entries done, entries in all) while a document is embedded and stored; the last
+call is (n, n) with n = :attr:`IngestReport.chunks`, also for an unchanged document."""
 
 
 @dataclass(frozen=True, slots=True)
 class IngestReport:
-    """What an ingest did. ``embedded`` chunks were computed now, ``reused`` came from the cache."""
+    """What an ingest did. ``embedded`` chunks were computed now, ``reused`` came from the cache;
+    ``warnings`` are the loader's and the duplicate check's; ``disabled``: the document is
+    disabled, so the version is stored but not searched."""
 
     doc_id: str
     version: int
@@ -70,6 +88,8 @@ class IngestReport:
     embedded: int
     reused: int
     unchanged: bool = False
+    warnings: tuple[str, ...] = ()
+    disabled: bool = False
 
 
 def chunk_id(doc_id: str, version: int, ordinal: int) -> str:
@@ -99,6 +119,19 @@ def by_chunk(chunks: Sequence[Chunk], vectors: Vectors) -> dict[str, Vectors]:
     return out
 
 
+def _by_entries(chunks: Sequence[Chunk], progress: Progress | None) -> Progress | None:
+    """``progress`` fed with entries done, from the embedder's index texts done."""
+    if progress is None:
+        return None
+    ends = list(accumulate(len(index_texts(c.draft)) for c in chunks))
+    return lambda done, _total: progress(bisect_right(ends, done), len(chunks))
+
+
+def _strict_refusal(warnings: Sequence[str]) -> str:
+    count = f"{len(warnings)} warning{'s' if len(warnings) > 1 else ''}"
+    return f"refused under --strict ({count}):\n" + "\n".join(f"  ⚠ {w}" for w in warnings)
+
+
 class KnowledgeBase:
     """Documents, their active versions and hybrid search over them. Open with :meth:`open`."""
 
@@ -122,6 +155,7 @@ class KnowledgeBase:
         self._lock = asyncio.Lock()
         self._fingerprint: tuple[int, int, str] | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._entry_keys: dict[Chunk, EntryKey] = {}
 
     @classmethod
     async def open(
@@ -194,28 +228,88 @@ class KnowledgeBase:
         return self._retriever.threshold
 
     async def ingest(
-        self, doc: SourceDocument, *, doc_id: str | None = None, progress: Progress | None = None
+        self,
+        doc: SourceDocument,
+        *,
+        doc_id: str | None = None,
+        progress: Progress | None = None,
+        strict: bool = False,
     ) -> IngestReport:
-        """Store ``doc`` as the new active version of ``doc_id`` (default: its source)."""
+        """Store ``doc`` as the new active version of ``doc_id`` (default: its source).
+
+        ``strict``: a document with any warning is refused (LoaderError listing them), nothing
+        written.
+        """
         key = (doc_id if doc_id is not None else doc.meta.source).strip()
         if not key:
             raise MetadataError("a document needs a non-empty doc_id or source")
         async with self._lock:
             current = await self._registry.document(key)
-            if current is not None and current.content_hash == doc.content_hash:
-                return IngestReport(key, current.version, current.chunks, 0, 0, unchanged=True)
+            unchanged = current is not None and current.content_hash == doc.content_hash
+            warnings = doc.warnings if unchanged else await self._warnings(key, doc)
+            if strict and warnings:
+                raise LoaderError(key, _strict_refusal(warnings))
+            if current is not None and unchanged:
+                if progress:
+                    progress(current.chunks, current.chunks)
+                return IngestReport(
+                    key, current.version, current.chunks, 0, 0, True, warnings, not current.enabled
+                )
             version = current.version + 1 if current else 1
             chunks = [
                 Chunk(chunk_id(key, version, i), key, version, i, d, d.meta or doc.meta)
                 for i, d in enumerate(doc.chunks)
             ]
-            embedded, vectors = await self._write(chunks, progress)
-            await self._activate(key, version, doc, chunks, vectors, current)
+            disabled = current is not None and not current.enabled
+            if disabled:
+                embedded = await self._store_disabled(key, version, doc, chunks, progress)
+            else:
+                embedded, vectors = await self._write(chunks, _by_entries(chunks, progress))
+                await self._activate(key, version, doc, chunks, vectors, current)
+        if progress:
+            progress(len(chunks), len(chunks))
         reused = len(chunks) - embedded
-        return IngestReport(key, version, len(chunks), embedded, reused)
+        return IngestReport(key, version, len(chunks), embedded, reused, False, warnings, disabled)
+
+    async def _warnings(self, key: str, doc: SourceDocument) -> tuple[str, ...]:
+        """The loader's warnings and, when ``doc`` repeats another document, that one's.
+
+        Enabled documents' chunks come from the snapshot, disabled ones' from SQL; their entry
+        keys are kept between ingests, by chunk value, for the chunks still stored.
+        """
+        chunks = list(self._snapshot.chunks.values())
+        for info in await self._registry.documents():
+            if not info.enabled and info.doc_id != key:
+                chunks += await self._registry.stored_chunks(info.doc_id)
+        self._entry_keys = {c: self._entry_keys.get(c) or chunk_key(c) for c in chunks}
+        stored = ((c.doc_id, self._entry_keys[c]) for c in chunks)
+        duplicate = duplicate_warning(key, doc, stored)
+        return (*doc.warnings, duplicate) if duplicate else doc.warnings
+
+    async def _store_disabled(
+        self,
+        key: str,
+        version: int,
+        doc: SourceDocument,
+        chunks: list[Chunk],
+        progress: Progress | None,
+    ) -> int:
+        """A disabled document's new version: embedded into the cache (so enabling it does not
+        embed) and registered, but not added to Chroma or the snapshot."""
+        entries = vector_entries(chunks)
+        texts = [t for _, t in entries]
+        _, fresh = await self._embedder.embed(texts, _by_entries(chunks, progress))
+        await self._registry.activate(key, version, doc.content_hash, doc.meta, chunks)
+        self._fingerprint = await self._registry.fingerprint()
+        return len({e.chunk_id for (e, _), f in zip(entries, fresh, strict=True) if f})
 
     async def ingest_path(
-        self, path: Path, overrides: MetaOverrides | None = None, progress: Progress | None = None
+        self,
+        path: Path,
+        overrides: MetaOverrides | None = None,
+        progress: Progress | None = None,
+        *,
+        strict: bool = False,
     ) -> IngestReport:
         """Load a file with :func:`knowledge.loaders.load_path` and ingest it.
 
@@ -227,10 +321,11 @@ class KnowledgeBase:
 
         stores = self.catalogue().stores
         doc = await asyncio.to_thread(load_path, path, overrides or MetaOverrides(), stores=stores)
-        return await self.ingest(doc, progress=progress)
+        return await self.ingest(doc, progress=progress, strict=strict)
 
     async def delete(self, doc_id: str) -> bool:
-        """Remove a document; False when there was none."""
+        """Remove a document (enabled or not); False when there was none. One SQL transaction:
+        a failure leaves it stored and searched as before."""
         async with self._lock:
             if await self._registry.document(doc_id) is None:
                 return False
@@ -241,9 +336,40 @@ class KnowledgeBase:
             await self._sweep(doc_id, version=None)
         return True
 
+    async def disable(self, doc_id: str) -> DocumentInfo | None:
+        """Take a document out of search and the catalogue, keeping it stored; None when there
+        is no such document. Disabling a disabled document changes nothing."""
+        async with self._lock:
+            current = await self._registry.document(doc_id)
+            if current is None or not current.enabled:
+                return current
+            snap = await self._rebuild(drop=doc_id, add=(), vectors={})
+            await self._registry.set_enabled(doc_id, False)
+            self._snapshot = snap
+            self._fingerprint = await self._registry.fingerprint()
+            await self._sweep(doc_id, version=None)
+        return await self._registry.document(doc_id)
+
+    async def enable(self, doc_id: str) -> DocumentInfo | None:
+        """Bring a disabled document back into search and the catalogue without re-embedding it
+        (its vectors come from the embedding cache); None when there is no such document."""
+        async with self._lock:
+            current = await self._registry.document(doc_id)
+            if current is None or current.enabled:
+                return current
+            chunks = await self._registry.stored_chunks(doc_id)
+            _, vectors = await self._write(chunks, None)
+            await self._publish(doc_id, chunks, vectors, self._registry.set_enabled(doc_id, True))
+        return await self._registry.document(doc_id)
+
     async def documents(self) -> list[DocumentInfo]:
-        """Every stored document's active version."""
+        """Every stored document's active version (``enabled`` says whether it is searched)."""
         return await self._registry.documents()
+
+    async def stored_chunks(self, doc_id: str | None = None) -> list[Chunk]:
+        """The active version's chunks of ``doc_id`` (default: every document), disabled
+        documents included, in document and position order."""
+        return await self._registry.stored_chunks(doc_id)
 
     async def search(
         self,
@@ -314,16 +440,29 @@ class KnowledgeBase:
         current: DocumentInfo | None,
     ) -> None:
         """Build the new snapshot, flip the registry, swap the snapshot, drop old vectors."""
+        flip = self._registry.activate(key, version, doc.content_hash, doc.meta, chunks)
+        await self._publish(key, chunks, vectors, flip)
+        if current is not None:
+            await self._sweep(key, version=current.version)
+
+    async def _publish(
+        self,
+        key: str,
+        chunks: Sequence[Chunk],
+        vectors: dict[str, Vectors],
+        flip: Coroutine[Any, Any, object],
+    ) -> None:
+        """Build the snapshot with ``chunks`` as ``key``'s, run the registry ``flip``, swap the
+        snapshot; on a failure before the swap, remove the chunks' new vectors from Chroma."""
         try:
             snap = await self._rebuild(drop=key, add=chunks, vectors=vectors)
-            await self._registry.activate(key, version, doc.content_hash, doc.meta, chunks)
+            await flip
         except BaseException:
+            flip.close()  # never awaited when the rebuild failed
             await self._discard([e.id for e, _ in vector_entries(chunks)])
             raise
         self._snapshot = snap
         self._fingerprint = await self._registry.fingerprint()
-        if current is not None:
-            await self._sweep(key, version=current.version)
 
     async def _rebuild(
         self, drop: str, add: Sequence[Chunk], vectors: dict[str, Vectors]

@@ -8,6 +8,9 @@
    starts with the previous chunk's trailing whole sentences, up to ``overlap`` characters, so a
    fact cut at a chunk border is still found whole in one of them. Only a sentence longer than
    ``max_chars`` is cut: first at commas/colons/spaces, then, if still too long, into windows.
+
+A section's chunks start with its heading path (:func:`with_heading`); Markdown, PDF and DOCX
+sections are chunked the same way.
 """
 
 from __future__ import annotations
@@ -64,6 +67,15 @@ def split_text(text: str, *, max_chars: int = MAX_CHARS, overlap: int = OVERLAP)
         for block in split_headings(text)
         for piece in pack_text(block.body, max_chars=max_chars, overlap=overlap)
     ]
+
+
+def with_heading(heading: str, text: str) -> str:
+    """A section chunk's stored text: its heading path on a first line, then the text.
+
+    The heading words are searchable that way; what a member reads drops that line again
+    (:attr:`knowledge.types.Chunk.answer_text`).
+    """
+    return f"{heading}\n{text}" if heading else text
 
 
 def split_headings(text: str) -> list[Block]:

@@ -213,7 +213,7 @@ def city_of(name: str, address: str) -> str:
 def cite(chunk: Chunk, title: str = "") -> Citation:
     """Where a record came from, for the answer's source line."""
     meta = chunk.meta
-    return Citation(chunk.doc_id, meta.source, title or meta.title, chunk.version, chunk.id)
+    return Citation(chunk.doc_id, meta.source, title or meta.label, chunk.version, chunk.id)
 
 
 def store_of(chunk: Chunk) -> Store | None:

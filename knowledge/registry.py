@@ -9,9 +9,15 @@ Tables (all keyed by ``collection`` so several knowledge bases can share one dat
   rebuild its snapshot and re-index a fresh Chroma collection (another embedding backend, a lost
   server) without re-reading the uploads.
 - ``knowledge_embedding_cache``: vectors by (model id, sha256 of the text), float32 bytes.
+- ``knowledge_disabled``: one row per disabled document (``siyu docs disable``). A separate table,
+  not a column, so databases made before it get it from ``create_all`` without a migration. A
+  disabled document keeps its rows here and in the two tables above; it is left out of
+  :meth:`Registry.active_chunks` (so of the snapshot, search and the catalogue) until enabled.
 
 The active version flips in one transaction: the new chunk rows, the document row and the removal
-of the old chunk rows commit together or not at all.
+of the old chunk rows commit together or not at all. Disabling or enabling is one transaction too
+(the state row and the document's ``updated_at``, which moves the :meth:`Registry.fingerprint`
+other processes watch).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import Field, SQLModel
 
 from knowledge.embeddings import Vectors
@@ -70,7 +76,21 @@ class KnowledgeEmbedding(SQLModel, table=True):
     vector: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
 
 
-TABLES = [KnowledgeDocument.__table__, KnowledgeChunk.__table__, KnowledgeEmbedding.__table__]  # type: ignore[attr-defined]
+class KnowledgeDisabled(SQLModel, table=True):
+    """A document taken out of search and the catalogue, its chunks kept."""
+
+    __tablename__ = "knowledge_disabled"
+    collection: str = Field(primary_key=True, max_length=200)
+    doc_id: str = Field(primary_key=True, max_length=500)
+    disabled_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+
+
+TABLES = [
+    KnowledgeDocument.__table__,  # type: ignore[attr-defined]
+    KnowledgeChunk.__table__,  # type: ignore[attr-defined]
+    KnowledgeEmbedding.__table__,  # type: ignore[attr-defined]
+    KnowledgeDisabled.__table__,  # type: ignore[attr-defined]
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +108,8 @@ class DocumentInfo:
     valid_from: datetime | None
     valid_to: datetime | None
     title: str = ""
+    enabled: bool = True
+    """False after ``siyu docs disable``: not searched, not in the catalogue."""
 
 
 def meta_to_dict(meta: DocumentMeta) -> dict[str, Any]:
@@ -156,7 +178,7 @@ def _aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-def _info(row: KnowledgeDocument) -> DocumentInfo:
+def _info(row: KnowledgeDocument, enabled: bool = True) -> DocumentInfo:
     meta = meta_from_dict(json.loads(row.meta_json))
     return DocumentInfo(
         doc_id=row.doc_id,
@@ -170,6 +192,7 @@ def _info(row: KnowledgeDocument) -> DocumentInfo:
         valid_from=meta.valid_from,
         valid_to=meta.valid_to,
         title=meta.title,
+        enabled=enabled,
     )
 
 
@@ -186,12 +209,18 @@ class Registry:
             await conn.run_sync(lambda c: SQLModel.metadata.create_all(c, tables=TABLES))
 
     async def documents(self) -> list[DocumentInfo]:
-        """Every document's active version, by doc id."""
+        """Every document's active version (enabled or not), by doc id."""
         t = KnowledgeDocument.__table__  # type: ignore[attr-defined]
         q = sa.select(t).where(t.c.collection == self._collection).order_by(t.c.doc_id)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(q)).mappings().all()
-        return [_info(KnowledgeDocument(**r)) for r in rows]
+            disabled = await self._disabled(conn)
+        return [_info(KnowledgeDocument(**r), r["doc_id"] not in disabled) for r in rows]
+
+    async def _disabled(self, conn: AsyncConnection) -> set[str]:
+        x = KnowledgeDisabled.__table__  # type: ignore[attr-defined]
+        q = sa.select(x.c.doc_id).where(x.c.collection == self._collection)
+        return set((await conn.execute(q)).scalars())
 
     async def fingerprint(self) -> tuple[int, int, str]:
         """(documents, sum of active versions, last update): changes whenever any writer ingests
@@ -212,10 +241,47 @@ class Registry:
         q = sa.select(t).where(t.c.collection == self._collection, t.c.doc_id == doc_id)
         async with self._engine.connect() as conn:
             row = (await conn.execute(q)).mappings().first()
-        return _info(KnowledgeDocument(**row)) if row else None
+            disabled = await self._disabled(conn) if row else set()
+        return _info(KnowledgeDocument(**row), doc_id not in disabled) if row else None
 
     async def active_chunks(self) -> list[Chunk]:
-        """The active chunks of every document, in document and ordinal order."""
+        """The active chunks of every enabled document, in document and ordinal order."""
+        x = KnowledgeDisabled.__table__  # type: ignore[attr-defined]
+        off = sa.select(x.c.doc_id).where(x.c.collection == self._collection)
+        return await self._chunks(KnowledgeChunk.__table__.c.doc_id.not_in(off))  # type: ignore[attr-defined]
+
+    async def stored_chunks(self, doc_id: str | None = None) -> list[Chunk]:
+        """The active version's chunks of ``doc_id`` (default: every document), disabled ones
+        included."""
+        c = KnowledgeChunk.__table__  # type: ignore[attr-defined]
+        return await self._chunks(sa.true() if doc_id is None else c.c.doc_id == doc_id)
+
+    async def set_enabled(self, doc_id: str, enabled: bool) -> bool:
+        """Enable or disable a document in one transaction; False when there is no such
+        document. Moves its ``updated_at`` so other processes' :meth:`fingerprint` changes."""
+        d = KnowledgeDocument.__table__  # type: ignore[attr-defined]
+        x = KnowledgeDisabled.__table__  # type: ignore[attr-defined]
+        now = datetime.now(UTC)
+        mine = sa.and_(x.c.collection == self._collection, x.c.doc_id == doc_id)
+        try:
+            async with self._engine.begin() as conn:
+                res = await conn.execute(
+                    sa.update(d)
+                    .where(d.c.collection == self._collection, d.c.doc_id == doc_id)
+                    .values(updated_at=now)
+                )
+                if not res.rowcount:
+                    return False
+                await conn.execute(sa.delete(x).where(mine))
+                if not enabled:
+                    row = {"collection": self._collection, "doc_id": doc_id, "disabled_at": now}
+                    await conn.execute(sa.insert(x).values(**row))
+        except sa.exc.SQLAlchemyError as exc:
+            verb = "enable" if enabled else "disable"
+            raise StoreError(f"cannot {verb} {doc_id!r}: {exc}") from exc
+        return True
+
+    async def _chunks(self, where: sa.ColumnElement[bool]) -> list[Chunk]:
         d = KnowledgeDocument.__table__  # type: ignore[attr-defined]
         c = KnowledgeChunk.__table__  # type: ignore[attr-defined]
         q = (
@@ -223,7 +289,7 @@ class Registry:
                 c.c.chunk_id, c.c.doc_id, c.c.version, c.c.ordinal, c.c.draft_json, d.c.meta_json
             )
             .join(d, sa.and_(d.c.collection == c.c.collection, d.c.doc_id == c.c.doc_id))
-            .where(c.c.collection == self._collection, c.c.version == d.c.version)
+            .where(c.c.collection == self._collection, c.c.version == d.c.version, where)
             .order_by(c.c.doc_id, c.c.ordinal)
         )
         async with self._engine.connect() as conn:
@@ -283,16 +349,22 @@ class Registry:
         }
 
     async def remove(self, doc_id: str) -> bool:
-        """Forget a document and its chunks; False when it was not there."""
+        """Forget a document, its chunks and its disabled state in one transaction; False when it
+        was not there."""
         d = KnowledgeDocument.__table__  # type: ignore[attr-defined]
         c = KnowledgeChunk.__table__  # type: ignore[attr-defined]
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                sa.delete(c).where(c.c.collection == self._collection, c.c.doc_id == doc_id)
-            )
-            res = await conn.execute(
-                sa.delete(d).where(d.c.collection == self._collection, d.c.doc_id == doc_id)
-            )
+        x = KnowledgeDisabled.__table__  # type: ignore[attr-defined]
+        try:
+            async with self._engine.begin() as conn:
+                for t in (c, x):
+                    await conn.execute(
+                        sa.delete(t).where(t.c.collection == self._collection, t.c.doc_id == doc_id)
+                    )
+                res = await conn.execute(
+                    sa.delete(d).where(d.c.collection == self._collection, d.c.doc_id == doc_id)
+                )
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"cannot remove {doc_id!r}: {exc}") from exc
         return bool(res.rowcount)
 
     async def cached_vectors(self, model_id: str, keys: Iterable[str]) -> dict[str, Vectors]:

@@ -22,6 +22,16 @@ class Kind(enum.StrEnum):
     STORE = "store"
 
 
+KIND_LABELS: dict[Kind, str] = {
+    Kind.FAQ: "常见问题",
+    Kind.PROMOTION: "活动信息",
+    Kind.PRODUCT: "商品信息",
+    Kind.POLICY: "服务政策",
+    Kind.STORE: "门店信息",
+}
+"""What members are told a source is when its document has no title (never its file name)."""
+
+
 @dataclass(frozen=True, slots=True)
 class DocumentMeta:
     """Metadata every document carries, from front matter, table columns or the ingest call."""
@@ -35,6 +45,11 @@ class DocumentMeta:
     tags: tuple[str, ...] = ()
     skus: tuple[str, ...] = ()
     title: str = ""
+
+    @property
+    def label(self) -> str:
+        """How members see this source named: the title, else :data:`KIND_LABELS` of the kind."""
+        return self.title or KIND_LABELS[self.kind]
 
     def is_valid_at(self, when: datetime) -> bool:
         """True when ``when`` lies inside the validity window (bounds inclusive)."""
@@ -78,11 +93,17 @@ class ChunkDraft:
 
 @dataclass(frozen=True, slots=True)
 class SourceDocument:
-    """One loaded document: its metadata and its chunks, ready to be stored."""
+    """One loaded document: its metadata and its chunks, ready to be stored.
+
+    ``warnings`` are what the loader understood but did not use (a column it ignores, rows it
+    skipped), one line each naming the file (and row or column); they are not part of the
+    content hash. ``siyu ingest --strict`` refuses a document that has any.
+    """
 
     meta: DocumentMeta
     chunks: tuple[ChunkDraft, ...]
     content_hash: str
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,13 +120,18 @@ class Chunk:
 
     @property
     def answer_text(self) -> str:
-        """What an extractive answer quotes: the QA answer, else the chunk text."""
-        return self.draft.answer or self.draft.text
+        """What an extractive answer quotes: the QA answer, else the chunk text without the
+        heading path line it starts with (:func:`knowledge.chunking.with_heading`)."""
+        draft = self.draft
+        if draft.answer:
+            return draft.answer
+        return draft.text.removeprefix(f"{draft.heading}\n") if draft.heading else draft.text
 
 
 @dataclass(frozen=True, slots=True)
 class Citation:
-    """Where an answer came from, shown to members and operators."""
+    """Where an answer came from: ``title`` is shown to members (a document title or a label for
+    its kind, never a file name), ``source`` (the file name) to operators only."""
 
     doc_id: str
     source: str
@@ -128,7 +154,7 @@ class Hit:
     @property
     def citation(self) -> Citation:
         c = self.chunk
-        return Citation(c.doc_id, c.meta.source, c.meta.title or c.draft.heading, c.version, c.id)
+        return Citation(c.doc_id, c.meta.source, c.meta.label, c.version, c.id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,9 +4,11 @@ and ``siyu demo`` as a real subprocess serving the web chat on a free port."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +21,7 @@ from typer.testing import CliRunner
 from adapters.wecom.crypto import plain_signature
 from bot.cli import app
 from tests.fakes.wecom_server import FakePlatform, wecom_server
+from tests.knowledge.filemakers import write_xlsx
 
 __all__ = ["wecom_server"]
 
@@ -51,8 +54,11 @@ def test_ingest_docs_and_ask(env: dict[str, str], tmp_path: Path) -> None:
     faq = tmp_path / "faq.csv"
     faq.write_text(FAQ_CSV, encoding="utf-8")
     out = run("ingest", str(faq), "--tags", "会员")
-    assert "faq.csv: 1 chunks, v1" in out
-    assert "unchanged" in run("ingest", str(faq), "--tags", "会员")
+    assert "✓ faq.csv: 1 entry, v1, 1 embedded, 0 reused" in out
+    again = run("ingest", str(faq), "--tags", "会员")
+    assert "✓ faq.csv: 1 entry, unchanged" in again
+    assert "0/?" not in out + again
+    assert "chunks" not in out + again
     assert "faq.csv" in run("docs")
     answer = run("ask", "积分怎么用")
     assert "积分满100分可抵扣1元。" in answer
@@ -75,6 +81,137 @@ def test_ingest_rejects_a_bad_date(env: dict[str, str], tmp_path: Path) -> None:
     faq.write_text(FAQ_CSV, encoding="utf-8")
     result = CliRunner().invoke(app, ["ingest", str(faq), "--valid-to", "next tuesday"])
     assert result.exit_code != 0
+
+
+def lines_of(out: str) -> list[str]:
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def test_ingest_warns_under_each_file_and_exits_0(env: dict[str, str], tmp_path: Path) -> None:
+    messy = tmp_path / "faq.csv"
+    messy.write_bytes(
+        "问题,答案,负责人\n积分怎么用,积分可抵现,张三\n退货政策,,李四\n".encode("gbk")
+    )
+    clean = tmp_path / "more.csv"
+    clean.write_text("问题,答案\n营业时间,十点开门\n", encoding="utf-8")
+    lines = lines_of(run("ingest", str(messy), str(clean)))
+    assert lines[0] == "✓ faq.csv: 1 entry, v1, 1 embedded, 0 reused"
+    assert lines[1].startswith("⚠ faq.csv header, column 3 '负责人': not used by a QA table")
+    assert lines[2] == "⚠ faq.csv: 1 row skipped (no answer: row 3)"
+    assert lines[3].startswith("✓ more.csv: 1 entry, v1")
+    assert lines[4] == "2 files loaded, 2 warnings"
+    out = run("ingest", "--strict", str(messy), code=1)
+    assert "✗ faq.csv: refused under --strict (2 warnings):" in out
+    assert "1 of 1 files refused" in out
+
+
+def test_ingest_refuses_metadata_columns_and_unknown_stores(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    dated = tmp_path / "faq.xlsx"
+    write_xlsx(dated, {"FAQ": [["问题", "答案", "有效期"], ["q", "a", "2026-12-01 至 2026-12-08"]]})
+    stores = tmp_path / "stores.csv"
+    stores.write_text("门店编号,门店名称,地址\nS1,南山店,深圳南山\n", encoding="utf-8")
+    promo = tmp_path / "promo.csv"
+    promo.write_text("活动名称,开始日期,适用门店\n双十二,2026-12-01,北京店\n", encoding="utf-8")
+    out = run("ingest", str(dated), str(promo), str(stores), code=1)
+    assert "✗ faq.xlsx header, column 3 '有效期': looks like a date" in out
+    assert "✗ promo.csv row 2, column 适用门店: unknown store '北京店'" in out
+    assert "2 of 3 files refused" in out
+    assert "北京店" not in run("docs")  # refused: nothing of it loaded, no new store either
+
+
+def test_ingest_without_a_store_directory_keeps_ids_with_a_warning(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    promo = tmp_path / "promo.csv"
+    promo.write_text("活动名称,开始日期,适用门店\n双十二,2026-12-01,sz-nanshan\n", encoding="utf-8")
+    out = run("ingest", str(promo))
+    assert "no store directory is loaded, so these stores are kept as store ids unchecked: " in out
+    assert "'sz-nanshan' (ingest the store file first" in out
+    run("ingest", "--strict", str(promo), code=1)
+
+
+def test_a_copy_under_another_name_is_named(env: dict[str, str], tmp_path: Path) -> None:
+    faq = tmp_path / "faq.csv"
+    faq.write_text(FAQ_CSV, encoding="utf-8")
+    copy = tmp_path / "faq (1).csv"
+    copy.write_text(FAQ_CSV, encoding="utf-8")
+    run("ingest", str(faq))
+    strict = run("ingest", "--strict", str(copy), code=1)
+    assert "1 of its 1 entry is already in 'faq.csv'" in strict
+    out = run("ingest", str(copy))
+    assert "⚠ faq (1).csv: 1 of its 1 entry is already in 'faq.csv'" in out
+
+
+PROMOTIONS = (
+    "活动名称,活动内容,开始日期,结束日期,适用门店\n"
+    "冬日鲜享周,全场生鲜满88减15。,2026-12-03,2026-12-12,全部门店\n"
+    "包邮周,线上订单满150元免运费。,2026-11-30,2026-12-15,S1、S2\n"
+    "车厘子特价,车厘子限时特价129元。,2026-12-02,2026-12-08,S3\n"
+)
+
+
+def test_docs_lists_true_summaries_shows_entries_and_disables(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    stores = tmp_path / "stores.csv"
+    stores.write_text(
+        "门店编号,门店名称,地址\nS1,南山店,深圳南山\nS2,福田店,深圳福田\nS3,天河店,广州天河\n",
+        encoding="utf-8",
+    )
+    promos = tmp_path / "promotions.csv"
+    promos.write_text(PROMOTIONS, encoding="utf-8")
+    faq = tmp_path / "faq.csv"
+    faq.write_text(FAQ_CSV, encoding="utf-8")
+    run("ingest", str(stores), str(promos), str(faq))
+    listing = run("docs")
+    row = next(line for line in listing.splitlines() if "promotions.csv" in line)
+    cells = [c.strip() for c in row.split("│") if c.strip()]
+    assert cells[:3] == ["promotions.csv", "enabled", "promotion×3"]
+    assert cells[3] == "per entry (3 stores, some all)"
+    assert "per entry: 2026-11-30 → 2026-12-15" in " ".join(cells)
+    assert "store×3" in listing
+    assert "faq×1" in listing
+
+    shown = run("docs", "show", "promotions.csv")
+    assert "promotions.csv: v1, 3 entries, enabled" in shown
+    assert "S1, S2" in shown
+    assert "2026-12-02 → 2026-12-08" in shown
+    assert "车厘子限时特价" in shown
+
+    assert "found=True" in run("ask", "积分怎么用")
+    assert "✓ disabled faq.csv" in run("docs", "disable", "faq.csv")
+    assert "disabled" in next(x for x in run("docs").splitlines() if "faq.csv" in x)
+    assert "found=False" in run("ask", "积分怎么用")
+    run("docs", "enable", "faq.csv")
+    assert "found=True" in run("ask", "积分怎么用")
+    assert "✓ removed faq.csv" in run("docs", "rm", "faq.csv")
+    assert "faq.csv" not in run("docs")
+    for command in ("show", "rm", "disable", "enable"):
+        assert lines_of(run("docs", command, "faq.csv", code=1)) == [
+            "✗ no document 'faq.csv' (siyu docs lists them)"
+        ]
+
+
+def test_a_killed_disable_or_enable_leaves_one_state_or_the_other(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    faq = tmp_path / "faq.csv"
+    faq.write_text(FAQ_CSV, encoding="utf-8")
+    run("ingest", str(faq))
+    siyu = str(Path(sys.executable).with_name("siyu"))
+    for delay, command in [(1.0, "disable"), (2.0, "enable"), (3.0, "disable"), (4.0, "enable")]:
+        with contextlib.suppress(subprocess.TimeoutExpired):  # killed (SIGKILL) at the timeout
+            subprocess.run(
+                [siyu, "docs", command, "faq.csv"], cwd=tmp_path, env={**os.environ, **env},
+                capture_output=True, timeout=delay, check=False,
+            )  # fmt: skip
+        row = next(line for line in run("docs").splitlines() if "faq.csv" in line)
+        enabled = "enabled" in row
+        assert ("found=True" in run("ask", "积分怎么用")) is enabled, (delay, command, row)
+    run("docs", "enable", "faq.csv")
+    assert "found=True" in run("ask", "积分怎么用")
 
 
 def test_eval_retrieval_prints_json(env: dict[str, str], tmp_path: Path) -> None:

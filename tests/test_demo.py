@@ -12,15 +12,19 @@ from zoneinfo import ZoneInfo
 import pytest
 import pytest_asyncio
 
+import bot.demo
 from bot.db import create_engine
 from bot.demo import (
+    DEMO_BRAND,
     DEMO_DIR,
     DEMO_STORES,
     SAMPLE_QUESTIONS,
     demo_files,
+    demo_settings,
     write_current_demo,
 )
 from bot.demo.dates import REFERENCE_DATE, months_since_reference, shift_date, shift_text
+from bot.settings import Settings
 from knowledge.base import KnowledgeBase
 from knowledge.config import EmbeddingConfig, KnowledgeConfig
 from knowledge.loaders import load_path
@@ -253,3 +257,23 @@ async def test_store_only_promotion_is_scoped_to_its_store(demo_kb: KnowledgeBas
     other = await demo_kb.search(question, store_id="hz-xihu", at=TODAY, top_k=10)
     assert "xuhui-evening-bakery.md" in {hit.chunk.meta.source for hit in own.hits}
     assert "xuhui-evening-bakery.md" not in {hit.chunk.meta.source for hit in other.hits}
+
+
+def test_demo_brand_is_the_stores_brand_and_shown_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert DEMO_BRAND in (bot.demo.__doc__ or "")
+    rows = (DEMO_DIR / "stores.csv").read_text("utf-8").splitlines()[1:]
+    assert {row.split(",")[0]: row.split(",")[1] for row in rows} == DEMO_STORES
+    for key in ("SIYU_BRAND_NAME", "SIYU_WEB_SUGGESTIONS"):
+        monkeypatch.delenv(key, raising=False)
+    shown = demo_settings(Settings(_env_file=None))  # type: ignore[call-arg]
+    assert shown.brand_name == DEMO_BRAND
+    assert shown.bot().brand == DEMO_BRAND, "help text and greetings use the bot section"
+    assert shown.web().suggestions == tuple(SAMPLE_QUESTIONS[: len(shown.web().suggestions)])
+    assert 4 <= len(shown.web().suggestions) <= 8
+    monkeypatch.setenv("SIYU_BRAND_NAME", "山茶花超市")
+    monkeypatch.setenv("SIYU_WEB_SUGGESTIONS", '["会员日是哪天？"]')
+    own = demo_settings(Settings(_env_file=None))  # type: ignore[call-arg]
+    assert own.brand_name == "山茶花超市"
+    assert own.web().suggestions == ("会员日是哪天？",)

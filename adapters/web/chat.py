@@ -3,7 +3,9 @@
 A member's message becomes one :class:`~bot.types.InboundMessage` (channel ``web``). In a room
 it is broadcast to every socket there before the bot answers, and the answer is broadcast too;
 in a 1:1 chat only the asking socket hears back. The pipeline decides whether to answer in a
-room; this adapter only marks ``mentioned_bot`` when the text contains ``@{bot_name}``.
+room; this adapter only marks ``mentioned_bot`` when the text contains ``@{bot_name}``. The
+store a message asks about is the message's ``store_id`` (the page's store menu), else the
+hello's.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ class WebChat:
         peer.send(self._notice(f"已进入群聊「{hello.room}」（{count} 人在线）。提问请 @{bot}"))
 
     async def _converse(self, peer: Peer, who: Hello, said: ChatText) -> None:
-        msg = self._inbound(who, said.text)
+        msg = self._inbound(who, said)
         if who.room is not None:
             self.hub.broadcast(who.room, member_frame(msg), author=peer)
         try:
@@ -107,8 +109,8 @@ class WebChat:
         else:
             peer.send(frame)
 
-    def _inbound(self, who: Hello, text: str) -> InboundMessage:
-        in_room = who.room is not None
+    def _inbound(self, who: Hello, said: ChatText) -> InboundMessage:
+        in_room, text = who.room is not None, said.text
         return InboundMessage(
             id=str(uuid.uuid4()),
             channel=CHANNEL,
@@ -118,7 +120,7 @@ class WebChat:
             received_at=self._clock(),
             is_group=in_room,
             mentioned_bot=f"@{self._persona.bot_name}" in text,
-            store_id=who.store_id,
+            store_id=said.store_id or who.store_id,
         )
 
     def _announce(self, room: str, text: str, *, skip: Peer | None = None) -> None:

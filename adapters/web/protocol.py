@@ -3,19 +3,23 @@
 Client → server::
 
     {"type": "hello", "member_id": str, "name": str, "room": str | null, "store_id": str | null}
-    {"type": "message", "text": str}
+    {"type": "message", "text": str, "store_id": str | null}
 
 Server → client::
 
     {"type": "message", "id": str, "from": "member" | "bot", "name": str, "text": str,
-     "citations": [{"source": str, "title": str}], "kind": "message" | "answer" | "handoff" |
-     "notice", "quote": str | null, "reply_to": str | null, "mine": bool}
+     "citations": [{"title": str}], "kind": "message" | "answer" | "handoff" | "notice",
+     "quote": str | null, "reply_to": str | null, "mine": bool}
     {"type": "error", "code": str, "error": str}
 
 ``kind`` is ``"message"`` for a member's own words, ``"answer"`` / ``"handoff"`` for the bot's
 replies and ``"notice"`` for room events. ``mine`` is true only on the copy of a member message
 sent back to the socket that wrote it. ``id`` of a member message is the server-made uuid that
 becomes ``InboundMessage.id`` (the dedupe key); a reply names it in ``reply_to``.
+
+A message's ``store_id`` is the store the member asks about (the page's store picker); when absent
+or null the hello's ``store_id`` holds. ``citations`` carry titles only, never a file name: the
+reply text itself already ends with its one "（来源：…）" line, so the page shows no second list.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ Frame = dict[str, Any]
 
 MAX_NAME_CHARS = 32
 _ID = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+_STORE_ID = re.compile(r"[\w.:·()（）\-]+(?: [\w.:·()（）\-]+)*")
+"""A store id as the directory has it: an id (``sh-xuhui``) or, without an id column, the name."""
 
 
 class ProtocolError(Exception):
@@ -58,9 +64,10 @@ class Hello:
 
 @dataclass(frozen=True, slots=True)
 class ChatText:
-    """A member's message, already stripped and checked."""
+    """A member's message, already stripped and checked; ``store_id`` overrides the hello's."""
 
     text: str
+    store_id: str | None = None
 
 
 ClientFrame = Hello | ChatText
@@ -78,7 +85,7 @@ def parse_frame(raw: str) -> ClientFrame:
     if kind == "hello":
         return _hello(data)
     if kind == "message":
-        return ChatText(_text(data))
+        return ChatText(_text(data), _store_id(data))
     raise ProtocolError("unknown_type", f"不认识的消息类型：{str(kind)[:40]}")
 
 
@@ -88,11 +95,16 @@ def _hello(data: dict[str, Any]) -> Hello:
         raise ProtocolError("bad_field", "member_id 只能由 1–64 个字母、数字或 _.:- 组成")
     name = _label(_required_str(data, "name"), "name", required=True)
     room = _optional_str(data, "room")
-    store_id = _optional_str(data, "store_id")
-    if store_id is not None and not _ID.fullmatch(store_id):
-        raise ProtocolError("bad_field", "store_id 只能由 1–64 个字母、数字或 _.:- 组成")
+    store_id = _store_id(data)
     room_name = _label(room, "room", required=False) if room is not None else None
     return Hello(member_id, name or "", room_name or None, store_id)
+
+
+def _store_id(data: dict[str, Any]) -> str | None:
+    store_id = _optional_str(data, "store_id")
+    if store_id is not None and not (len(store_id) <= 64 and _STORE_ID.fullmatch(store_id)):
+        raise ProtocolError("bad_field", "store_id 最多 64 个字，只能由文字、数字或 _.:-·() 组成")
+    return store_id
 
 
 def _text(data: dict[str, Any]) -> str:
@@ -144,7 +156,8 @@ def member_frame(msg: InboundMessage, *, mine: bool = False) -> Frame:
 def reply_frame(reply: Reply, *, bot_name: str, reply_to: str) -> Frame | None:
     """The bot's reply to ``reply_to``, or None when the bot says nothing."""
     if isinstance(reply, TextReply):
-        citations = [{"source": c.source, "title": c.title} for c in reply.citations]
+        titles = dict.fromkeys(c.title for c in reply.citations if c.title)
+        citations = [{"title": title} for title in titles]
         frame = _message(_new_id(), "bot", bot_name, reply.text, "answer", quote=reply.quote)
         return frame | {"citations": citations, "reply_to": reply_to}
     if isinstance(reply, HandoffReply):

@@ -5,15 +5,21 @@ Routes::
     GET /          the chat page (Chinese UI, no external assets: works offline)
     GET /static/*  its script and style sheet
     GET /ws        the chat WebSocket (JSON frames, see :mod:`adapters.web.protocol`)
+    GET /api/stores  {"stores": [{"id": str, "name": str}]}: the store menu, read on each request
     GET /healthz   {"status": "ok"}
+
+The page's suggested questions (chips) are rendered into it once, at start-up. A port that cannot
+be bound is a :class:`CannotListen` naming host and port, never an ``OSError`` traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import html
 import logging
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from aiohttp import WSMsgType, web
@@ -31,9 +37,23 @@ HEARTBEAT_S = 30.0
 """Ping idle sockets this often; a browser that misses the pong is dropped."""
 SHUTDOWN_TIMEOUT_S = 5.0
 
+StoreList = Callable[[], Sequence[tuple[str, str]]]
+"""The brand's stores as (store id, display name), asked on every request (the directory may
+change while the server runs)."""
+
 CHAT = web.AppKey("siyu_web_chat", WebChat)
 PAGE = web.AppKey("siyu_web_page", bytes)
 MAX_WS_BYTES = web.AppKey("siyu_web_max_ws_bytes", int)
+STORES: web.AppKey[StoreList] = web.AppKey("siyu_web_stores")
+
+
+class CannotListen(Exception):
+    """The web server could not bind ``host:port``; ``reason`` says why in plain words."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(f"cannot listen on {_url_host(host)}:{port}: {reason}")
+        self.host, self.port, self.reason = host, port, reason
+
 
 # The page loads only same-origin files; nothing inline, nothing from elsewhere.
 _PAGE_HEADERS = {
@@ -53,25 +73,37 @@ def create_web_app(
     *,
     bot_name: str,
     brand: str,
+    stores: StoreList | None = None,
     clock: Clock = utc_now,
 ) -> web.Application:
-    """The web chat application, feeding every member message to ``handle``."""
+    """The web chat application, feeding every member message to ``handle``.
+
+    ``stores`` fills the page's store menu; ``config.suggestions`` become the question chips.
+    """
     app = web.Application(client_max_size=config.max_body_bytes)
     app[CHAT] = WebChat(handle, Persona(bot_name=bot_name, brand=brand), clock)
-    app[PAGE] = render_page(bot_name=bot_name, brand=brand)
+    app[PAGE] = render_page(bot_name=bot_name, brand=brand, suggestions=config.suggestions)
     app[MAX_WS_BYTES] = config.max_body_bytes
+    app[STORES] = stores or _no_stores
     app.router.add_get("/", _index)
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/api/stores", _stores)
     app.router.add_get("/ws", _websocket)
     app.router.add_static("/static/", STATIC_DIR)
     app.on_shutdown.append(_close_sockets)
     return app
 
 
-def render_page(*, bot_name: str, brand: str) -> bytes:
-    """``chat.html`` with the bot's name and the brand filled in (HTML-escaped)."""
+def render_page(*, bot_name: str, brand: str, suggestions: Sequence[str] = ()) -> bytes:
+    """``chat.html`` with the bot's name, the brand and the question chips filled in (escaped)."""
     template = (STATIC_DIR / "chat.html").read_text(encoding="utf-8")
-    page = template.replace("{{BOT_NAME}}", html.escape(bot_name, quote=True))
+    chips = "".join(
+        f'<button type="button" class="chip">{html.escape(q, quote=True)}</button>'
+        for q in suggestions
+        if q.strip()
+    )
+    page = template.replace("{{SUGGESTIONS}}", chips)
+    page = page.replace("{{BOT_NAME}}", html.escape(bot_name, quote=True))
     return page.replace("{{BRAND}}", html.escape(brand, quote=True)).encode("utf-8")
 
 
@@ -83,6 +115,15 @@ async def _index(request: web.Request) -> web.Response:
 
 async def _healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
+
+
+def _no_stores() -> Sequence[tuple[str, str]]:
+    return ()
+
+
+async def _stores(request: web.Request) -> web.Response:
+    stores = [{"id": sid, "name": name} for sid, name in request.app[STORES]()]
+    return web.json_response({"stores": stores}, headers={"Cache-Control": "no-cache"})
 
 
 async def _websocket(request: web.Request) -> web.WebSocketResponse:
@@ -123,6 +164,9 @@ async def start_web(app: web.Application, config: WebConfig) -> tuple[web.AppRun
     await runner.setup()
     try:
         await web.TCPSite(runner, config.host, config.port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise CannotListen(config.host, config.port, _why(exc)) from exc
     except BaseException:
         await runner.cleanup()
         raise
@@ -141,6 +185,34 @@ async def serve(
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
+
+
+def check_can_listen(config: WebConfig) -> None:
+    """Raise :class:`CannotListen` now if ``config``'s address is taken or not ours to bind.
+
+    A quick probe before slow start-up work (loading models, ingesting the demo), so a second
+    server fails in a second, not after a minute. ``start_web`` still reports a lost race.
+    """
+    if config.port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(config.host or None, config.port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds
+            probe.bind(address)
+    except OSError as exc:
+        raise CannotListen(config.host, config.port, _why(exc)) from exc
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "the address is already in use (is another siyu serve or make demo running?)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied (ports below 1024 need privileges)"
+    if exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
+        return "no such address on this machine"
+    return exc.strerror or str(exc)
 
 
 def _url_host(host: str) -> str:

@@ -13,9 +13,13 @@ Inbound (bridge → Siyu), ``POST /hooks/{name}``, signed (see :mod:`adapters.we
 Response (Siyu → bridge), HTTP 200, signed the same way::
 
     {"status": "replied", "reply": {"kind": "answer" | "handoff", "text": "...",
-     "quote": "小明" | null, "citations": [{"source": "...", "title": "..."}]}}
+     "quote": "小明" | null, "citations": [{"title": "冬季常见问题"}]}}
     {"status": "silent", "reason": "not addressed" | "duplicate" | "human serving" | ...,
      "reply": null}
+
+``text`` is plain text, ready to show, and already ends with its one source line
+(``（来源：冬季常见问题）``): a bridge shows it as it is. ``citations`` names the same sources, each
+title once, for bridges that keep them apart; they carry titles only, never file names.
 
 Errors are JSON too: ``{"error": "..."}`` with 400 (malformed), 401 (signature), 404 (unknown
 bridge), 413 (body too large), 415 (not JSON).
@@ -75,11 +79,8 @@ def render_reply(reply: Reply) -> dict[str, Any]:
     if isinstance(reply, NoReply):
         return {"status": "silent", "reason": reply.reason, "reply": None}
     kind = "handoff" if isinstance(reply, HandoffReply) else "answer"
-    citations = (
-        [{"source": c.source, "title": c.title} for c in reply.citations]
-        if isinstance(reply, TextReply)
-        else []
-    )
+    titles = [c.title for c in reply.citations] if isinstance(reply, TextReply) else []
+    citations = [{"title": title} for title in dict.fromkeys(titles) if title]
     return {
         "status": "replied",
         "reply": {"kind": kind, "text": reply.text, "quote": reply.quote, "citations": citations},

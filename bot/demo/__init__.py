@@ -23,18 +23,24 @@ from datetime import date
 from pathlib import Path
 
 from bot.demo.dates import REFERENCE_DATE, months_since_reference, shift_text
+from bot.settings import Settings
 
 __all__ = [
+    "DEMO_BRAND",
     "DEMO_DIR",
     "DEMO_STORES",
     "REFERENCE_DATE",
     "SAMPLE_QUESTIONS",
     "demo_files",
+    "demo_settings",
     "write_current_demo",
 ]
 
 DEMO_DIR: Path = Path(__file__).resolve().parent
 """The folder holding the demo brand's knowledge files."""
+
+DEMO_BRAND = "禾町生活超市"
+"""The demo brand's name: ``siyu demo`` shows it to members unless ``SIYU_BRAND_NAME`` is set."""
 
 DEMO_STORES: dict[str, str] = {
     "sh-xuhui": "上海徐汇店",
@@ -56,9 +62,21 @@ SAMPLE_QUESTIONS: list[str] = [
     "礼品卡余额怎么查？",
     "对坚果过敏，哪些面包不能吃？",
 ]
-"""Questions the demo answers well, shown on the chat page and printed by ``make demo``."""
+"""Questions the demo answers well, printed by ``make demo``; the first few are the chat page's
+question chips unless ``SIYU_WEB_SUGGESTIONS`` is set."""
+
+CHIPS = 6
+"""How many sample questions the chat page offers as chips."""
 
 _SUFFIXES = frozenset({".md", ".csv"})
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """``settings`` as the demo brand: its name and sample questions, except where the user set
+    ``SIYU_BRAND_NAME`` / ``SIYU_WEB_SUGGESTIONS`` (or passed them) explicitly."""
+    defaults = {"brand_name": DEMO_BRAND, "web_suggestions": SAMPLE_QUESTIONS[:CHIPS]}
+    unset = {k: v for k, v in defaults.items() if k not in settings.model_fields_set}
+    return settings.model_copy(update=unset)
 
 
 def demo_files() -> list[Path]:

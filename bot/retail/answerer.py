@@ -6,15 +6,22 @@ knowledge base's current records (:class:`bot.retail.skills.Desk`) and so never 
 text chunk clearing the retrieval threshold. Other questions, and weak retail routes (a bare
 "有什么优惠" or a store question naming no store) that a FAQ entry matches almost word for word,
 go to the wrapped answerer unchanged, so FAQ and out-of-scope answers do not regress.
+
+Follow-ups ("这个有优惠吗", "能退吗", "那个店几点关门") are first rewritten offline to name the
+product, promotion or store the recent turns are about (:mod:`bot.followups`); an answer that
+does not come from the records (a FAQ entry) then says what it is about ("关于丹东草莓：…").
+Because of them this answerer always reads the session's history.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, tzinfo
 from typing import Final, Protocol
 
 from bot.answer import Answer, Answerer, Retriever, Turn
+from bot.followups import FollowUp, resolve
 from bot.retail.exemplars import ExemplarIntents
 from bot.retail.router import Intent, Route, route
 from bot.retail.skills import Desk, Finding, Topic
@@ -75,7 +82,8 @@ class RetailAnswerer:
 
     @property
     def uses_history(self) -> bool:
-        return self._fallback.uses_history
+        """Always: follow-ups are resolved against the recent turns, with or without an LLM."""
+        return True
 
     @property
     def fallback(self) -> Answerer:
@@ -85,8 +93,24 @@ class RetailAnswerer:
     async def answer(
         self, question: str, history: Sequence[Turn], *, store_id: str | None, at: datetime
     ) -> Answer:
-        """The records' answer to a retail question, else the wrapped answerer's."""
+        """The records' answer to a retail question, else the wrapped answerer's.
+
+        A follow-up is first rewritten to name what the conversation is about."""
         catalogue = self._knowledge.catalogue()
+        follow_up = resolve(question, history, catalogue)
+        if follow_up is None:
+            return await self._answer(question, history, catalogue, store_id, at)
+        answer = await self._answer(follow_up.question, history, catalogue, store_id, at)
+        return _about(answer, follow_up)
+
+    async def _answer(
+        self,
+        question: str,
+        history: Sequence[Turn],
+        catalogue: Catalogue,
+        store_id: str | None,
+        at: datetime,
+    ) -> Answer:
         found = route(question, catalogue)
         if found is None or (not found.strong and await self._faq_matches(question, store_id, at)):
             answer = await self._fallback.answer(question, history, store_id=store_id, at=at)
@@ -139,6 +163,13 @@ class RetailAnswerer:
         )
 
 
+def _about(answer: Answer, follow_up: FollowUp) -> Answer:
+    """A found answer to a rewritten follow-up that does not name its subject says it first."""
+    if not answer.found or follow_up.about in answer.text:
+        return answer
+    return replace(answer, text=f"关于{follow_up.about}：\n{answer.text}")
+
+
 def as_answer(finding: Finding) -> Answer:
     """A skill's finding as an answer, with the sources it quotes named once."""
     sources = list(dict.fromkeys(c.title or c.source for c in finding.citations))
@@ -157,7 +188,7 @@ def skill(desk: Desk, r: Route) -> Finding:
             return desk.products(m.products) if m.products else desk.deals()
         return desk.status(promos, r.stores)
     if r.intent is Intent.PRODUCT:
-        return desk.products(m.products)
+        return desk.products(m.products, deal_asked=r.deal_asked)
     if r.intent is Intent.STORES:
         return desk.store_list(r.city)
     stores = r.stores or ((desk.store,) if desk.store is not None else ())

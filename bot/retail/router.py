@@ -54,6 +54,9 @@ class Route:
     stores: tuple[Store, ...] = ()
     city: str | None = None
     topic: Topic = ANY_DEAL
+    deal_asked: bool = False
+    """A product question that asks about its deals ("HD-1203有优惠吗"): the answer says so
+    when there are none."""
 
 
 def _cues(*words: str) -> re.Pattern[str]:
@@ -114,7 +117,7 @@ def route(question: str, catalogue: Catalogue) -> Route | None:
     text = question.strip()
     m = catalogue.lookup.mentions(text)
     if m.skus:
-        return Route(Intent.PRODUCT, m)
+        return Route(Intent.PRODUCT, m, deal_asked=bool(DEAL.search(text)))
     store = _store_route(text, m, catalogue)
     if store is not None:
         return store
@@ -125,7 +128,8 @@ def route(question: str, catalogue: Catalogue) -> Route | None:
     if m.products and STATUS.search(text) and DEAL.search(text):
         return Route(Intent.STATUS, m)
     if m.products and _asks_product(text, m):
-        return Route(Intent.PRODUCT, _with_category_products(m, catalogue))
+        asked = bool(DEAL.search(text))
+        return Route(Intent.PRODUCT, _with_category_products(m, catalogue), deal_asked=asked)
     if m.categories and (PRICE.search(text) or AVAILABLE.search(text) or WHICH.search(text)):
         return Route(Intent.PRODUCT, _with_category_products(m, catalogue))
     if DEAL.search(text):

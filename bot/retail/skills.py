@@ -185,20 +185,25 @@ class Desk:
 
     # ---- products ---------------------------------------------------------------------------
 
-    def products(self, products: Sequence[Product]) -> Finding:
-        """One product: its card with any deal on it now here; several: a short list."""
+    def products(self, products: Sequence[Product], *, deal_asked: bool = False) -> Finding:
+        """One product: its card with any deal on it now here; several: a short list.
+
+        ``deal_asked``: the member asked about the product's deals, so a card without any says
+        there is none now (rather than leaving them to infer it)."""
         if len(products) == 1:
-            return self._product(products[0])
+            return self._product(products[0], deal_asked=deal_asked)
         shown = products[:MAX_LIST]
         lines = [self._product_line(p) for p in shown]
         head = f"找到{len(products)}款相关商品："
         tail = ["想了解哪一款？告诉我商品名或货号。"]
         return Finding("\n".join([head, numbered(lines), *tail]), _cite(shown), _facts(shown))
 
-    def _product(self, product: Product) -> Finding:
+    def _product(self, product: Product, *, deal_asked: bool = False) -> Finding:
         deals = [p for p in self.current() if self.relates(p, Topic(products=(product,)))]
         lines = [f"{self._product_name(product)}：{self._price_line(product, deals)}"]
         lines += [f"优惠：{self.deal_line(p)}" for p in deals[:3]]
+        if deal_asked and not deals:
+            lines.append(f"{product.name}目前没有优惠活动。")
         later = [p for p in self.upcoming() if self.relates(p, Topic(products=(product,)))]
         lines += [f"即将开始：{p.title}（{self.day(p.valid_from)}开始）" for p in later[:2]]
         records: list[Product | Promotion] = [product, *deals, *later]

@@ -28,7 +28,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 
 from bot.answer import Answer, Turn
 from bot.errors import ConfigError, LLMError
-from bot.llm import ChatModel, guarded
+from bot.llm import ChatModel, guarded, reply_text
 from bot.retail.answerer import as_answer
 from bot.retail.skills import Desk, Finding
 from bot.retail.tools import Toolbox
@@ -131,7 +131,7 @@ def prompt(
 
 def final_text(reply: AIMessage) -> str:
     """The model's answer without source numbers; LLMError when it wrote nothing."""
-    text = _SOURCE_MARK.sub("", reply.text).strip()
+    text = reply_text(_SOURCE_MARK.sub("", reply.text))  # plain, no source line of its own
     if not text:
         raise LLMError("the LLM returned empty content")
     return text

@@ -16,7 +16,10 @@ they are kept verbatim). Product codes found in any chunk's text are added to it
 A file loads whole or not at all. Every failure is a :class:`~knowledge.errors.LoaderError` (or
 :class:`~knowledge.errors.UnsupportedFormat`) or a :class:`~knowledge.errors.MetadataError`, one
 line naming the file (and the row and column when a cell is at fault); parsers' own exceptions
-never escape. Size limits on uploads are the caller's business.
+never escape. What a file holds but the load does not use (a column no field reads, a QA row
+without an answer) is a warning in :attr:`SourceDocument.warnings`, naming the file and the row or
+column; a column that looks like metadata (dates, stores) is an error instead (see
+:mod:`knowledge.loaders.unused`). Size limits on uploads are the caller's business.
 """
 
 from __future__ import annotations
@@ -125,7 +128,7 @@ def _load(
     chunks = tuple(_finish(piece, call, parsed, name) for piece in parsed.pieces)
     if not chunks:
         raise LoaderError(name, "no text to index")
-    return SourceDocument(meta, chunks, content_hash(meta, chunks))
+    return SourceDocument(meta, chunks, content_hash(meta, chunks), tuple(ctx.warnings))
 
 
 def _finish(piece: Piece, call: PartialMeta, parsed: Parsed, source: str) -> ChunkDraft:

@@ -1,9 +1,15 @@
-"""Prose files without structure: plain text, PDF (pypdf) and DOCX (docx2txt).
+"""Documents: plain text, PDF (pdfplumber) and DOCX (python-docx).
 
-Text is packed into chunks by :func:`knowledge.chunking.pack_text` (sentences, then chunks with
-overlap); ``#`` lines in a .txt file are text, not headings. PDF pages are chunked one by one, so
-a chunk never spans two pages and its heading names the page ("第 3 页"). Parser failures of any
-kind become :class:`LoaderError`: an upload must never crash the caller.
+Plain text is packed into chunks by :func:`knowledge.chunking.pack_text` (sentences, then chunks
+with overlap); ``#`` lines in a .txt file are text, not headings.
+
+A PDF or DOCX is read into headings, paragraphs and tables (:mod:`~knowledge.loaders.pdffile`,
+:mod:`~knowledge.loaders.wordfile`) and chunked as Markdown is
+(:mod:`~knowledge.loaders.structured`): one section per heading path, a PDF chunk never spans two
+pages (text outside any heading is headed "第 3 页"), and each table row is an entry pairing header
+and cell. The document's default title is the title its properties state, else its first heading.
+
+Parser failures of any kind become :class:`LoaderError`: an upload must never crash the caller.
 """
 
 from __future__ import annotations
@@ -12,14 +18,15 @@ import io
 import zipfile
 from typing import Final
 
-import docx2txt
-from pypdf import PdfReader
-
 from knowledge.chunking import MAX_CHARS, OVERLAP, pack_text
 from knowledge.errors import LoaderError
 from knowledge.loaders.parsed import Parsed, Piece
+from knowledge.loaders.pdffile import read_pdf
 from knowledge.loaders.scope import LoadContext
+from knowledge.loaders.structured import first_heading, structured_pieces
 from knowledge.loaders.textio import decode_bytes
+from knowledge.loaders.wordfile import read_docx
+from knowledge.metadata import PartialMeta
 from knowledge.types import ChunkDraft
 
 _MAX_DOCX_UNPACKED: Final = 64 * 1024 * 1024
@@ -32,39 +39,27 @@ def parse_text(name: str, data: bytes, ctx: LoadContext) -> Parsed:
 
 
 def parse_pdf(name: str, data: bytes, ctx: LoadContext) -> Parsed:
-    """A PDF with a text layer: one run of chunks per page."""
-    pages = _pdf_pages(name, data)
-    pieces = tuple(
-        p for number, page in enumerate(pages, 1) for p in _prose(page, f"第 {number} 页")
-    )
+    """A PDF with a text layer: sections by page and heading, table rows as entries."""
+    pdf = read_pdf(name, data)
+    pieces = tuple(structured_pieces(name, pdf.pages, ctx, page_labels=True))
     if not pieces:
         raise LoaderError(name, "the PDF has no extractable text (a scanned PDF needs OCR first)")
-    return Parsed(pieces)
+    return Parsed(pieces, defaults=_titled(pdf.title or first_heading(pdf.pages)))
 
 
 def parse_docx(name: str, data: bytes, ctx: LoadContext) -> Parsed:
-    """A Word document: its text (headers, body, footers), packed into chunks."""
+    """A Word document: sections by heading style, table rows as entries, in document order."""
     _check_docx_archive(name, data)
-    try:
-        text: str = docx2txt.process(io.BytesIO(data))
-    except Exception as exc:  # zipfile, XML and KeyError failures from a broken document
-        raise LoaderError(name, f"not a readable .docx file ({type(exc).__name__}: {exc})") from exc
-    pieces = _prose(text)
+    word = read_docx(name, data)
+    pages = (word.elements,)
+    pieces = tuple(structured_pieces(name, pages, ctx, page_labels=False))
     if not pieces:
         raise LoaderError(name, "the document has no text")
-    return Parsed(pieces)
+    return Parsed(pieces, defaults=_titled(word.title or first_heading(pages)))
 
 
-def _pdf_pages(name: str, data: bytes) -> list[str]:
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise LoaderError(name, "the PDF is password-protected")
-        return [page.extract_text() or "" for page in reader.pages]
-    except LoaderError:
-        raise
-    except Exception as exc:  # pypdf raises many types (PdfReadError, ValueError, KeyError...)
-        raise LoaderError(name, f"not a readable PDF ({type(exc).__name__}: {exc})") from exc
+def _titled(title: str) -> PartialMeta:
+    return PartialMeta(title=title or None)
 
 
 def _check_docx_archive(name: str, data: bytes) -> None:

@@ -112,11 +112,19 @@ PROMOTION_KEYS: Final[Synonyms] = (
 )  # fmt: skip
 """Promotion table headers (``period`` is a ``start 至 end`` range in one cell)."""
 
+
+def _shown_first(field: str) -> tuple[str, ...]:
+    """A metadata field's keys, its first Chinese one and its English one first (``开始时间/
+    valid_from`` in messages)."""
+    names = [k for k, v in META_KEYS.items() if v == field]
+    first = [next((k for k in names if not k.isascii()), names[0]), names[0]]
+    return tuple(dict.fromkeys((*first, *names)))
+
+
 QA_KEYS: Final[Synonyms] = (
     ("question", _names("问题 question 标准问题 问 用户问题 常见问题 q")),
     ("answer", _names("答案 answer 回答 答 标准答案 回复 a")),
     ("variants", _names("相似问题 variants 扩展问 相似问 相似问法 其他问法 similar_questions")),
-    *((field, tuple(k for k, v in META_KEYS.items() if v == field))
-      for field in dict.fromkeys(META_KEYS.values())),
+    *((field, _shown_first(field)) for field in dict.fromkeys(META_KEYS.values())),
 )  # fmt: skip
 """QA table headers: question, answer, variants and every metadata key."""

@@ -6,6 +6,10 @@
 - ``{"问题一": "答案一", ...}``: a question → answer mapping (every value a string).
 - ``{"meta": {"kind": "promotion", ...}, "items": [...]}``: document metadata plus either of the
   above as ``items``.
+
+Item keys are columns (unused ones are warnings or errors as in any table:
+:mod:`knowledge.loaders.unused`). A ``meta`` key that is not a metadata key is a warning naming
+it, or an error when it looks like a date or a store scope (``有效期``, ``门店列表``).
 """
 
 from __future__ import annotations
@@ -14,14 +18,15 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from knowledge.errors import LoaderError
+from knowledge.errors import LoaderError, MetadataError
 from knowledge.loaders.parsed import Parsed
 from knowledge.loaders.rows import RawTable
 from knowledge.loaders.scope import LoadContext, scope_where
 from knowledge.loaders.shapes import same_column
 from knowledge.loaders.tables import parse_tables
 from knowledge.loaders.textio import decode_bytes
-from knowledge.metadata import PartialMeta, RawValue, parse_raw_meta
+from knowledge.loaders.unused import metadata_like
+from knowledge.metadata import META_KEYS, PartialMeta, RawValue, normalise_key, parse_raw_meta
 
 
 def parse_json(name: str, data: bytes, ctx: LoadContext) -> Parsed:
@@ -40,9 +45,24 @@ def parse_json(name: str, data: bytes, ctx: LoadContext) -> Parsed:
             raise LoaderError(name, '"meta" must be an object')
         raw = _raw(name, "meta", meta)
         layer = parse_raw_meta(raw, ctx.tz, where=f"{name} meta")
+        _check_meta_keys(name, raw, ctx)
         file_meta = ctx.scoped(layer, scope_where(f"{name} meta", raw))
         document = document["items"]
     return parse_tables(name, [_table(name, document)], ctx, file_meta)
+
+
+def _check_meta_keys(name: str, raw: Mapping[str, RawValue], ctx: LoadContext) -> None:
+    for key, value in raw.items():
+        if normalise_key(key) in META_KEYS:
+            continue
+        what = metadata_like(key, [value] if value not in (None, "", []) else [], ctx)
+        known = ", ".join(dict.fromkeys(META_KEYS))
+        if what:
+            raise MetadataError(
+                f"{name} meta, key {key!r}: looks like {what} but is not a metadata key; "
+                f"use one of {known}"
+            )
+        ctx.warn(f"{name} meta, key {key!r}: not used (metadata keys: {known})")
 
 
 def _table(name: str, document: Any) -> RawTable:

@@ -22,7 +22,7 @@ import re
 from dataclasses import replace
 from typing import Final
 
-from knowledge.chunking import MAX_CHARS, OVERLAP, Block, pack_text, split_headings
+from knowledge.chunking import MAX_CHARS, OVERLAP, Block, pack_text, split_headings, with_heading
 from knowledge.loaders.frontmatter import split_front_matter
 from knowledge.loaders.mdfront import read_front_matter
 from knowledge.loaders.parsed import Parsed, Piece
@@ -33,7 +33,7 @@ from knowledge.loaders.textio import decode_bytes
 from knowledge.metadata import PartialMeta
 from knowledge.types import ChunkDraft
 
-__all__ = ["parse_markdown", "qa_draft"]
+__all__ = ["parse_markdown", "qa_draft", "text_pieces"]
 
 _QUESTION: Final = re.compile(r"(?:Q|问题?)\s*\d*\s*[:：.．、]\s*(.+)", re.IGNORECASE)
 _ANSWER: Final = re.compile(r"(?:A|答案?)\s*\d*\s*[:：.．、]\s*", re.IGNORECASE)
@@ -71,14 +71,14 @@ def _block_pieces(block: Block, name: str, locator: LineLocator, ctx: LoadContex
     for table in find_tables(lines):
         rows = record_pieces(name, table, locator, ctx)
         if rows is not None:
-            pieces += _text_pieces(block.heading, "\n".join(lines[done : table.start]))
+            pieces += text_pieces(block.heading, "\n".join(lines[done : table.start]))
             pieces += rows
             done = table.end
-    return pieces + _text_pieces(block.heading, "\n".join(lines[done:]))
+    return pieces + text_pieces(block.heading, "\n".join(lines[done:]))
 
 
-def _text_pieces(heading: str, body: str) -> list[Piece]:
-    """Q/A pairs when the text is only those, else prose chunks."""
+def text_pieces(heading: str, body: str) -> list[Piece]:
+    """Q/A pairs when the text is only those, else prose chunks (PDF and DOCX sections too)."""
     body = body.strip()
     if not body:
         return []
@@ -89,7 +89,7 @@ def _text_pieces(heading: str, body: str) -> list[Piece]:
 
 
 def _prose(heading: str, piece: str) -> ChunkDraft:
-    return ChunkDraft(text=f"{heading}\n{piece}" if heading else piece, heading=heading)
+    return ChunkDraft(text=with_heading(heading, piece), heading=heading)
 
 
 def _pack(body: str) -> list[str]:

@@ -7,6 +7,11 @@ whose headers form a complete QA, product, store or promotion table (every heade
 needed columns present: :func:`knowledge.loaders.shapes.document_layout`) becomes one piece per
 row; any other table is left in the text as prose, because documents hold arbitrary tables.
 Rows are named by their line in the file (``menu.md line 14``) so errors point at them.
+
+A table that has every column a shape needs but also columns that shape does not know is kept as
+prose with a warning naming them (``faq.md line 3, column 4 '负责人': …``); when such a column
+looks like metadata (``有效期``, ``所属门店``: :func:`knowledge.loaders.unused.metadata_like`) the
+file is refused, since the rows' validity or store scope would silently be lost in the text.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from knowledge.errors import MetadataError
 from knowledge.loaders.parsed import Piece
 from knowledge.loaders.rows import RawTable
 from knowledge.loaders.scope import LoadContext
-from knowledge.loaders.shapes import document_layout
+from knowledge.loaders.shapes import detect, document_layout, match_key
 from knowledge.loaders.tables import table_pieces
+from knowledge.loaders.unused import metadata_like
 
 _DELIMITER: Final = re.compile(r"\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?\s*")
 _CELL_SPLIT: Final = re.compile(r"(?<!\\)\|")
@@ -90,6 +97,7 @@ def record_pieces(
     header_where = f"{name} line {header_line}" if header_line else f"{name} table"
     layout = document_layout(table.headers, header_where)
     if layout is None:
+        _explain_prose(table, header_where, ctx)
         return None
     rows = tuple(
         (f"{name} line {header_line + 2 + i}" if header_line else f"{name} table row {i + 1}", row)
@@ -97,3 +105,28 @@ def record_pieces(
     )
     raw = RawTable(name, table.headers, rows, header_where=header_where)
     return table_pieces(raw, layout, ctx)
+
+
+def _explain_prose(table: PipeTable, where: str, ctx: LoadContext) -> None:
+    """Warn (or refuse, for metadata-like columns) when a complete table of records is kept as
+    prose because of columns its shape does not know."""
+    spec = detect(table.headers)
+    if spec is None or spec.missing(spec.fields_of(table.headers)):
+        return
+    keys = spec.header_map()
+    for index, header in enumerate(table.headers, 1):
+        if not match_key(header) or match_key(header) in keys:
+            continue
+        values = [row[index - 1] for row in table.rows if len(row) >= index and row[index - 1]]
+        place = f"{where}, column {index} {header!r}"
+        what = metadata_like(header, values, ctx)
+        if what:
+            raise MetadataError(
+                f"{place}: looks like {what}, which a {spec.label} does not read, so its rows "
+                f"would be kept as plain text without it; use the {spec.label}'s columns "
+                f"({spec.known()})"
+            )
+        ctx.warn(
+            f"{place}: not a column of a {spec.label}, so the table is kept as text, not as "
+            f"{spec.noun} entries (a {spec.label} reads {spec.known()})"
+        )

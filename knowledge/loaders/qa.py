@@ -1,7 +1,8 @@
 """Question-and-answer chunks: the draft for one pair, and a QA table row as a piece.
 
 A QA row is ``text = "问：…\\n答：…"``, indexed by the question and its variants (split at ``|``,
-``||``, ``；`` or line ends). A row without a question or an answer is skipped. The row's metadata
+``||``, ``；`` or line ends). A row without a question or an answer is skipped; :func:`qa_gap`
+says why, for the warning that names it. The row's metadata
 columns become its own metadata layer; a SKU column alone fills ``skus`` (what the exact-match
 path reads) without giving the row a layer of its own.
 """
@@ -51,6 +52,12 @@ def qa_piece(row: TableRow, ctx: LoadContext) -> Piece | None:
     layer = read_meta(row, ctx, _ROW_META)
     meta = None if layer.is_empty() else replace(layer, skus=skus or None)
     return Piece(draft, meta, row.where)
+
+
+def qa_gap(row: TableRow) -> str:
+    """Why a row gives no QA pair: ``"no answer"``, ``"no question"`` or both."""
+    missing = [f"no {f}" for f in ("question", "answer") if not cell_text(row.raw(f))]
+    return " and ".join(missing) or "nothing"
 
 
 def row_skus(row: TableRow) -> tuple[str, ...]:

@@ -12,14 +12,20 @@ Decision: when there is no directory (``stores=None``) or it is empty (nothing d
 been loaded yet), tokens are kept verbatim and taken to be store ids. That keeps a brand without a
 store file working with ids, as before; a brand that writes store *names* must load its store file
 first (``bot.ingesting`` orders a batch that way), or keep stores and promotions in one workbook:
-the stores of a file's store table are added to the directory for the rest of that file.
+the stores of a file's store table are added to the directory for the rest of that file. Not
+silently, though: the tokens kept that way are one warning per file (at the first place), so
+``--strict`` refuses scopes nobody could check.
+
+A context also collects the load's warnings (:meth:`LoadContext.warn`): what a parser understood
+but did not use — a column no field reads, rows it skipped. Copies made by :meth:`with_stores`
+share the list, so every table of a file reports into the one document.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import tzinfo
 from typing import Final
 
@@ -29,6 +35,8 @@ from knowledge.records import StoreDirectory, store_of
 from knowledge.types import Chunk, ChunkDraft, DocumentMeta, Kind
 
 _LISTED: Final = 8
+_UNCHECKED: Final = "no store directory is loaded, so these stores are kept as store ids unchecked:"
+_FIRST: Final = "(ingest the store file first, or in the same command)"
 """How many known stores an "unknown store" message lists."""
 
 
@@ -38,13 +46,34 @@ class LoadContext:
 
     tz: tzinfo
     stores: StoreDirectory | None = None
+    warnings: list[str] = field(default_factory=list, compare=False)
+    """The load's warnings so far, in the order found (see :meth:`warn`)."""
+
+    def warn(self, message: str) -> None:
+        """Record one warning line (``"faq.csv, column 4 '负责人': not used …"``)."""
+        if message not in self.warnings:
+            self.warnings.append(message)
 
     def store_ids(self, tokens: tuple[str, ...], where: str) -> tuple[str, ...]:
-        """Each token's store id (verbatim without a directory); unknown → MetadataError."""
+        """Each token's store id (verbatim without a directory, with a warning); unknown →
+        MetadataError."""
         directory = self.stores
         if not directory:
+            for token in tokens:
+                self._unchecked(token, where)
             return tokens
         return tuple(dict.fromkeys(_resolve(directory, token, where) for token in tokens))
+
+    def _unchecked(self, token: str, where: str) -> None:
+        """One warning per file, at the first place, naming every store id kept unchecked."""
+        at = next((i for i, w in enumerate(self.warnings) if _UNCHECKED in w), None)
+        if at is None:
+            self.warnings.append(f"{where}: {_UNCHECKED} {token!r} {_FIRST}")
+            return
+        head, _, rest = self.warnings[at].partition(f"{_UNCHECKED} ")
+        tokens, _, _ = rest.partition(f" {_FIRST}")
+        if repr(token) not in tokens.split(", "):
+            self.warnings[at] = f"{head}{_UNCHECKED} {tokens}, {token!r} {_FIRST}"
 
     def with_stores(self, source: str, drafts: Sequence[ChunkDraft]) -> LoadContext:
         """This context with the stores of ``drafts`` (store rows of the file being loaded) added

@@ -5,7 +5,9 @@ table but a promotion's store scope; ``名称`` is a product's, a store's or a p
 ``说明`` is a description, a store note or a promotion's text), so headers are read per shape:
 
 - **QA**: a question and an answer column (plus variants and metadata columns). Other columns are
-  ignored, as FAQ exports carry many; only a near-miss of a metadata key (``vaild_to``) is an error.
+  not used, as FAQ exports carry many: each is a warning naming it, or an error when it looks
+  like metadata (:mod:`knowledge.loaders.unused`); a near-miss of a metadata key (``vaild_to``)
+  is an error.
 - **product**: SKU and name columns; a price column is required too.
 - **store**: a name or id column and at least one of address, hours, phone, parking.
 - **promotion**: a title or text column and at least one of start, end, period (``活动时间``:
@@ -138,11 +140,27 @@ class Column:
 
 
 @dataclass(frozen=True, slots=True)
+class Unused:
+    """A column no field reads: its 1-based position, its header as written ("" for none) and,
+    for a second column of a field a QA table reads once, that field."""
+
+    index: int
+    header: str
+    repeats: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Layout:
-    """A header row read in one shape; ``columns`` is aligned with it (None = not used)."""
+    """A header row read in one shape; ``columns`` is aligned with it (None = not used).
+
+    ``unused`` lists the columns not read, except ``序号``-like ones (understood as row numbers):
+    a QA table's unknown and repeated columns, and any table's columns without a header (these
+    matter only when their cells hold values; :mod:`knowledge.loaders.unused` decides).
+    """
 
     spec: ShapeSpec
     columns: tuple[Column | None, ...]
+    unused: tuple[Unused, ...] = ()
 
     def fields(self) -> frozenset[str]:
         return frozenset(c.field for c in self.columns if c is not None)
@@ -217,16 +235,21 @@ def read_headers(
     """
     keys = spec.header_map()
     columns: list[Column | None] = []
+    unused: list[Unused] = []
     for index, header in enumerate(headers, 1):
         field = keys.get(match_key(header))
         place = f"key {header.strip()!r}" if keyed else f"column {index} {header.strip()!r}"
         if field is None:
             _unknown(spec, header, where, place, keyed)
             columns.append(None)
+            if match_key(header) not in _IGNORED:
+                unused.append(Unused(index, header.strip()))
             continue
         column = Column(index, header.strip(), field)
         columns.append(_new_column(spec, columns, column, f"{where}, {place}"))
-    return Layout(spec, tuple(columns))
+        if columns[-1] is None:
+            unused.append(Unused(index, header.strip(), repeats=field))
+    return Layout(spec, tuple(columns), tuple(unused))
 
 
 def _new_column(

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
-from aiohttp import WSCloseCode
+from aiohttp import WSCloseCode, web
 
+from adapters.web import create_web_app, start_web
+from adapters.web.server import StoreList
+from bot.settings import WebConfig
 from bot.types import HandoffReply, InboundMessage, Reply, TextReply
 from knowledge.types import Citation
 from tests.adapters.conftest import BOT_NAME, FIXED_NOW, Recorder, StartServer, join, receive
@@ -41,8 +45,10 @@ async def test_page_is_self_contained_and_escapes_names(
     assert "山茶花&lt;超市&gt;" in page
     assert "山茶花<超市>" not in page
     assets = re.findall(r'(?:src|href)="([^"]+)"', page)
-    assert sorted(assets) == ["/static/chat.css", "/static/chat.js"]
+    assert sorted(assets) == ["/static/chat.css", "/static/chat.js", "/static/favicon.svg"]
+    svg_namespace = 'xmlns="http://www.w3.org/2000/svg"'  # a name, never fetched
     for text in [page, *[await _get_text(session, url + a.lstrip("/")) for a in assets]]:
+        text = text.replace(svg_namespace, "")
         assert not re.search(r"https?://", text), "the page must not load anything external"
 
 
@@ -64,7 +70,7 @@ async def test_one_to_one_round_trip(
     assert answer["kind"] == "answer"
     assert answer["name"] == BOT_NAME
     assert answer["text"] == "答:几点开门？"
-    assert answer["citations"] == [{"source": "faq.md", "title": "营业时间"}]
+    assert answer["citations"] == [{"title": "营业时间"}], "titles only, never a file name"
     (msg,) = handler.seen
     assert answer["reply_to"] == msg.id
     assert uuid.UUID(msg.id)
@@ -272,3 +278,89 @@ async def test_a_client_that_stops_reading_is_dropped_not_waited_for(
         raise AssertionError("the stalled client was never dropped")
     assert "stopped reading" in caplog.text
     await stalled.close()
+
+
+async def test_citations_are_titles_only_once_each(
+    start_server: StartServer, session: aiohttp.ClientSession
+) -> None:
+    other_file = Citation(
+        doc_id="d2", source="faq-2.csv", title="营业时间", version=1, chunk_id="c2"
+    )
+    untitled = Citation(doc_id="d3", source="notes.md", title="", version=1, chunk_id="c3")
+    reply = TextReply("答（来源：营业时间）", citations=(CITATION, other_file, untitled))
+    _, url = await start_server(Recorder(lambda m: reply))
+    ws = await join(session, url, "m-1", "阿花")
+    await ws.send_json({"type": "message", "text": "几点开门"})
+    answer = await receive(ws)
+    assert answer["citations"] == [{"title": "营业时间"}]
+    raw = json.dumps(answer, ensure_ascii=False)
+    assert "source" not in raw
+    assert ".md" not in raw
+    assert ".csv" not in raw
+
+
+async def test_a_message_names_the_store_it_asks_about(
+    start_server: StartServer, session: aiohttp.ClientSession
+) -> None:
+    handler = Recorder()
+    _, url = await start_server(handler)
+    ws = await join(session, url, "m-1", "阿花", store_id="sh-01")
+    for frame in (
+        {"type": "message", "text": "a", "store_id": "sh-02"},  # the store picker's choice
+        {"type": "message", "text": "b", "store_id": None},  # no choice: the hello's store
+        {"type": "message", "text": "c"},
+    ):
+        await ws.send_json(frame)
+        await receive(ws)
+    assert [m.store_id for m in handler.seen] == ["sh-02", "sh-01", "sh-01"]
+    await ws.send_json({"type": "message", "text": "d", "store_id": "../x"})
+    assert (await receive(ws))["code"] == "bad_field"
+
+
+@pytest.fixture
+async def custom_server() -> AsyncIterator[Callable[..., Awaitable[str]]]:
+    """Start a web chat with a store list and suggestions; cleaned up after the test."""
+    runners: list[web.AppRunner] = []
+
+    async def start(
+        stores: StoreList | None = None, suggestions: tuple[str, ...] = (), brand: str = "禾町"
+    ) -> str:
+        config = WebConfig("127.0.0.1", 0, 65_536, suggestions=suggestions)
+        app = create_web_app(Recorder(), config, bot_name=BOT_NAME, brand=brand, stores=stores)
+        runner, url = await start_web(app, config)
+        runners.append(runner)
+        return url
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def test_store_menu_is_read_from_the_directory_on_each_request(
+    custom_server: Callable[..., Awaitable[str]], session: aiohttp.ClientSession
+) -> None:
+    directory = [("sh-xuhui", "上海徐汇店")]
+    url = await custom_server(stores=lambda: directory)
+    async with session.get(url + "api/stores") as resp:
+        assert resp.status == 200
+        assert await resp.json() == {"stores": [{"id": "sh-xuhui", "name": "上海徐汇店"}]}
+    directory.append(("hz-xihu", "杭州西湖店"))  # e.g. stores.csv re-ingested while serving
+    async with session.get(url + "api/stores") as resp:
+        assert [s["id"] for s in (await resp.json())["stores"]] == ["sh-xuhui", "hz-xihu"]
+    bare = await custom_server()
+    async with session.get(bare + "api/stores") as resp:
+        assert await resp.json() == {"stores": []}
+
+
+async def test_page_shows_the_brand_and_the_suggested_questions(
+    custom_server: Callable[..., Awaitable[str]], session: aiohttp.ClientSession
+) -> None:
+    url = await custom_server(suggestions=("积分怎么算？", "<b>几点</b>关门"), brand="禾町生活超市")
+    page = await _get_text(session, url)
+    assert "<title>禾町生活超市 · 会员客服</title>" in page
+    assert "Siyu" not in page, "a member never sees the project's name when a brand is set"
+    chips = re.findall(r'<button type="button" class="chip">([^<]*)</button>', page)
+    assert chips == ["积分怎么算？", "&lt;b&gt;几点&lt;/b&gt;关门"]
+    plain = await _get_text(session, await custom_server())
+    assert 'class="chip"' not in plain
+    assert 'id="chips" class="chips" aria-label="常见问题"></nav>' in plain, "empty: hidden"

@@ -19,8 +19,14 @@ def hello(**fields: object) -> str:
         (hello(), Hello("m-1", "阿花", None, None)),
         (hello(room="  门店群 ", store_id="sh-01"), Hello("m-1", "阿花", "门店群", "sh-01")),
         (hello(room="   "), Hello("m-1", "阿花", None, None)),
+        (hello(store_id="上海徐汇店（旗舰）"), Hello("m-1", "阿花", None, "上海徐汇店（旗舰）")),
         (hello(room=None, name=" 阿花 "), Hello("m-1", "阿花", None, None)),
         ('{"type": "message", "text": " 第一行\\n第二行 "}', ChatText("第一行\n第二行")),
+        (
+            '{"type": "message", "text": "几点关门", "store_id": "sh-01"}',
+            ChatText("几点关门", "sh-01"),
+        ),
+        ('{"type": "message", "text": "几点关门", "store_id": null}', ChatText("几点关门")),
     ],
 )
 def test_accepted_frames(raw: str, expected: object) -> None:
@@ -36,9 +42,14 @@ def test_accepted_frames(raw: str, expected: object) -> None:
         (hello(room="群" * 33), "bad_field"),
         (hello(name="a\u202eb"), "bad_field"),  # bidi override: spoofs names
         (hello(store_id="../etc"), "bad_field"),
+        (hello(store_id="a\nb"), "bad_field"),
+        (hello(store_id=" sh-01"), "bad_field"),
+        (hello(store_id="店" * 65), "bad_field"),
         (hello(member_id="m" * 65), "bad_field"),
         ('{"type": "message", "text": null}', "empty_text"),
         ('{"type": "message", "text": ["a"]}', "bad_field"),
+        ('{"type": "message", "text": "a", "store_id": "a/b"}', "bad_field"),
+        ('{"type": "message", "text": "a", "store_id": 3}', "bad_field"),
     ],
 )
 def test_refused_frames(raw: str, code: str) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import Iterator
 
 import aiohttp
 import pytest
 from aiohttp import WSCloseCode
 
-from adapters.web import create_web_app, serve, start_web
+from adapters.web import CannotListen, check_can_listen, create_web_app, serve, start_web
 from bot.settings import WebConfig
 from tests.adapters.conftest import BOT_NAME, BRAND, Recorder, join
 
@@ -50,3 +52,26 @@ async def test_serve_runs_until_cancelled(session: aiohttp.ClientSession) -> Non
         await task
     with pytest.raises(aiohttp.ClientConnectionError):
         await session.get(url + "healthz")
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port some other program is listening on."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]
+
+
+async def test_a_busy_port_is_named_not_a_traceback(busy_port: int) -> None:
+    config = WebConfig(host="127.0.0.1", port=busy_port, max_body_bytes=65_536)
+    with pytest.raises(CannotListen) as early:
+        check_can_listen(config)
+    app = create_web_app(Recorder(), config, bot_name=BOT_NAME, brand=BRAND)
+    with pytest.raises(CannotListen) as late:
+        await start_web(app, config)
+    for caught in (early.value, late.value):
+        assert (caught.host, caught.port) == ("127.0.0.1", busy_port)
+        assert f"127.0.0.1:{busy_port}" in str(caught)
+        assert "already in use" in caught.reason
+    check_can_listen(CONFIG)  # port 0: any free port will do, nothing to probe

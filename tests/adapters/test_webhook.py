@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from adapters.webhook import PushError, WebhookPusher, create_webhook_app
+from adapters.webhook.contract import render_reply
 from adapters.webhook.signing import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -24,6 +25,8 @@ from adapters.webhook.signing import (
 from bot.app import App
 from bot.demo import DEMO_DIR
 from bot.settings import Settings, WebhookConfig
+from bot.types import TextReply
+from knowledge.types import Citation
 
 SECRET = "a-shared-secret-of-bridge"
 BRIDGE = WebhookConfig(name="bridge", secret=SECRET, store_id="sh-xuhui")
@@ -81,7 +84,11 @@ async def test_member_question_gets_a_signed_answer(server: str) -> None:
     assert data["status"] == "replied"
     assert "次年 12 月 31 日" in data["reply"]["text"]
     assert data["reply"]["kind"] == "answer"
-    assert data["reply"]["citations"][0]["source"] == "faq.csv"
+    text = data["reply"]["text"]
+    assert text.count("（来源：") == 1
+    assert text.endswith("（来源：常见问题）")  # faq.csv has no title: named by its kind
+    assert data["reply"]["citations"] == [{"title": "常见问题"}]  # titles only, no file names
+    assert "faq.csv" not in raw.decode()
 
 
 async def test_retried_message_is_answered_once(server: str) -> None:
@@ -184,3 +191,18 @@ async def test_push_is_signed_and_failures_are_typed() -> None:
     async with aiohttp.ClientSession() as http:
         with pytest.raises(ValueError, match="push_url"):
             WebhookPusher(http, BRIDGE)
+
+
+def test_reply_citations_are_titles_once_never_file_names() -> None:
+    cites = (
+        Citation("d1", "faq.csv", "常见问题", 1, "c1"),
+        Citation("d1", "faq.csv", "常见问题", 1, "c2"),
+        Citation("d2", "winter.md", "冬季常见问题", 1, "c3"),
+    )
+    text = "下雪天照常送货。\n（来源：常见问题、冬季常见问题）"
+    reply = TextReply(text, cites, answered_by="llm")
+    body = render_reply(reply)
+    assert body["reply"]["citations"] == [{"title": "常见问题"}, {"title": "冬季常见问题"}]
+    assert body["reply"]["text"] == reply.text
+    assert ".csv" not in json.dumps(body)
+    assert ".md" not in json.dumps(body)

@@ -33,8 +33,8 @@ async def test_llm_answer_cites_the_numbered_sources(
     assert reply.answered_by == "llm"
     hits = (await llm_app.knowledge.search("会员日是哪天？", at=NOW)).hits
     assert reply.citations == (hits[0].citation, hits[1].citation)
-    assert reply.text.startswith("会员日是每月8号 [1]")
-    assert reply.text.endswith("（来源：[1] 常见问题；[2] 常见问题）")
+    # The member reads no [n] marks and one source line, each title once, no file names.
+    assert reply.text == "会员日是每月8号，门店10:00-22:00营业。\n（来源：常见问题）"
     [request] = openai_server.chat_requests  # no history: no rewrite call
     assert request.body["model"] == "fake-chat"
     assert "示例咖啡" in request.text  # the brand is in the system prompt
@@ -170,7 +170,7 @@ async def test_app_chooses_the_answerer_from_settings(
     assert isinstance(llm_app.answerer.fallback, LLMAnswerer)
     openai_server.reply("**会员日**是每月8号 [1]。")
     preview = await llm_app.preview_answer("会员日是哪天？", at=NOW)
-    assert preview == "会员日是每月8号 [1]。\n（来源：[1] 常见问题）"  # as sent: Markdown gone
+    assert preview == "会员日是每月8号。\n（来源：常见问题）"  # as sent: Markdown and [1] gone
     async for plain in built_app(make_settings(tmp_path / "plain")):
         assert isinstance(plain.answerer.fallback, ExtractiveAnswerer)
         assert await plain.preview_answer("会员日是哪天？", at=NOW) == EXTRACTIVE_MEMBER_DAY
@@ -197,3 +197,14 @@ async def test_history_older_than_the_session_window_is_not_used(
     assert reply.answered_by == "llm"
     assert len(openai_server.chat_requests) == 2
     assert "改写" not in openai_server.chat_requests[1].text
+
+
+async def test_llm_answer_reads_as_plain_text_with_one_source_line(
+    llm_chat: Chat, openai_server: FakeOpenAI
+) -> None:
+    written = "## 会员日\n**每月8号** [1]：\n- 全场9折 [1]\n* 积分双倍\n\n（来源：faq.md [1]）"
+    openai_server.reply(written)  # Markdown, [n] marks and a source line of its own
+    reply = answer(await llm_chat.say("会员日是哪天？"))
+    assert reply.answered_by == "llm"
+    assert reply.text == "会员日\n每月8号：\n· 全场9折\n· 积分双倍\n（来源：常见问题）"
+    assert reply.text.count("来源") == 1

@@ -161,7 +161,7 @@ async def test_model_calls_product_info_then_quotes_the_promotion_price(
     assert written == "智利车厘子现在特价49.9元（原价69.9元），活动到3月15日，每人限购2盒。"
     assert sources.startswith("（来源：")
     assert "车厘子尝鲜价" in sources
-    assert {c.title for c in answer.citations} == {"", "车厘子尝鲜价"}
+    assert {c.title for c in answer.citations} == {"商品信息", "车厘子尝鲜价"}  # untitled: kind
     first, second = openai_server.chat_requests
     assert first.tool_results == []
     [result] = second.tool_results
@@ -218,7 +218,7 @@ async def test_tool_resolves_the_askers_store(
     tianhe = desk_of(grocer, "gz-th")
     assert tianhe.store is not None
     assert result["content"] == tianhe.store_info((tianhe.store,), "parking").text
-    assert answer.text.endswith("（来源：stores.csv）")  # the store record's source
+    assert answer.text.endswith("（来源：门店信息）")  # stores.csv, untitled: named by its kind
 
 
 async def test_several_calls_in_one_reply_each_get_their_result(

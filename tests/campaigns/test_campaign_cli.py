@@ -82,7 +82,7 @@ async def test_an_operator_plans_runs_and_reports_campaigns(
     env: dict[str, str], tmp_path: Path, wecom_server: FakePlatform
 ) -> None:
     promo, members = write_inputs(tmp_path)
-    assert "1 chunks" in await siyu(env, tmp_path, "ingest", str(promo))
+    assert "1 entry," in await siyu(env, tmp_path, "ingest", str(promo))
     out = await siyu(env, tmp_path, "members", "import", str(members))
     assert "3 created, 0 updated, 1 rejected" in out
     assert "line 5: consent 'maybe' is not yes/no" in out

@@ -265,8 +265,13 @@ def test_zip_that_is_not_a_docx_is_rejected() -> None:
 
 
 def test_docx_with_broken_xml_is_rejected() -> None:
-    with pytest.raises(LoaderError, match=r"bad.docx: not a readable .docx file \(ParseError"):
+    with pytest.raises(LoaderError, match=r"bad.docx: not a readable .docx file \(KeyError"):
         load_bytes("bad.docx", _zip({"word/document.xml": b"<w:document><w:body>"}))
+    with zipfile.ZipFile(io.BytesIO(make_docx(["正文。"]))) as good:
+        parts = {name: good.read(name) for name in good.namelist()}
+    parts["word/document.xml"] = b"<w:document><w:body>"
+    with pytest.raises(LoaderError, match=r"bad.docx: not a readable .docx file \(XMLSyntaxError"):
+        load_bytes("bad.docx", _zip(parts))
 
 
 def test_docx_with_a_dtd_is_refused() -> None:
