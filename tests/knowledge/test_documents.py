@@ -173,6 +173,27 @@ async def test_new_years_eve_hours_come_from_the_holiday_section(kb: KnowledgeBa
 
 
 @pytest.mark.slow
+async def test_the_holiday_section_beats_an_faq_variant_without_the_holiday(
+    kb: KnowledgeBase,
+) -> None:
+    """The demo FAQ's 你们几点开门 lists 几点关门 as a variant: shorter and closer on both paths
+    than the notice's section, but silent about 除夕, the word the member asks about."""
+    await kb.ingest_path(DEMO_DIR / "faq.csv")
+    await kb.ingest(load_bytes("门店公告.pdf", holiday_notice()))
+    holiday = await kb.search("除夕几点关门")
+    assert holiday.found
+    assert holiday.best is not None
+    assert holiday.best.chunk.draft.heading == f"{NOTICE_TITLE} > 春节营业安排"
+    assert holiday.hits[1].chunk.draft.heading == "你们几点开门？"  # moved down, not dropped
+    festival = await kb.search("春节几点关门")  # 春节 is in three chunks: the one with 关门 wins
+    assert festival.best is not None
+    assert festival.best.chunk.draft.heading == f"{NOTICE_TITLE} > 春节营业安排"
+    everyday = await kb.search("几点关门")
+    assert everyday.best is not None
+    assert everyday.best.chunk.draft.heading == "你们几点开门？"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["docx", "pdf"])
 async def test_points_for_a_thermos_come_from_the_table_row(kb: KnowledgeBase, kind: str) -> None:
     if kind == "docx":
