@@ -23,6 +23,24 @@ ENV_PREFIX = "SIYU_"
 _FIELD = re.compile(r'field "(\w+)" from source "(\w+)"')
 
 
+def check_env_file(path: Path = Path(".env")) -> None:
+    """Raise :class:`ConfigError` unless ``path`` is absent or a readable UTF-8 text file.
+
+    Checked before anything reads it: chromadb loads ``.env`` when it is imported, so a ``.env``
+    saved as GBK (an editor's default on Chinese Windows) would otherwise end in a traceback."""
+    if not path.exists():
+        return
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path} ({exc.strerror or exc}): fix or remove it") from exc
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path} line {line} is not UTF-8 text: save the file as UTF-8") from exc
+
+
 def env_name(field: str) -> str:
     """The environment variable that sets ``field`` (``web_port`` → ``SIYU_WEB_PORT``)."""
     return ENV_PREFIX + field.upper()

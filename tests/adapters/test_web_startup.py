@@ -27,7 +27,7 @@ TIMEOUT_S = 120
 class Case:
     args: tuple[str, ...]
     env: dict[str, str]
-    dotenv: str | None = None
+    dotenv: str | bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ EXPECTED = {
     "bad JSON": ("SIYU_WEBHOOKS", "JSON"),
     "invalid values": ("SIYU_WEB_PORT", "SIYU_TIMEZONE", "Mars/Base"),
     "bad value in .env": ("SIYU_WEBHOOKS in .env", "JSON"),
+    ".env saved as GBK": (".env line 2", "UTF-8"),
 }
 """What each case's output must contain."""
 
@@ -66,6 +67,9 @@ def _cases(port: int, tmp: Path) -> dict[str, Case]:
         "bad JSON": Case(("serve",), {"SIYU_WEBHOOKS": "{bad"}),
         "invalid values": Case(("demo",), {"SIYU_WEB_PORT": "99999", "SIYU_TIMEZONE": "Mars/Base"}),
         "bad value in .env": Case(("serve",), {}, "SIYU_WEBHOOKS=[oops\n"),
+        ".env saved as GBK": Case(
+            ("demo",), {}, "# brand\nSIYU_BRAND_NAME=禾町生活\n".encode("gbk")
+        ),
     }
 
 
@@ -78,7 +82,9 @@ def outcomes(
     for index, (name, case) in enumerate(_cases(busy_port, tmp).items()):
         cwd = tmp / f"case-{index}"
         cwd.mkdir()
-        if case.dotenv is not None:
+        if isinstance(case.dotenv, bytes):
+            (cwd / ".env").write_bytes(case.dotenv)
+        elif case.dotenv is not None:
             (cwd / ".env").write_text(case.dotenv, encoding="utf-8")
         env = {**os.environ, "SIYU_DATA_DIR": str(cwd / "data"), "SIYU_EMBEDDING": "hash"}
         env = {k: v for k, v in (env | case.env).items() if k != "SIYU_WEB_HOST"}
