@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.answer import ExtractiveAnswerer
 from bot.db import create_engine, create_schema
-from bot.guard import guard_text
 from bot.llm import LLMAnswerer
 from bot.pipeline import Pipeline, utcnow
 from bot.retail import RetailAnswerer
@@ -68,9 +67,10 @@ class App:
     async def preview_answer(
         self, question: str, *, store_id: str | None = None, at: datetime | None = None
     ) -> str:
-        """What the bot would answer ``question`` with no history, as sent (for ``siyu ask``)."""
-        answer = await self.answerer.answer(question, (), store_id=store_id, at=at or utcnow())
-        return guard_text(answer.text, self.settings.reply_max_bytes)
+        """What the bot would answer ``question`` with no history, as sent (for ``siyu ask``):
+        small talk and complaints as in a conversation (:meth:`Pipeline.preview`)."""
+        text, _ = await self.pipeline.preview(question, store_id=store_id, at=at or utcnow())
+        return text
 
     def settle(self) -> None:
         """Hide everything built so far from the garbage collector's full collections.

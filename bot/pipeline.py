@@ -245,6 +245,28 @@ class Pipeline:
         )
         return TextReply(answer.text, answer.citations, answered_by=answer.answered_by)
 
+    async def preview(
+        self, question: str, *, store_id: str | None = None, at: datetime
+    ) -> tuple[str, str]:
+        """What a new member asking ``question`` would be told, and which stage says it, through
+        the same stages as :meth:`handle` with no history, writing nothing (``siyu ask``,
+        ``siyu eval answers``). A command or a complaint is named rather than carried out."""
+        command = parse_command(question)
+        if command is not None:
+            return f"（指令 {command}：不查知识库）", "command"
+        if is_complaint(question):
+            return "（投诉：道歉并转人工，摘要标记【投诉】）", "complaint"
+        name = self._config.name
+        talk = classify(question, name)
+        if talk is not None:
+            local = at.astimezone(self._config.timezone)
+            key = "preview"
+            text = smalltalk_reply(talk, brand=self._config.brand, name=name, at=local, key=key)
+            return text, "smalltalk"
+        query = strip_pleasantries(question, name)
+        answer = await self._answerer.answer(query, (), store_id=store_id, at=at)
+        return guard_text(answer.text, self._config.reply_max_bytes), answer.answered_by
+
     async def _history(self, ctx: Context) -> list[Turn]:
         # history_turns counts exchanges (a question and its reply): twice as many messages.
         if ctx.history is None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gc
 
+from sqlalchemy import func, select
+
 from bot.app import App
+from bot.models import Member, MessageLog
 
 
 async def test_settle_moves_the_startup_heap_out_of_full_collections(app: App) -> None:
@@ -21,3 +24,15 @@ async def test_settle_moves_the_startup_heap_out_of_full_collections(app: App) -
         assert "会员日" in await app.preview_answer("会员日是哪天？")
     finally:
         gc.unfreeze()
+
+
+async def test_preview_goes_through_small_talk_and_complaints_and_writes_nothing(app: App) -> None:
+    """``siyu ask`` shows what a member would be told, not only what the knowledge says."""
+    greeting = await app.preview_answer("你好")
+    assert "示例咖啡" in greeting  # the brand's voice, not the "cannot answer" line
+    assert "暂时回答不了" not in greeting
+    assert "投诉" in await app.preview_answer("什么破店！咖啡是馊的，我要投诉！！")
+    assert "会员日" in await app.preview_answer("你好，会员日是哪天？")
+    async with app.engine.connect() as conn:
+        for table in (Member, MessageLog):
+            assert await conn.scalar(select(func.count()).select_from(table)) == 0
