@@ -11,7 +11,6 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.db import create_engine
 from knowledge.base import KnowledgeBase
 from knowledge.errors import LoaderError, StoreError
 from knowledge.loaders import load_path
@@ -22,13 +21,6 @@ FAQ_CSV = (
     "问题,答案,相似问题\n会员积分怎么兑换？,积分满100分可抵扣1元。,积分怎么用\n"
     "退货要几天？,七天无理由退货。,能退货吗\n"
 )
-
-
-@pytest.fixture
-async def engine(data_dir: Path) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(f"sqlite+aiosqlite:///{data_dir / 'siyu.db'}")
-    yield eng
-    await eng.dispose()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.answer import extractive_answer
-from bot.db import create_engine
 from bot.demo import DEMO_DIR
 from knowledge.base import KnowledgeBase
 from knowledge.config import EmbeddingConfig, KnowledgeConfig
@@ -137,13 +136,6 @@ def test_a_numbered_list_is_not_read_as_headings() -> None:
 
 
 # ---- answering ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def engine(data_dir: Path) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(f"sqlite+aiosqlite:///{data_dir / 'siyu.db'}")
-    yield eng
-    await eng.dispose()
 
 
 @pytest.fixture

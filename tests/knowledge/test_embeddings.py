@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.db import create_engine
 from knowledge.base import KnowledgeBase
 from knowledge.config import EmbeddingConfig, KnowledgeConfig
 from knowledge.embeddings import (
@@ -27,13 +26,6 @@ from knowledge.registry import Registry
 from knowledge.types import ChunkDraft, DocumentMeta, SourceDocument
 from knowledge.vectorstore import SiyuEmbeddingFunction
 from tests.fakes.openai_server import FakeOpenAI, openai_server  # noqa: F401  (fixture)
-
-
-@pytest.fixture
-async def engine(data_dir: Path) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(f"sqlite+aiosqlite:///{data_dir / 'siyu.db'}")
-    yield eng
-    await eng.dispose()
 
 
 def test_hash_vectors_are_deterministic_normalised_and_similarity_aware() -> None:

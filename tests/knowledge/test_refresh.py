@@ -8,26 +8,16 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.db import create_engine
 from knowledge.base import KnowledgeBase
 from knowledge.config import EmbeddingConfig, KnowledgeConfig
 from knowledge.loaders import load_path
 
 FIRST = "question,answer\n门店几点开门？,每天早上8点开门。\n"
 SECOND = "question,answer\n可以开发票吗？,可以，扫描小票二维码开具电子发票。\n"
-
-
-@pytest.fixture
-async def engine(data_dir: Path) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(f"sqlite+aiosqlite:///{data_dir / 'siyu.db'}")
-    yield engine
-    await engine.dispose()
 
 
 def config(data_dir: Path, refresh_seconds: float = 0) -> KnowledgeConfig:

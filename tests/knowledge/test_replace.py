@@ -4,13 +4,12 @@ the embedding cache re-embeds only what changed."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.db import create_engine
 from knowledge.base import KnowledgeBase
 from knowledge.config import EmbeddingConfig, KnowledgeConfig
 from knowledge.embeddings import HashEmbedder, Vectors
@@ -59,13 +58,6 @@ def faq_doc(rows: Sequence[tuple[str, str]]) -> SourceDocument:
     meta = DocumentMeta(source="faq.csv")
     chunks = tuple(ChunkDraft(f"问：{q}\n答：{a}", (q,), a) for q, a in rows)
     return SourceDocument(meta, chunks, content_hash(meta, chunks))
-
-
-@pytest.fixture
-async def engine(data_dir: Path) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(f"sqlite+aiosqlite:///{data_dir / 'siyu.db'}")
-    yield eng
-    await eng.dispose()
 
 
 def config(data_dir: Path) -> KnowledgeConfig:

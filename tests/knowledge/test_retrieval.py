@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.db import create_engine
 from knowledge.base import KnowledgeBase
 from knowledge.config import EmbeddingConfig, KnowledgeConfig, RetrievalConfig
 from knowledge.loaders import content_hash
@@ -33,13 +32,6 @@ def qa(question: str, answer: str, *variants: str) -> ChunkDraft:
 
 def promo(source: str, text: str, **meta: object) -> SourceDocument:
     return make_doc(source, ChunkDraft(text=text), kind=Kind.PROMOTION, title=source, **meta)
-
-
-@pytest.fixture
-async def engine(data_dir: Path) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(f"sqlite+aiosqlite:///{data_dir / 'siyu.db'}")
-    yield eng
-    await eng.dispose()
 
 
 async def open_kb(data_dir: Path, engine: AsyncEngine, **retrieval: object) -> KnowledgeBase:

@@ -47,13 +47,6 @@ FAQ = make_doc(
 
 
 @pytest.fixture
-async def engine(data_dir: Path) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(f"sqlite+aiosqlite:///{data_dir / 'siyu.db'}")
-    yield eng
-    await eng.dispose()
-
-
-@pytest.fixture
 async def kb(data_dir: Path, engine: AsyncEngine) -> AsyncIterator[KnowledgeBase]:
     base = await KnowledgeBase.open(hash_config(data_dir), engine)
     yield base
