@@ -24,6 +24,7 @@ from knowledge.base import KnowledgeBase
 from knowledge.loaders.hashing import content_hash
 from knowledge.loaders.markdown import qa_draft
 from knowledge.types import ChunkDraft, DocumentMeta, Kind, SourceDocument
+from tests.bot.retail_brand import seed_brand
 from tests.fakes.openai_server import FakeOpenAI, openai_server
 
 __all__ = ["openai_server"]
@@ -150,3 +151,14 @@ def chat(app: App, clock: Clock) -> Chat:
 @pytest.fixture
 def llm_chat(llm_app: App, clock: Clock) -> Chat:
     return Chat(pipeline_for(llm_app, clock))
+
+
+@pytest.fixture
+async def shop(data_dir: Path) -> AsyncIterator[App]:
+    """An app holding the bakery brand of tests/bot/retail_brand.py (stores, products, deals)."""
+    app = await App.build(make_settings(data_dir))
+    try:
+        await seed_brand(app.knowledge)
+        yield app
+    finally:
+        await app.close()

@@ -7,7 +7,6 @@ answerer every channel uses.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
@@ -19,16 +18,6 @@ from bot.retail import RetailAnswerer
 from bot.retail.exemplars import ExemplarIntents
 from tests.bot.conftest import make_settings
 from tests.bot.retail_brand import NOW, seed_brand
-
-
-@pytest.fixture
-async def shop(data_dir: Path) -> AsyncIterator[App]:
-    app = await App.build(make_settings(data_dir))
-    try:
-        await seed_brand(app.knowledge)
-        yield app
-    finally:
-        await app.close()
 
 
 async def ask(app: App, question: str, store: str | None = "bj-hd", at: datetime = NOW) -> str:

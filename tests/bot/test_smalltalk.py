@@ -4,9 +4,7 @@ are never captured (checked against both test brands' questions)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -14,8 +12,7 @@ from bot.app import App
 from bot.smalltalk import Kind, classify, strip_pleasantries
 from bot.types import TextReply
 from tests.bot import conftest, retail_brand
-from tests.bot.conftest import Chat, Clock, make_settings, pipeline_for
-from tests.bot.retail_brand import seed_brand
+from tests.bot.conftest import Chat, Clock, pipeline_for
 
 REAL_QUESTIONS = [
     *(q for q, _ in conftest.FAQ),
@@ -29,16 +26,6 @@ REAL_QUESTIONS = [
     "在哪", "什么",
 ]  # fmt: skip
 """Questions the existing tests ask of the two test brands, and a few near misses."""
-
-
-@pytest.fixture
-async def shop(data_dir: Path) -> AsyncIterator[App]:
-    app = await App.build(make_settings(data_dir))
-    try:
-        await seed_brand(app.knowledge)
-        yield app
-    finally:
-        await app.close()
 
 
 def text_of(reply: object) -> str:
