@@ -3,6 +3,9 @@ feeds them to a ``MessageHandler`` (the pipeline) and renders the ``Reply`` it r
 
 - :mod:`adapters.console` — chat in a terminal (``siyu chat``).
 - :mod:`adapters.web` — the web chat: a page, a WebSocket (1:1 chats, group rooms), ``/healthz``.
+- :mod:`adapters.webhook` — a signed JSON webhook for bridges (group chats on other platforms).
+- :mod:`adapters.wecom` — WeCom customer service (kf), the Official Account, the WeCom app and
+  group robots.
 
 Adapters know ``bot.types`` and ``bot.settings`` only, never ``knowledge`` or ``campaigns``.
 """

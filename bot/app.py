@@ -77,9 +77,8 @@ class App:
 
         A server calls this once it is ready to take traffic. The models, jieba's dictionary,
         Chroma and the knowledge snapshot are hundreds of thousands of long-lived objects; each
-        full (generation 2) collection walked them all and stopped the event loop for 250–300 ms,
-        which was the whole p99 of the callback acknowledgements under load
-        (bench/callback_ack.py: Official Account p99 249 ms → 17 ms at 300 requests/s).
+        full (generation 2) collection walked them all and stopped the event loop long enough to
+        be the whole p99 of the callback acknowledgements under load (``docs/measurements.md``).
         ``gc.freeze`` moves them to the permanent generation; reference counting still frees
         what is dropped later (an old snapshot after a refresh), only cycles among frozen objects
         would stay, and startup makes none worth collecting.

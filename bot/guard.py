@@ -8,12 +8,6 @@ sentence end (or a character boundary) with "…". Pure functions, no I/O.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
-from typing import TypeVar
-
-from bot.types import HandoffReply, NoReply, TextReply
-
-R = TypeVar("R", TextReply, HandoffReply, NoReply)
 
 ELLIPSIS = "…"
 FALLBACK_TEXT = "抱歉，我没能理解您的问题，请换个说法再试试。"
@@ -113,10 +107,3 @@ def guard_text(text: str, max_bytes: int, fallback: str = FALLBACK_TEXT) -> str:
     if not plain:
         plain = fallback
     return fit_bytes(plain, max_bytes)
-
-
-def guard_reply(reply: R, max_bytes: int) -> R:
-    """Apply :func:`guard_text` to the member-facing text of a reply."""
-    if isinstance(reply, NoReply):
-        return reply
-    return replace(reply, text=guard_text(reply.text, max_bytes))

@@ -92,9 +92,6 @@ class CampaignRun(SQLModel, table=True):
     summary: dict[str, Any] = Field(default_factory=dict, sa_column=_json(dict))
 
 
-OUTBOX_STATES = ("pending", "sent", "skipped", "failed")
-
-
 class OutboxRow(SQLModel, table=True):
     """One message of one run to one target.
 
@@ -123,7 +120,7 @@ class OutboxRow(SQLModel, table=True):
     channel: str = Field(max_length=32)
     address: dict[str, Any] = Field(default_factory=dict, sa_column=_json(dict))
     text: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
-    state: str = Field(default="pending", max_length=16)
+    state: str = Field(default="pending", max_length=16)  # pending → sent | skipped | failed
     reason: str | None = Field(default=None, max_length=64)
     error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     attempts: int = Field(default=0)

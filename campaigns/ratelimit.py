@@ -22,7 +22,7 @@ Decisions:
 - ``margin`` (seconds, default 0): the platform counts *arrivals*, and a send arrives a few
   milliseconds after its slot — how many varies (a commit, an HTTP round trip). Slots spaced
   exactly ``60 / per_minute`` apart then let ``per_minute + 1`` arrivals into some 60-second
-  window (bench/campaign_fanout.py measured 3,001 at 3,000/min). The interval is
+  window (``bench/campaign_fanout.py`` showed it; ``docs/measurements.md``). The interval is
   ``(60 + margin) / per_minute``, so arrivals may jitter by up to ``margin`` seconds and still
   never exceed the limit in any window; the worker uses 1 s (:class:`RateLimits`), 1.7% of the
   rate.

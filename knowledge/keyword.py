@@ -7,11 +7,8 @@ such as ``sk-1001`` counts as one "character"). On top, jieba with a user dictio
 snapshot's SKUs, product names and titles adds whole-term tokens (``w:<term>``) so a product name
 or code matches as a whole rather than as scattered characters.
 
-An index is immutable once built; each snapshot builds its own. Build time on 2 cores (whole
-snapshot, as after every ingest): 10,000 FAQ rows of ~30 characters 1.1 s, 10,000 chunks of ~120
-characters 2.0 s, of ~300 characters 4.4 s (bm25s's indexing is half of it); jieba's dictionary
-adds about 0.9 s once per knowledge base, only when it has product terms. Scoring a query against
-10,000 entries takes under 1 ms.
+An index is immutable once built; each snapshot builds its own (build and query times:
+``docs/measurements.md``).
 """
 
 from __future__ import annotations

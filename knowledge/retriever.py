@@ -17,11 +17,8 @@ Order of a search:
 6. Specific words: when the best hit lacks a rare content word of the question (除夕 in
    除夕几点关门) that another found hit holds, that hit goes first (:func:`_specific_first`).
 
-Measured on ../shared/data/faq-bq (700 queries, 1,200 FAQ entries, local embedder; see
-:mod:`knowledge.evaluation`), recall@5: weighted 0.8/0.2 **0.474** (R@1 0.210, R@10 0.579,
-MRR@10 0.317), rrf 0.440, dense only 0.427, keyword only 0.427. z-scores taken over the
-candidates only (the first version) gave 0.451: a candidate found by one path must keep its real
-score on the other.
+Weighted fusion over whole-corpus z-scores is the default because it measured best on faq-bq
+(``docs/measurements.md``): a candidate found by one path must keep its real score on the other.
 
 Confidence (absolute, in [0, 1], compared with the "not found" threshold) mixes two signals:
 ``dense_share`` of the hit's best cosine rescaled per backend between a "noise" and a "sure"
@@ -29,22 +26,9 @@ cosine (e5 cosines crowd into 0.85–1.0 whatever the text), and the rest keywor
 fraction of the query's character bigrams found in the hit's best index text. An exact SKU hit
 has confidence 1.0.
 
-Calibration of the local backend (noise 0.85, sure 0.95, share 0.7, threshold 0.50), share of
-questions whose best hit clears the threshold:
-
-==================================================  =========
-questions → knowledge                                found
-==================================================  =========
-25 real member questions → demo brand (bot.demo)     100 %  (lowest 0.55)
-20 off-topic questions → demo brand                  5 %   (明天会下雨吗 0.59; next 0.44)
-700 faq-bq banking questions → demo brand (retail)   13 %
-20 off-topic questions → faq-bq FAQ                  20 %
-700 faq-bq questions → faq-bq FAQ (in domain)        96 %
-==================================================  =========
-
-Off-topic: 今天天气怎么样 0.27, 帮我写一首诗 0.15, 股票怎么买 0.44. The hash backend (tests only)
-sees characters, not meaning: threshold 0.40 passes 92 % of the real questions and 25 % of the
-off-topic ones. The openai defaults are a guess: set ``min_confidence`` for your model.
+The local backend's calibration (noise 0.85, sure 0.95, share 0.7, threshold 0.50) and how it
+sorts real and off-topic questions is in ``docs/measurements.md``; the openai defaults are a
+guess: set ``min_confidence`` for your model.
 """
 
 from __future__ import annotations
@@ -235,8 +219,7 @@ def _specific_first(
     A short FAQ variant (几点关门) outranks a notice's section (除夕……18:00 准时关门) on both
     paths for 除夕几点关门: the variant is shorter (BM25) and closer (dense) but says nothing about
     除夕. The words few chunks hold are what the member is asking about; a found hit that holds
-    more of them answers better. An exact SKU hit is never moved. On faq-bq this moved R@1
-    0.2086 → 0.2100 and R@5 0.4729 → 0.4743.
+    more of them answers better. An exact SKU hit is never moved.
     """
     if not hits or "sku" in hits[0].matched_by:
         return tuple(hits)
@@ -354,7 +337,7 @@ class HybridRetriever:
     ) -> dict[str, float]:
         """Fused score of every candidate. Weighted: z-scores against the whole corpus (both
         lists' statistics are exact), so a candidate found by one path still gets its real score
-        on the other; this matters: candidate-only z-scores lost 0.02 R@5 on faq-bq."""
+        on the other (candidate-only z-scores measured worse: ``docs/measurements.md``)."""
         cands = dense | keyword
         kw = {cid: snap.keyword_score(cid, kw_scores) for cid in cands}
         if self._config.fusion == "rrf":

@@ -162,7 +162,7 @@ class VectorStore:
         """Up to ``n`` nearest entries as (chunk id, cosine similarity), nearest first.
 
         No ``count()`` first: Chroma 1.5 answers ``n_results`` above the collection size (even an
-        empty one) with what it has, and the extra call cost ~3.5 ms per question.
+        empty one) with what it has, and the extra call costs a round trip per question.
         """
         res = await self._call(
             self._collection.query,

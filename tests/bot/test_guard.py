@@ -10,12 +10,10 @@ from bot.guard import (
     ELLIPSIS,
     FALLBACK_TEXT,
     fit_bytes,
-    guard_reply,
     guard_text,
     strip_markdown,
     tidy_whitespace,
 )
-from bot.types import HandoffReply, NoReply, TextReply
 
 _CJK = "会员积分兑换优惠券门店营业时间退货政策价格元日期月号满减活动商品库存"
 _PUNCT = "。！？，；、"
@@ -88,11 +86,3 @@ def test_citation_markers_and_prices_survive() -> None:
 def test_empty_or_markup_only_text_gets_the_fallback() -> None:
     assert guard_text("", 2048) == FALLBACK_TEXT
     assert guard_text("  \n## \n---\n", 2048) == FALLBACK_TEXT
-
-
-def test_guard_reply_keeps_other_fields() -> None:
-    reply = TextReply("**好的**", quote="小明", answered_by="llm")
-    assert guard_reply(reply, 2048) == TextReply("好的", quote="小明", answered_by="llm")
-    handoff = HandoffReply("# 转人工", summary="## 摘要")
-    assert guard_reply(handoff, 2048) == HandoffReply("转人工", summary="## 摘要")
-    assert guard_reply(NoReply("x"), 2048) == NoReply("x")
