@@ -12,16 +12,9 @@ Adapters know ``bot.types`` and ``bot.settings`` only, never ``knowledge`` or ``
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
+from bot.clock import Clock, utc_now
 
-Clock = Callable[[], datetime]
-"""Returns the current time, timezone-aware; injected so tests can pin it."""
+__all__ = ["MAX_TEXT_CHARS", "Clock", "utc_now"]
 
 MAX_TEXT_CHARS = 2000
 """The longest member message any adapter accepts (longer input is refused, not truncated)."""
-
-
-def utc_now() -> datetime:
-    """The default :data:`Clock`: now, in UTC."""
-    return datetime.now(UTC)

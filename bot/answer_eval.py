@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import App
+from bot.clock import utc_now
 from bot.errors import ConfigError
 from bot.ingesting import ingest_files
-from bot.pipeline import utcnow
 from bot.settings import Settings
 from knowledge.metadata import MetaOverrides
 
@@ -142,7 +142,7 @@ async def evaluate_answers(
             tally = Tally()
             for q in asked:
                 tally.add(
-                    q, await built.preview_answer(q.question, store_id=q.store_id, at=utcnow())
+                    q, await built.preview_answer(q.question, store_id=q.store_id, at=utc_now())
                 )
         finally:
             await built.close()

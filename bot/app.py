@@ -15,9 +15,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.answer import ExtractiveAnswerer
+from bot.clock import utc_now
 from bot.db import create_engine, create_schema
 from bot.llm import LLMAnswerer
-from bot.pipeline import Pipeline, utcnow
+from bot.pipeline import Pipeline
 from bot.retail import RetailAnswerer
 from bot.retail.exemplars import FLOORS, ExemplarIntents
 from bot.retail.writer import LLMRetailWriter
@@ -69,7 +70,7 @@ class App:
     ) -> str:
         """What the bot would answer ``question`` with no history, as sent (for ``siyu ask``):
         small talk and complaints as in a conversation (:meth:`Pipeline.preview`)."""
-        text, _ = await self.pipeline.preview(question, store_id=store_id, at=at or utcnow())
+        text, _ = await self.pipeline.preview(question, store_id=store_id, at=at or utc_now())
         return text
 
     def settle(self) -> None:

@@ -2,14 +2,15 @@
 
 WeChat and WeCom show text, not Markdown, and cap a text message at 2048 UTF-8 *bytes* (a Chinese
 character is 3 bytes). :func:`guard_text` strips Markdown, collapses blank lines and truncates at a
-sentence end (or a character boundary) with "…". Pure functions, no I/O.
+sentence end (or a grapheme boundary, :mod:`bot.text`) with "…". Pure functions, no I/O.
 """
 
 from __future__ import annotations
 
 import re
 
-ELLIPSIS = "…"
+from bot.text import ELLIPSIS, byte_prefix, utf8_len
+
 FALLBACK_TEXT = "抱歉，我没能理解您的问题，请换个说法再试试。"
 
 _SENTENCE_ENDS = "。！？!?；;\n"
@@ -77,11 +78,6 @@ def tidy_whitespace(text: str) -> str:
     return _BLANK_RUN.sub("\n\n", text).strip()
 
 
-def utf8_len(text: str) -> int:
-    """Length of ``text`` in UTF-8 bytes: what the platforms count."""
-    return len(text.encode("utf-8"))
-
-
 def fit_bytes(text: str, max_bytes: int) -> str:
     """``text`` unchanged when it fits ``max_bytes`` UTF-8 bytes, else cut and ended with "…".
 
@@ -93,8 +89,7 @@ def fit_bytes(text: str, max_bytes: int) -> str:
     if utf8_len(text) <= max_bytes:
         return text
     budget = max_bytes - utf8_len(ELLIPSIS)
-    # Decoding a byte prefix with "ignore" drops a split trailing character: a char boundary.
-    head = text.encode("utf-8")[:budget].decode("utf-8", "ignore")
+    head = byte_prefix(text, budget)
     cut = max(head.rfind(ch) for ch in _SENTENCE_ENDS)
     if cut >= 0 and cut + 1 >= len(head) * _MIN_SENTENCE_KEEP:
         head = head[: cut + 1]

@@ -80,6 +80,15 @@ async def guarded(call: Awaitable[T]) -> T:
         raise LLMError(f"{type(exc).__name__}: {exc}") from exc
 
 
+async def invoke_text(chain: Runnable[dict[str, Any], str], inputs: dict[str, Any]) -> str:
+    """Run a prompt → model → text chain once; its stripped text, or LLMError (a failed call, or
+    empty content: an empty draft is as unusable as an error)."""
+    text = await guarded(chain.ainvoke(inputs))
+    if not text.strip():
+        raise LLMError("the LLM returned empty content")
+    return text.strip()
+
+
 NOT_COVERED = "资料中没有相关信息"
 """What the answer prompt tells the model to say when the sources do not cover the question."""
 
@@ -195,13 +204,13 @@ class LLMAnswerer:
 
     async def _standalone(self, question: str, history: Sequence[Turn]) -> str:
         inputs = {"history": format_history(history), "question": question}
-        rewritten = await self._invoke(self._rewrite, inputs)
+        rewritten = await invoke_text(self._rewrite, inputs)
         # Models sometimes echo the label or wrap the question in quotes.
         return rewritten.removeprefix("独立问题：").strip().strip("“”\"'") or question
 
     async def _grounded(self, query: str, result: SearchResult) -> Answer:
         inputs = {"brand": self._brand, "sources": format_sources(result.hits), "question": query}
-        text = await self._invoke(self._write, inputs)
+        text = await invoke_text(self._write, inputs)
         numbers = cited_numbers(text, len(result.hits))
         if NOT_COVERED in text and not numbers:
             # The model says the sources miss the question: no source line, counted as not found.
@@ -212,10 +221,3 @@ class LLMAnswerer:
             raise LLMError("the LLM answer has no text besides its source numbers")
         reply = f"{body}\n{source_line(source_label(hit) for hit in cited)}"
         return Answer(reply, _citations(cited), "llm", found=True)
-
-    @staticmethod
-    async def _invoke(chain: Runnable[dict[str, Any], str], inputs: dict[str, Any]) -> str:
-        text = await guarded(chain.ainvoke(inputs))
-        if not text.strip():
-            raise LLMError("the LLM returned empty content")
-        return text.strip()

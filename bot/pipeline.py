@@ -30,18 +30,20 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from bot.answer import NOT_FOUND_TEXT, Answerer, Turn
+from bot.clock import Clock, utc_now
 from bot.commands import ALLOWED_DURING_HANDOFF, Commands, parse_command
 from bot.complaints import is_complaint
 from bot.groups import Addressing, quote_for
-from bot.guard import guard_text, utf8_len
+from bot.guard import guard_text
 from bot.models import Member
 from bot.settings import BotConfig
 from bot.smalltalk import classify, strip_pleasantries
 from bot.smalltalk import reply as smalltalk_reply
 from bot.store import Store
+from bot.text import utf8_len
 from bot.types import HandoffReply, InboundMessage, MemberRef, NoReply, Reply, TextReply
 from knowledge.types import Citation
 
@@ -49,11 +51,6 @@ log = logging.getLogger(__name__)
 
 SESSION_IDLE = timedelta(minutes=30)
 """History older than this is a past conversation: follow-ups do not refer to it."""
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware (UTC)."""
-    return datetime.now(UTC)
 
 
 @dataclass(slots=True)
@@ -129,7 +126,7 @@ class Pipeline:
         store: Store,
         answerer: Answerer,
         config: BotConfig,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Clock = utc_now,
         *,
         session_idle: timedelta = SESSION_IDLE,
     ) -> None:

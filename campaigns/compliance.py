@@ -42,6 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from bot.text import utf8_len
 from campaigns.config import OPT_OUT_HINT
 
 ABSOLUTE_TERMS: Final[tuple[str, ...]] = (
@@ -175,7 +176,7 @@ def check_copy(
         *_sensitive_words(flat, sensitive_words),
         *_unsupported_facts(text, source),
     ]
-    size = len(text.encode())
+    size = utf8_len(text)
     if size > max_bytes:
         violations.append(Violation("too_long", f"{size} > {max_bytes} bytes"))
     if normalise(opt_out_hint) not in flat:

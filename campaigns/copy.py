@@ -40,8 +40,9 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable
 
 from bot.errors import LLMError
-from bot.llm import ChatModel
+from bot.llm import ChatModel, guarded
 from bot.settings import LLMConfig
+from bot.text import utf8_len
 from campaigns.compliance import Violation, check_copy
 from campaigns.config import CampaignsConfig
 from campaigns.promotions import Promotion
@@ -135,7 +136,7 @@ class CopyWriter:
         self._max_bytes = max_bytes
         self._attempts = attempts
         self._suffix = f"\n{config.opt_out_hint}"
-        self._budget = max_bytes - len(self._suffix.encode())
+        self._budget = max_bytes - utf8_len(self._suffix)
         for name, template in {**DEFAULT_TEMPLATES, **config.templates}.items():
             self._check_template(name, template)
         self._cache: dict[CacheKey, Copy | tuple[Violation, ...]] = {}
@@ -189,7 +190,7 @@ class CopyWriter:
         if problems:
             reasons = "；".join(v.describe() for v in problems)
             raise ValueError(f"copy template {name!r} is not compliant: {reasons}")
-        if len(static.encode()) >= self._budget:
+        if utf8_len(static) >= self._budget:
             raise ValueError(f"copy template {name!r} leaves no room for promotions")
 
     def _template_for(self, segment: str) -> str:
@@ -225,11 +226,11 @@ class CopyWriter:
         ]
         for count in range(len(summaries), 0, -1):
             text = render(summaries[:count])
-            if len(text.encode()) <= self._budget:
+            if utf8_len(text) <= self._budget:
                 return text
         first = promotions[0]
         bare = render([replace(first, text="")])
-        room = self._budget - len(bare.encode()) - 1  # the newline after the title
+        room = self._budget - utf8_len(bare) - 1  # the newline after the title
         return render([replace(first, text=shorten(first.text, room))])
 
     # -- LLM ---------------------------------------------------------------------------------
@@ -250,7 +251,7 @@ class CopyWriter:
                 "request": _request(segment, interest, facts, feedback),
             }
             try:
-                draft = await _invoke(chain, inputs)
+                draft = (await guarded(chain.ainvoke(inputs))).strip()  # empty: refused below
             except LLMError as exc:
                 log.warning("LLM copy for %s failed, using the template: %s", segment, exc)
                 return None
@@ -287,7 +288,7 @@ class CopyWriter:
     def _check(self, text: str, *, source: str) -> list[Violation]:
         # The brand is masked with spaces of the same byte length: the size check is unchanged,
         # and normalisation drops the spaces between Chinese characters.
-        masked = text.replace(self._brand, " " * len(self._brand.encode())) if self._brand else text
+        masked = text.replace(self._brand, " " * utf8_len(self._brand)) if self._brand else text
         return check_copy(
             masked, source=source, sensitive_words=self._config.sensitive_words,
             max_bytes=self._max_bytes, opt_out_hint=self._config.opt_out_hint,
@@ -303,12 +304,3 @@ def _request(segment: str, interest: str | None, facts: str, feedback: Sequence[
         problems = "\n".join(f"- {v.describe()}" for v in feedback)
         lines.append(f"上一稿没有通过检查，请改正后重写：\n{problems}")
     return "\n\n".join(lines)
-
-
-async def _invoke(chain: Runnable[dict[str, Any], str], inputs: dict[str, Any]) -> str:
-    try:
-        text = await chain.ainvoke(inputs)
-    except Exception as exc:
-        # openai, httpx and parsing errors all mean the same here: no usable draft.
-        raise LLMError(f"{type(exc).__name__}: {exc}") from exc
-    return text.strip()

@@ -15,9 +15,12 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from knowledge.errors import MetadataError
+from knowledge.metadata import parse_datetime
 
 COLUMNS = (
     "channel", "external_id", "name", "person", "home_store", "tags", "interests",
@@ -66,12 +69,6 @@ _LIST_COLUMNS = ("tags", "interests", "groups")
 _CHANNEL = re.compile(r"[a-z0-9._-]{1,64}")
 _EXCEL_NUMBER = re.compile(r"\d(?:\.\d+)?[eE]\+\d+")
 _LIST_SPLIT = re.compile(r"[;|，、,；]")
-_WHEN = re.compile(
-    r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})"
-    r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?"
-    r"\s*(Z|[+-]\d{2}:?\d{2})?",
-    re.IGNORECASE,
-)
 _YES = frozenset({"1", "true", "yes", "y", "是", "同意"})
 _NO = frozenset({"0", "false", "no", "n", "否", "拒绝"})
 _FUTURE_SLACK = timedelta(days=1)
@@ -252,9 +249,12 @@ class _RowParser:
     def _when(self, name: str, raw: str) -> datetime | None:
         if not raw:
             return None
-        value = _parse_when(raw, self._tz)
-        if value is None:
-            raise ValueError(f"{name} {raw!r} is not a date (use 2026-06-01 or 2026-06-01 10:00)")
+        try:
+            value = parse_datetime(raw, self._tz)
+        except MetadataError as exc:
+            raise ValueError(
+                f"{name} {raw!r} is not a date (use 2026-06-01 or 2026-06-01 10:00)"
+            ) from exc
         if value > self._now + _FUTURE_SLACK:
             raise ValueError(f"{name} {raw!r} is in the future")
         return value
@@ -298,29 +298,3 @@ def _consent(raw: str) -> bool:
     if value in _NO:
         return False
     raise ValueError(f"consent {raw!r} is not yes/no")
-
-
-def _parse_when(raw: str, tz: ZoneInfo) -> datetime | None:
-    """An ISO-ish date or datetime; naive values are local to ``tz``. None if unparseable."""
-    match = _WHEN.fullmatch(raw)
-    if match is None:
-        return None
-    year, month, day, hour, minute, second, fraction, offset = match.groups()
-    try:
-        naive = datetime(
-            int(year), int(month), int(day), int(hour or 0), int(minute or 0),
-            int(second or 0), int((fraction or "0").ljust(6, "0")),
-        )  # fmt: skip
-    except ValueError:
-        return None
-    return naive.replace(tzinfo=_zone(offset, tz))
-
-
-def _zone(offset: str | None, tz: ZoneInfo) -> ZoneInfo | timezone:
-    if offset is None:
-        return tz
-    if offset.upper() == "Z":
-        return UTC
-    digits = offset[1:].replace(":", "")
-    delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-    return timezone(-delta if offset[0] == "-" else delta)

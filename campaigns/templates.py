@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Final
 from zoneinfo import ZoneInfo
 
+from bot.text import ELLIPSIS, byte_prefix, utf8_len
 from campaigns.compliance import fact_spans
 from campaigns.promotions import Promotion
 
@@ -40,7 +41,6 @@ DEFAULT_TEMPLATES: Final[dict[str, str]] = {
 
 _SENTENCE_END: Final = re.compile(r"[。！？!?；;\n]")
 _CLAUSE_END: Final = re.compile(r"[，,、：:]")
-_ELLIPSIS: Final = "…"
 
 
 def local_date(when: datetime, tz: ZoneInfo) -> str:
@@ -102,18 +102,16 @@ def template_fields(name: str, template: str) -> str:
 def shorten(text: str, max_bytes: int) -> str:
     """``text`` if it fits, else its longest prefix ending at a sentence (else clause) boundary,
     plus "…"; as a last resort a cut before any fact it would split. "" when nothing fits."""
-    if len(text.encode()) <= max_bytes:
+    if utf8_len(text) <= max_bytes:
         return text
-    limit = max_bytes - len(_ELLIPSIS.encode())
+    limit = max_bytes - utf8_len(ELLIPSIS)
     for boundary in (_SENTENCE_END, _CLAUSE_END):
         cuts = [m.end() for m in boundary.finditer(text)]
-        fitting = [c for c in cuts if len(text[:c].rstrip().encode()) <= limit]
+        fitting = [c for c in cuts if utf8_len(text[:c].rstrip()) <= limit]
         if fitting:
-            return text[: max(fitting)].rstrip() + _ELLIPSIS
-    cut = 0
-    while cut < len(text) and len(text[: cut + 1].encode()) <= limit:
-        cut += 1
+            return text[: max(fitting)].rstrip() + ELLIPSIS
+    cut = len(byte_prefix(text, limit))
     for start, end in fact_spans(text):
         if start < cut < end:
             cut = start
-    return text[:cut].rstrip() + _ELLIPSIS if text[:cut].strip() else ""
+    return text[:cut].rstrip() + ELLIPSIS if text[:cut].strip() else ""

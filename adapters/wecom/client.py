@@ -41,7 +41,8 @@ from adapters.wecom.errors import (
     TransportError,
     api_error,
 )
-from adapters.wecom.limits import TEXT_MAX_BYTES, utf8_len
+from adapters.wecom.limits import TEXT_MAX_BYTES
+from bot.text import utf8_len
 
 WECOM_BASE_URL = "https://qyapi.weixin.qq.com"
 OA_BASE_URL = "https://api.weixin.qq.com"

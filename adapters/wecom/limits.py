@@ -4,28 +4,22 @@ The platforms count UTF-8 bytes, not characters (a Chinese character is 3 bytes,
 and silently drop or reject a message over the limit, so every outbound text is measured here
 before it is sent. A long answer is split where a reader would pause: between paragraphs, then
 after a sentence end, and only as a last resort between characters. A character is never cut, nor
-an emoji sequence (skin tones, ZWJ families, flags, keycaps, variation selectors).
+an emoji sequence (grapheme clusters, :mod:`bot.text`).
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable, Iterator
+
+from bot.text import ELLIPSIS, byte_prefix, graphemes, utf8_len
 
 TEXT_MAX_BYTES = 2048
 MARKDOWN_MAX_BYTES = 4096
-ELLIPSIS = "…"
 
 _MIN_MAX_BYTES = 8  # room for the ellipsis (3 bytes) and one 4-byte character
 _PARAGRAPH_END = re.compile(r"\n[ \t\r\f\v]*\n\s*")
 _SENTENCE_END = re.compile(r"[。！？!?；\n]+[”’」』）)\"']*")
-_ZWJ = "\u200d"
-
-
-def utf8_len(s: str) -> int:
-    """The length of ``s`` in UTF-8 bytes, as the platforms count it."""
-    return len(s.encode("utf-8", "surrogatepass"))
 
 
 def split_text(
@@ -51,48 +45,8 @@ def split_text(
 
 
 def truncate(text: str, max_bytes: int) -> str:
-    """``text`` cut at a character boundary so that it plus "…" fits ``max_bytes``, then "…"."""
-    budget = max_bytes - utf8_len(ELLIPSIS)
-    kept: list[str] = []
-    used = 0
-    for cluster in clusters(text):
-        size = utf8_len(cluster)
-        if used + size > budget:
-            break
-        kept.append(cluster)
-        used += size
-    return "".join(kept).rstrip() + ELLIPSIS
-
-
-def clusters(text: str) -> list[str]:
-    """``text`` as user-perceived characters: an emoji sequence or a base plus its marks stay whole.
-
-    A close approximation of Unicode grapheme clusters that needs no third-party tables.
-    """
-    out: list[str] = []
-    for char in text:
-        if out and _joins_previous(out[-1], char):
-            out[-1] += char
-        else:
-            out.append(char)
-    return out
-
-
-def _joins_previous(previous: str, char: str) -> bool:
-    if previous.endswith(_ZWJ) or char == _ZWJ:
-        return True
-    code = ord(char)
-    if 0xFE00 <= code <= 0xFE0F or 0x1F3FB <= code <= 0x1F3FF or 0xE0020 <= code <= 0xE007F:
-        return True  # variation selectors, skin tones, tag characters (subdivision flags)
-    if code == 0x20E3 or unicodedata.combining(char):
-        return True  # keycap, combining marks
-    if previous == "\r" and char == "\n":
-        return True
-    return _is_regional(char) and len(previous) == 1 and _is_regional(previous)
-
-
-def _is_regional(char: str) -> bool:
-    return 0x1F1E6 <= ord(char) <= 0x1F1FF
+    """``text`` cut between characters so that it plus "…" fits ``max_bytes``, then "…"."""
+    return byte_prefix(text, max_bytes - utf8_len(ELLIPSIS)).rstrip() + ELLIPSIS
 
 
 def _split(text: str, max_bytes: int) -> list[str]:
@@ -146,6 +100,6 @@ def _cut_after(pattern: re.Pattern[str]) -> Callable[[str], list[str]]:
 _LEVELS: list[Callable[[str], list[str]]] = [
     _cut_after(_PARAGRAPH_END),
     _cut_after(_SENTENCE_END),
-    clusters,
+    graphemes,
     list,
 ]

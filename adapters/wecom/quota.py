@@ -18,14 +18,16 @@ MESSAGE_SEND_LIMITS: tuple[tuple[int, float], ...] = ((30, 60.0), (1000, 3600.0)
 _SWEEP_EVERY = 1024
 
 
-class RecipientQuota:
-    """Sliding-window limits per recipient key."""
+class SlidingWindows:
+    """At most ``count`` events in any ``seconds`` for every ``(count, seconds)`` limit, per key.
+
+    The one in-process rate limiter of the WeCom adapters: per recipient for ``message/send``
+    (:class:`RecipientQuota`), per robot for group robots (``adapters.wecom.robot``). Limits
+    shared by several processes live in the database instead (``campaigns.ratelimit``).
+    """
 
     def __init__(
-        self,
-        limits: Sequence[tuple[int, float]] = MESSAGE_SEND_LIMITS,
-        *,
-        clock: Callable[[], float] = time.monotonic,
+        self, limits: Sequence[tuple[int, float]], *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         if not limits or any(n < 1 or s <= 0 for n, s in limits):
             raise ValueError("limits are (sends >= 1, seconds > 0) pairs")
@@ -35,8 +37,13 @@ class RecipientQuota:
         self._sends: dict[str, deque[float]] = {}
         self._calls = 0
 
-    def take(self, key: str) -> bool:
-        """Count one send to ``key`` if every window has room; False (nothing counted) if not."""
+    def take(self, key: str = "") -> bool:
+        """Count one event for ``key`` if every window has room; False (nothing counted) if not."""
+        return self.wait(key) == 0.0
+
+    def wait(self, key: str = "") -> float:
+        """Count one event for ``key`` and return 0.0 if every window has room; else count
+        nothing and return the seconds until the fullest window has room again."""
         now = self._clock()
         self._calls += 1
         if self._calls % _SWEEP_EVERY == 0:
@@ -44,11 +51,10 @@ class RecipientQuota:
         times = self._sends.setdefault(key, deque())
         while times and times[0] <= now - self._longest:
             times.popleft()
-        for count, seconds in self._limits:
-            if _recent(times, now - seconds) >= count:
-                return False
-        times.append(now)
-        return True
+        wait = max((_until_room(times, count, seconds, now) for count, seconds in self._limits))
+        if wait == 0.0:
+            times.append(now)
+        return wait
 
     def __len__(self) -> int:
         return len(self._sends)
@@ -59,11 +65,21 @@ class RecipientQuota:
             del self._sends[key]
 
 
-def _recent(times: deque[float], after: float) -> int:
-    """How many of ``times`` (ascending) are later than ``after``."""
-    n = 0
-    for t in reversed(times):
-        if t <= after:
-            break
-        n += 1
-    return n
+class RecipientQuota(SlidingWindows):
+    """``message/send``'s limits per recipient (:data:`MESSAGE_SEND_LIMITS` unless given)."""
+
+    def __init__(
+        self,
+        limits: Sequence[tuple[int, float]] = MESSAGE_SEND_LIMITS,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(limits, clock=clock)
+
+
+def _until_room(times: deque[float], count: int, seconds: float, now: float) -> float:
+    """Seconds until fewer than ``count`` of ``times`` (ascending) lie in the last ``seconds``."""
+    if len(times) < count:
+        return 0.0
+    oldest_counted = times[-count]
+    return max(0.0, oldest_counted + seconds - now) if oldest_counted > now - seconds else 0.0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Sequence
 
 import aiohttp
@@ -13,30 +12,7 @@ import aiohttp
 from adapters.wecom.client import JSON, WECOM_BASE_URL, Clock, RetryPolicy, Sleep, request_json
 from adapters.wecom.errors import BadRequestError
 from adapters.wecom.limits import MARKDOWN_MAX_BYTES, TEXT_MAX_BYTES, split_text
-
-
-class SlidingWindow:
-    """At most ``limit`` events in any ``window`` seconds: ``acquire`` waits for a free slot."""
-
-    def __init__(self, limit: int, window: float, *, clock: Clock, sleep: Sleep) -> None:
-        if limit < 1 or window <= 0:
-            raise ValueError("limit must be at least 1 and window positive")
-        self._limit, self._window = limit, window
-        self._clock, self._sleep = clock, sleep
-        self._times: deque[float] = deque()
-        self._lock = asyncio.Lock()
-
-    async def acquire(self) -> None:
-        """Wait until one more event fits the window, then count it."""
-        async with self._lock:  # one waiter at a time keeps the order of sends
-            while True:
-                now = self._clock()
-                while self._times and self._times[0] <= now - self._window:
-                    self._times.popleft()
-                if len(self._times) < self._limit:
-                    self._times.append(now)
-                    return
-                await self._sleep(self._times[0] + self._window - now)
+from adapters.wecom.quota import SlidingWindows
 
 
 class RobotWebhook:
@@ -61,9 +37,10 @@ class RobotWebhook:
         self._key = key
         self._url = base_url.rstrip("/") + "/cgi-bin/webhook/send"
         self._timeout = timeout
-        self._window = SlidingWindow(per_minute, 60.0, clock=clock, sleep=sleep)
-        self._retry = RetryPolicy(max_attempts, backoff)
+        self._window = SlidingWindows([(per_minute, 60.0)], clock=clock)
         self._sleep = sleep
+        self._turn = asyncio.Lock()  # one waiter at a time keeps the order of sends
+        self._retry = RetryPolicy(max_attempts, backoff)
 
     async def send_text(self, content: str, mentioned: Sequence[str] = ()) -> None:
         """Post text, split into parts of at most 2048 bytes; ``mentioned`` are @-ed once."""
@@ -87,7 +64,7 @@ class RobotWebhook:
 
     async def _post(self, payload: JSON) -> None:
         async def attempt() -> JSON:
-            await self._window.acquire()  # a retry is a send too: it takes a slot
+            await self._slot()  # a retry is a send too: it takes a slot
             return await request_json(
                 self._session,
                 "POST",
@@ -99,3 +76,9 @@ class RobotWebhook:
             )
 
         await self._retry.run(attempt, self._sleep, idempotent=False)  # no caller id
+
+    async def _slot(self) -> None:
+        """Wait until one more post fits the robot's minute, then count it."""
+        async with self._turn:
+            while (wait := self._window.wait()) > 0:
+                await self._sleep(wait)

@@ -7,13 +7,13 @@ import random
 import pytest
 
 from bot.guard import (
-    ELLIPSIS,
     FALLBACK_TEXT,
     fit_bytes,
     guard_text,
     strip_markdown,
     tidy_whitespace,
 )
+from bot.text import ELLIPSIS
 
 _CJK = "会员积分兑换优惠券门店营业时间退货政策价格元日期月号满减活动商品库存"
 _PUNCT = "。！？，；、"

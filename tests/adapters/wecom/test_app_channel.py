@@ -15,10 +15,10 @@ from pydantic import SecretStr
 
 from adapters.wecom.app_channel import APP_CHANNEL, WeComAppChannel, create_wecom_app_channel
 from adapters.wecom.crypto import CallbackCrypto
-from adapters.wecom.limits import utf8_len
 from adapters.wecom.quota import RecipientQuota
 from adapters.wecom.xmlwire import build_xml
 from bot.settings import WeComAppAccount
+from bot.text import utf8_len
 from bot.types import MessageHandler
 from tests.adapters.wecom.wire import (
     AES_KEY,

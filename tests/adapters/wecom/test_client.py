@@ -19,8 +19,8 @@ from adapters.wecom.errors import (
     TransportError,
     WindowClosedError,
 )
-from adapters.wecom.limits import utf8_len
 from adapters.wecom.robot import RobotWebhook
+from bot.text import utf8_len
 from tests.fakes.wecom_server import FakePlatform
 
 KF = "wkfake"

@@ -7,14 +7,8 @@ import re
 
 import pytest
 
-from adapters.wecom.limits import (
-    ELLIPSIS,
-    MARKDOWN_MAX_BYTES,
-    TEXT_MAX_BYTES,
-    clusters,
-    split_text,
-    utf8_len,
-)
+from adapters.wecom.limits import MARKDOWN_MAX_BYTES, TEXT_MAX_BYTES, split_text
+from bot.text import ELLIPSIS, graphemes, utf8_len
 
 FAMILY = "👨\u200d👩\u200d👧\u200d👦"  # one emoji of 7 code points, 25 bytes
 THUMB = "👍🏽"  # base + skin tone
@@ -91,8 +85,8 @@ def test_emoji_sequences_are_never_cut() -> None:
     parts = split_text(text, 100)
     assert all(utf8_len(p) <= 100 for p in parts)
     for part in parts:
-        assert clusters(part)[0] in (FAMILY, THUMB, FLAG, KEYCAP)
-        assert clusters(part)[-1] in (FAMILY, THUMB, FLAG, KEYCAP)
+        assert graphemes(part)[0] in (FAMILY, THUMB, FLAG, KEYCAP)
+        assert graphemes(part)[-1] in (FAMILY, THUMB, FLAG, KEYCAP)
     assert "".join(parts) == text
 
 
@@ -102,10 +96,10 @@ def test_an_emoji_sequence_longer_than_the_limit_falls_back_to_code_points() -> 
     assert "".join(parts) == FAMILY
 
 
-def test_clusters_keep_flags_in_pairs_and_marks_with_their_base() -> None:
-    assert clusters(FLAG + FLAG) == [FLAG, FLAG]
-    assert clusters("e\u0301a") == ["e\u0301", "a"]
-    assert clusters(f"a{THUMB}b") == ["a", THUMB, "b"]
+def test_graphemes_keep_flags_in_pairs_and_marks_with_their_base() -> None:
+    assert graphemes(FLAG + FLAG) == [FLAG, FLAG]
+    assert graphemes("e\u0301a") == ["e\u0301", "a"]
+    assert graphemes(f"a{THUMB}b") == ["a", THUMB, "b"]
 
 
 def test_max_parts_cuts_the_last_part_and_marks_it() -> None:
@@ -136,9 +130,11 @@ def test_split_properties_over_random_chinese_and_emoji(seed: int, max_bytes: in
     assert _squeeze("".join(parts)) == _squeeze(text)
     # No emoji sequence is cut when it could fit whole.
     if max_bytes >= 25:
-        cut = [c for p in parts for c in clusters(p)]
+        cut = [c for p in parts for c in graphemes(p)]
         assert _squeeze("".join(cut)) == _squeeze(text)
-        assert [c for c in cut if not c.isspace()] == [c for c in clusters(text) if not c.isspace()]
+        assert [c for c in cut if not c.isspace()] == [
+            c for c in graphemes(text) if not c.isspace()
+        ]
 
 
 @pytest.mark.parametrize("seed", range(10))
