@@ -62,6 +62,7 @@ import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 
+from adapters.wecom.config import KfAccount, OfficialAccountConfig
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.kf import KF_RUNTIME, create_kf_app
 from adapters.wecom.official import MAX_ANSWERING_CPU, OA_CHANNEL, create_official_app
@@ -69,7 +70,7 @@ from adapters.wecom.xmlwire import build_xml
 from bench.fake_platform import QUESTIONS, child, until_stdin_closes
 from bot.app import App
 from bot.demo import DEMO_DIR
-from bot.settings import KfAccount, OfficialAccountConfig, Settings
+from bot.settings import Settings
 
 # The fake platform's credentials (tests.fakes.wecom_server.FakePlatform defaults).
 CORP_ID, CORP_SECRET = "wwfakecorp", "corp-secret"

@@ -351,10 +351,11 @@ async def test_robot_send_posts_into_the_group(
 async def test_official_account_answers_at_once_by_kind_of_answer(
     data_dir: Path, llm_model: str, expected: int
 ) -> None:
+    from adapters.wecom.config import OfficialAccountConfig, WeComSettings
     from adapters.wecom.official import MAX_ANSWERING, MAX_ANSWERING_CPU, OA_CHANNEL
     from bot.app import App
     from bot.cli import _channel_apps
-    from bot.settings import OfficialAccountConfig, Settings
+    from bot.settings import Settings
 
     oa = OfficialAccountConfig(
         name="oa1",
@@ -364,7 +365,8 @@ async def test_official_account_answers_at_once_by_kind_of_answer(
         mode="plain",
     )
     settings = Settings(
-        _env_file=None, data_dir=data_dir, embedding="hash", official_accounts=[oa],
+        _env_file=None, data_dir=data_dir, embedding="hash",
+        wecom=WeComSettings(official_accounts=[oa]),
         llm_model=llm_model, llm_base_url="http://127.0.0.1:9/v1",
     )  # fmt: skip
     built = await App.build(settings)

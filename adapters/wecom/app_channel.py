@@ -37,12 +37,12 @@ from adapters.wecom.callback import (
     require,
 )
 from adapters.wecom.client import Credentials, TokenCache, WeComClient
+from adapters.wecom.config import WeComAppAccount
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.errors import CallbackError
 from adapters.wecom.limits import TEXT_MAX_BYTES, split_text
 from adapters.wecom.quota import RecipientQuota
 from adapters.wecom.xmlwire import MAX_CALLBACK_BYTES
-from bot.settings import WeComAppAccount
 from bot.types import InboundMessage, MemberRef, MessageHandler
 
 log = logging.getLogger(__name__)

@@ -26,12 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters import Clock, utc_now
 from adapters.wecom.callback import open_envelope, read_body, refused
 from adapters.wecom.client import KF_SYNC_MAX_LIMIT, Credentials, TokenCache, WeComClient
+from adapters.wecom.config import KfAccount
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.errors import CallbackError, MalformedXML
 from adapters.wecom.kf_channel import KfChannel, KfEndpoint
 from adapters.wecom.kf_state import KfState, create_kf_tables
 from adapters.wecom.xmlwire import MAX_CALLBACK_BYTES
-from bot.settings import KfAccount
 from bot.types import MessageHandler, SessionEnded
 
 log = logging.getLogger(__name__)

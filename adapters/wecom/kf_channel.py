@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 from adapters import Clock
 from adapters.wecom.client import KF_SYNC_MAX_LIMIT, WeComClient
+from adapters.wecom.config import KfAccount
 from adapters.wecom.errors import APIError, WindowClosedError
 from adapters.wecom.kf_messages import (
     HUMAN_STATES,
@@ -43,7 +44,6 @@ from adapters.wecom.kf_messages import (
 )
 from adapters.wecom.kf_state import REPLIES_PER_MESSAGE, KfState, WindowKey
 from adapters.wecom.limits import split_text
-from bot.settings import KfAccount
 from bot.types import (
     HandoffReply,
     InboundMessage,

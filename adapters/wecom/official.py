@@ -62,12 +62,12 @@ from adapters.wecom.callback import (
     reply_text,
 )
 from adapters.wecom.client import Credentials, TokenCache, WeComClient
+from adapters.wecom.config import OfficialAccountConfig
 from adapters.wecom.crypto import CallbackCrypto, verify_plain
 from adapters.wecom.errors import CallbackError
 from adapters.wecom.inflight import Answer, InFlight
 from adapters.wecom.limits import TEXT_MAX_BYTES, split_text
 from adapters.wecom.xmlwire import MAX_CALLBACK_BYTES, parse_xml, text_reply_xml
-from bot.settings import OfficialAccountConfig
 from bot.types import InboundMessage, MemberRef, MessageHandler
 
 log = logging.getLogger(__name__)

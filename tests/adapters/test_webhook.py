@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from adapters.webhook import PushError, WebhookPusher, create_webhook_app
+from adapters.webhook.config import Bridge
 from adapters.webhook.contract import ContractError, parse_message, render_reply
 from adapters.webhook.signing import (
     SIGNATURE_HEADER,
@@ -26,12 +27,12 @@ from adapters.webhook.signing import (
 )
 from bot.app import App
 from bot.demo import DEMO_DIR
-from bot.settings import Settings, WebhookConfig
+from bot.settings import Settings
 from bot.types import TextReply
 from knowledge.types import Citation
 
 SECRET = "a-shared-secret-of-bridge"
-BRIDGE = WebhookConfig(name="bridge", secret=SECRET, store_id="sh-xuhui")
+BRIDGE = Bridge(name="bridge", secret=SECRET, store_id="sh-xuhui")
 MAX_BODY = 65_536
 
 
@@ -179,7 +180,7 @@ async def test_push_is_signed_and_failures_are_typed() -> None:
     url = f"http://127.0.0.1:{runner.addresses[0][1]}/push"
     try:
         async with aiohttp.ClientSession() as http:
-            pusher = WebhookPusher(http, WebhookConfig("bridge", SECRET, push_url=url))
+            pusher = WebhookPusher(http, Bridge(name="bridge", secret=SECRET, push_url=url))
             push_id = await pusher.push("group-9", "今日特价：鲜奶 9.9 元", mention=["wx-1"])
             headers, body = received[0]
             verify(SECRET, headers, body)

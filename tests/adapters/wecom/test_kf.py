@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from aiohttp import web
 from pydantic import SecretStr
 
+from adapters.wecom.config import KfAccount
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.kf import KF_RUNTIME, create_kf_app
 from adapters.wecom.kf_channel import NON_TEXT_TEXT
@@ -26,7 +27,7 @@ from adapters.wecom.xmlwire import build_xml
 from bot.app import App
 from bot.commands import HANDOFF_TEXT
 from bot.demo import DEMO_DIR
-from bot.settings import KfAccount, Settings
+from bot.settings import Settings
 from bot.types import InboundMessage, MessageHandler, Reply, TextReply
 from tests.fakes.wecom_server import FakePlatform
 

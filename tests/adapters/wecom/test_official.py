@@ -14,6 +14,7 @@ from typing import Literal
 import pytest
 from pydantic import SecretStr
 
+from adapters.wecom.config import OfficialAccountConfig
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.official import (
     DEFAULT_WELCOME,
@@ -24,7 +25,6 @@ from adapters.wecom.official import (
     create_official_app,
 )
 from adapters.wecom.xmlwire import build_xml, parse_xml
-from bot.settings import OfficialAccountConfig
 from bot.types import MessageHandler
 from tests.adapters.wecom.wire import (
     AES_KEY,
