@@ -62,10 +62,11 @@ import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 
+from adapters.wecom.callback import MAX_ANSWERING_CPU
 from adapters.wecom.config import KfAccount, OfficialAccountConfig
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.kf import KF_RUNTIME, create_kf_app
-from adapters.wecom.official import MAX_ANSWERING_CPU, OA_CHANNEL, create_official_app
+from adapters.wecom.official import OA_CHANNEL, create_official_app
 from adapters.wecom.xmlwire import build_xml
 from bench.fake_platform import QUESTIONS, child, until_stdin_closes
 from bot.app import App
@@ -162,7 +163,7 @@ async def serve(args: argparse.Namespace) -> None:
             kf = create_kf_app(handle, [kf_account()], api_base=args.platform, engine=core.engine)
             # No LLM here: extractive answers, CPU-bound, as `siyu serve` configures them.
             oa = create_official_app(
-                handle, [oa_account()], api_base=args.platform, max_answering=MAX_ANSWERING_CPU
+                handle, [oa_account()], api_base=args.platform, answering=MAX_ANSWERING_CPU
             )
             control = Control(kf, oa, Path(args.profile) if args.profile else None)
             root = web.Application(client_max_size=1024**2)

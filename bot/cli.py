@@ -215,6 +215,7 @@ def _channel_apps(built: App) -> list[tuple[str, web.Application]]:
     """The configured channels' sub-applications and the prefix each is mounted under."""
     from adapters.webhook import create_webhook_app
     from adapters.wecom.app_channel import create_wecom_app_channel
+    from adapters.wecom.callback import answering_limit
     from adapters.wecom.kf import create_kf_app
     from adapters.wecom.official import create_official_app
 
@@ -224,22 +225,22 @@ def _channel_apps(built: App) -> list[tuple[str, web.Application]]:
     if bridges := settings.webhook.bridges:
         limit = settings.web.max_body_bytes
         mounted.append(("/hooks/", create_webhook_app(handle, bridges, max_body_bytes=limit)))
+    answering = answering_limit(llm=settings.llm().enabled)  # the same for every channel
     if wecom.kf:
         kf = create_kf_app(
             handle, wecom.kf, api_base=wecom.api_base, engine=built.engine,
-            session_ended=built.pipeline.human_session_ended,
+            session_ended=built.pipeline.human_session_ended, answering=answering,
         )  # fmt: skip
         mounted.append(("/wecom/kf/", kf))
     if wecom.apps:
-        apps = create_wecom_app_channel(handle, wecom.apps, api_base=wecom.api_base)
+        apps = create_wecom_app_channel(
+            handle, wecom.apps, api_base=wecom.api_base, answering=answering
+        )
         mounted.append(("/wecom/app/", apps))
     if wecom.official_accounts:
-        from adapters.wecom.official import MAX_ANSWERING, MAX_ANSWERING_CPU
-
         oa = create_official_app(
-            handle, wecom.official_accounts, api_base=wecom.wechat_api_base,
-            max_answering=MAX_ANSWERING if settings.llm().enabled else MAX_ANSWERING_CPU,
-        )  # fmt: skip
+            handle, wecom.official_accounts, api_base=wecom.wechat_api_base, answering=answering
+        )
         mounted.append(("/wechat/oa/", oa))
     return mounted
 

@@ -26,14 +26,14 @@ class _Account(BaseModel):
     store_id: str | None = None
 
 
-class _Callback(_Account):
+class CallbackAccount(_Account):
     """An account whose platform calls us back: the callback Token and EncodingAESKey."""
 
     token: SecretStr
     encoding_aes_key: SecretStr | None = None  # required for WeCom; OA plain mode has none
 
 
-class KfAccount(_Callback):
+class KfAccount(CallbackAccount):
     """WeCom customer service (微信客服): ``SIYU_WECOM_KF`` entries. Callback URL
     ``/wecom/kf/<name>``; ``secret`` is the 微信客服 Secret of the corp."""
 
@@ -43,7 +43,7 @@ class KfAccount(_Callback):
     servicer_userid: str | None = None  # hand off to this agent; empty: the human queue
 
 
-class WeComAppAccount(_Callback):
+class WeComAppAccount(CallbackAccount):
     """A WeCom self-built app for store staff: ``SIYU_WECOM_APPS`` entries. Callback URL
     ``/wecom/app/<name>``."""
 
@@ -52,7 +52,7 @@ class WeComAppAccount(_Callback):
     secret: SecretStr
 
 
-class OfficialAccountConfig(_Callback):
+class OfficialAccountConfig(CallbackAccount):
     """An Official Account (公众号): ``SIYU_OFFICIAL_ACCOUNTS`` entries. Callback URL
     ``/wechat/oa/<name>``. ``mode`` is the admin page's 消息加解密方式."""
 

@@ -172,6 +172,10 @@ async def test_get_verifies_the_url(wecom_server: FakePlatform, start_kf: StartK
             assert (resp.status, await resp.text()) == (200, "1616140317555161061")
         async with http.get(kf.url, params={**query, "msg_signature": "0" * 40}) as resp:
             assert resp.status == 401
+        async with http.get(kf.url, params={**query, "echostr": ""}) as resp:
+            assert resp.status == 400
+        async with http.get(kf.url, params={**query, "nonce": "n" * 2000}) as resp:
+            assert resp.status == 400
 
 
 async def test_enter_session_gets_the_welcome(
@@ -390,6 +394,9 @@ async def test_hostile_callbacks_get_4xx_and_the_server_stays_up(
         (kf.url, b"<xml></xml>", query, 400),
         (kf.url, _bomb(), query, 400),
         (kf.url, b"<xml>" + b"a" * 10_000_000 + b"</xml>", query, 413),
+        # The query checks every callback shares: missing or oversized parameters.
+        (kf.url, body, {k: v for k, v in query.items() if k != "nonce"}, 400),
+        (kf.url, body, {**query, "timestamp": "1" * 5000}, 400),
     ]
     for url, payload, params, expected in cases:
         status, _ = await post(url, payload, params)

@@ -14,11 +14,11 @@ from typing import Literal
 import pytest
 from pydantic import SecretStr
 
+from adapters.wecom.callback import MAX_ANSWERING
 from adapters.wecom.config import OfficialAccountConfig
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.official import (
     DEFAULT_WELCOME,
-    MAX_ANSWERING,
     MEDIA_TEXT,
     OA_CHANNEL,
     OfficialAccountChannel,
