@@ -27,7 +27,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.models import MessageLog, require_aware
-from campaigns.members import PROFILE, dialect_insert, plan_each_statement, profile_row
+from campaigns.members import PROFILE, plan_each_statement, profile_row
+from knowledge.sql import upsert
 
 MESSAGES: sa.Table = MessageLog.__table__  # type: ignore[attr-defined]
 
@@ -161,7 +162,7 @@ async def _create(
     ]
     if not values:
         return 0
-    statement = dialect_insert(conn, PROFILE).on_conflict_do_nothing(index_elements=["member_id"])
+    statement = upsert(conn.dialect, PROFILE, ["member_id"])
     result = await conn.execute(statement.returning(PROFILE.c.member_id), values)
     return len(result.all())
 

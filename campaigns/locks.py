@@ -14,19 +14,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from campaigns.models import SendLock
+from knowledge.sql import upsert
 
 LOCKS = SendLock.__table__  # type: ignore[attr-defined]
-_INSERTS: dict[str, Callable[[sa.Table], Any]] = {
-    "sqlite": sqlite.insert,
-    "postgresql": postgresql.insert,
-}
 
 
 class SendLocks:
@@ -34,20 +29,20 @@ class SendLocks:
 
     def __init__(self, engine: AsyncEngine, *, clock: Callable[[], float] = time.time) -> None:
         self._engine = engine
-        self._insert = _INSERTS[engine.dialect.name]
         self._clock = clock
 
     async def acquire(self, key: str, owner: str, seconds: float) -> bool:
         """Take ``key`` for ``seconds``; False while another owner's lease on it runs."""
         now = self._clock()
         stmt = (
-            self._insert(LOCKS)
-            .values(key=key, owner=owner, until=now + seconds)
-            .on_conflict_do_update(
-                index_elements=[LOCKS.c.key],
-                set_={"owner": owner, "until": now + seconds},
+            upsert(
+                self._engine.dialect,
+                LOCKS,
+                ["key"],
+                update={"owner": owner, "until": now + seconds},
                 where=sa.or_(LOCKS.c.until < now, LOCKS.c.owner == owner),
             )
+            .values(key=key, owner=owner, until=now + seconds)
             .returning(LOCKS.c.owner)
         )
         async with self._engine.begin() as conn:

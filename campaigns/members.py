@@ -43,7 +43,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.models import Member, UTCDateTime, require_aware
@@ -55,10 +54,11 @@ from campaigns.member_csv import (
     read_rows,
 )
 from campaigns.models import MemberProfile
+from knowledge.sql import upsert
 
 __all__ = [
     "HEADER_ALIASES", "MEMBER", "PROFILE", "ImportFileError", "ImportReport", "Rejected",
-    "dialect_insert", "import_members", "plan_each_statement", "profile_row",
+    "import_members", "plan_each_statement", "profile_row",
 ]  # fmt: skip
 
 MEMBER: sa.Table = Member.__table__  # type: ignore[attr-defined]
@@ -110,16 +110,6 @@ async def import_members(
 
 
 # --- writing ------------------------------------------------------------------------------------
-
-
-def dialect_insert(conn: AsyncConnection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
-    """An ``INSERT`` with ``ON CONFLICT`` support for the connection's backend."""
-    name = conn.dialect.name
-    if name == "postgresql":
-        return postgresql.insert(table)
-    if name == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(f"Siyu supports SQLite and PostgreSQL, not {name}")
 
 
 async def plan_each_statement(conn: AsyncConnection) -> None:
@@ -186,10 +176,8 @@ async def _insert_members(
         }
         for row in rows
     ]
-    statement = (
-        dialect_insert(conn, MEMBER)
-        .on_conflict_do_nothing(index_elements=["channel", "external_id"])
-        .returning(MEMBER.c.id, MEMBER.c.channel, MEMBER.c.external_id)
+    statement = upsert(conn.dialect, MEMBER, ["channel", "external_id"]).returning(
+        MEMBER.c.id, MEMBER.c.channel, MEMBER.c.external_id
     )
     result = await conn.execute(statement, values)
     return {(channel, ext): mid for mid, channel, ext in result.all()}
@@ -235,11 +223,8 @@ async def _upsert_profiles(
     now: datetime,
 ) -> None:
     values = [profile_row(ids[row.key], now, **row.profile) for row in rows]
-    insert = dialect_insert(conn, PROFILE)
     replaced = [*sorted(present), "updated_at"]
-    statement = insert.on_conflict_do_update(
-        index_elements=["member_id"], set_={name: insert.excluded[name] for name in replaced}
-    )
+    statement = upsert(conn.dialect, PROFILE, ["member_id"], replace=replaced)
     await conn.execute(statement, values)
 
 

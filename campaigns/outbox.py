@@ -36,12 +36,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.models import require_aware
 from campaigns.models import OutboxRow
+from knowledge.sql import upsert
 
 OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
 INSERT_BATCH = 1000
@@ -79,14 +78,9 @@ class Outbox:
         """Insert ``rows`` for ``run_id``; a (run, target) already there is left alone (a plan
         that is run again adds only what is missing). Returns the rows inserted."""
         require_aware(now)
-        insert = pg_insert if self._postgres else sqlite_insert
         # One compiled statement, executed for many parameter sets (SQLAlchemy batches them into
         # multi-row INSERTs); RETURNING names only the rows that were new.
-        stmt = (
-            insert(OUTBOX)
-            .on_conflict_do_nothing(index_elements=["run_id", "target"])
-            .returning(OUTBOX.c.id)
-        )
+        stmt = upsert(self._engine.dialect, OUTBOX, ["run_id", "target"]).returning(OUTBOX.c.id)
         added = 0
         for start in range(0, len(rows), INSERT_BATCH):
             values = [_values(run_id, p, now) for p in rows[start : start + INSERT_BATCH]]

@@ -12,10 +12,11 @@ for an hour does not earn a burst (platform limits are per minute, not averages)
 Decisions:
 
 - One statement, atomic on both backends: ``INSERT ... ON CONFLICT (key) DO UPDATE SET next_at =
-  CASE WHEN next_at > :now THEN next_at ELSE :now END + :interval RETURNING next_at`` (the
-  dialects' ``insert``; SQLite ≥ 3.35 and PostgreSQL support upsert with RETURNING). It inserts the
-  row on first use and otherwise advances it under the row lock (PostgreSQL) or the database write
-  lock (SQLite), in one round trip, so concurrent reservations never see the same ``next_at``.
+  CASE WHEN next_at > :now THEN next_at ELSE :now END + :interval RETURNING next_at``
+  (:func:`knowledge.sql.upsert`; SQLite ≥ 3.35 and PostgreSQL support upsert with RETURNING). It
+  inserts the row on first use and otherwise advances it under the row lock (PostgreSQL) or the
+  database write lock (SQLite), in one round trip, so concurrent reservations never see the same
+  ``next_at``.
 - ``now`` comes from the injected ``clock`` (Unix seconds) of the caller, not the database: tests
   drive time, and the workers' clocks are NTP-synchronised (a skew only shifts slots, the spacing
   is enforced by ``next_at`` itself).
@@ -35,18 +36,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from campaigns.models import RateSlot
-
-_INSERTS: dict[str, Callable[[sa.Table], Any]] = {
-    "sqlite": sqlite.insert,
-    "postgresql": postgresql.insert,
-}
+from knowledge.sql import DIALECTS, upsert
 
 
 class RateLimiter:
@@ -60,7 +55,7 @@ class RateLimiter:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         margin: float = 0.0,
     ) -> None:
-        if engine.dialect.name not in _INSERTS:
+        if engine.dialect.name not in DIALECTS:
             raise ValueError(
                 f"RateLimiter supports SQLite and PostgreSQL, not {engine.dialect.name}"
             )
@@ -78,12 +73,13 @@ class RateLimiter:
         table: sa.Table = RateSlot.__table__  # type: ignore[attr-defined]
         nxt = table.c.next_at
         stmt = (
-            _INSERTS[self._engine.dialect.name](table)
-            .values(key=key, next_at=now + interval)
-            .on_conflict_do_update(
-                index_elements=[table.c.key],
-                set_={nxt: sa.case((nxt > now, nxt), else_=sa.literal(now)) + interval},
+            upsert(
+                self._engine.dialect,
+                table,
+                ["key"],
+                update={"next_at": sa.case((nxt > now, nxt), else_=sa.literal(now)) + interval},
             )
+            .values(key=key, next_at=now + interval)
             .returning(nxt)
         )
         async with self._engine.begin() as conn:

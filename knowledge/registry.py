@@ -30,12 +30,12 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import Field, SQLModel
 
 from knowledge.embeddings import Vectors
 from knowledge.errors import StoreError
+from knowledge.sql import upsert
 from knowledge.types import Chunk, ChunkDraft, DocumentMeta, Kind
 
 _BATCH = 500  # keeps IN lists under SQLite's bound-parameter limit
@@ -391,9 +391,7 @@ class Registry:
             {"model_id": model_id, "text_sha256": k, "dim": int(v.shape[0]), "vector": v.tobytes()}
             for k, v in items.items()
         ]
-        dialect = self._engine.dialect.name
-        insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = upsert(self._engine.dialect, t)
         async with self._engine.begin() as conn:
             for start in range(0, len(rows), _BATCH):
-                stmt = insert(t).on_conflict_do_nothing()
                 await conn.execute(stmt, rows[start : start + _BATCH])
