@@ -57,8 +57,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import campaigns.models  # noqa: F401  (registers the campaigns' tables)
 from bench.fake_platform import child
 from bot.app import App
-from bot.db import create_engine, create_schema
+from bot.db import create_engine
 from bot.models import Member, MessageLog
+from bot.schema import upgrade
 from bot.settings import Settings
 from campaigns.config import OPT_OUT_HINT, CampaignsConfig
 from campaigns.copy import CopyWriter
@@ -256,7 +257,7 @@ async def bench_delivery(
     engine = create_engine(db)
     procs: list[DeliveryProc] = []
     try:
-        await create_schema(engine)
+        await upgrade(engine)
         async with fake_platform() as url, aiohttp.ClientSession() as http:
             spec = {"count": count, "users": count, "open_kfid": KFID}
             async with http.post(f"{url}/bench/kf_messages", json=spec) as response:

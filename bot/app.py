@@ -16,12 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.answer import ExtractiveAnswerer
 from bot.clock import utc_now
-from bot.db import create_engine, create_schema
+from bot.db import create_engine
 from bot.llm import LLMAnswerer
 from bot.pipeline import Pipeline
 from bot.retail import RetailAnswerer
 from bot.retail.exemplars import FLOORS, ExemplarIntents
 from bot.retail.writer import LLMRetailWriter
+from bot.schema import upgrade
 from bot.settings import Settings
 from bot.store import Store
 from campaigns.config import CampaignsConfig, RateLimits
@@ -43,13 +44,12 @@ class App:
 
     @classmethod
     async def build(cls, settings: Settings) -> App:
-        """Create the engine and schema, open the knowledge base, choose the answerer."""
+        """Create the engine, bring the database to the newest revision
+        (:func:`bot.schema.upgrade`), open the knowledge base, choose the answerer."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_engine(settings.resolved_database_url)
         try:
-            import campaigns.models  # noqa: F401  (registers the campaigns' tables)
-
-            await create_schema(engine)
+            await upgrade(engine)
             knowledge = await KnowledgeBase.open(settings.knowledge(), engine)
         except BaseException:
             await engine.dispose()

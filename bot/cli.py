@@ -1,4 +1,4 @@
-"""The ``siyu`` command line: chat, serve, ingest, ask, documents, demo, eval; and, from
+"""The ``siyu`` command line: chat, serve, ingest, ask, documents, demo, eval, db; and, from
 ``bot.campaign_cli``, members, campaign, worker, scheduler.
 
 This module, ``bot.campaign_cli`` and ``bot.app`` are the composition root: the only places in
@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from aiohttp import web
@@ -25,10 +26,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-from bot import report_cli
+from bot import db_cli, report_cli
 from bot.app import App
+from bot.db import create_engine
 from bot.errors import ConfigError
 from bot.ingesting import FileResult, ingest_files
+from bot.schema import upgrade
 from bot.settings import Settings
 from bot.startup import check_data_dir, settings_problems
 from knowledge.loaders import MetaOverrides
@@ -38,6 +41,7 @@ from knowledge.types import Kind
 app = typer.Typer(help="Siyu (私域): customer-care bot for retail brands on WeChat / WeCom.")
 eval_app = typer.Typer(help="Measure retrieval and answer quality.")
 app.add_typer(eval_app, name="eval")
+app.add_typer(db_cli.db_app, name="db")
 app.command()(report_cli.report)
 console = Console()
 
@@ -385,8 +389,19 @@ def eval_retrieval(
     from knowledge.evaluation import evaluate_retrieval
 
     settings = Settings()
-    report = asyncio.run(evaluate_retrieval(faq, queries, settings.knowledge(), limit=limit))
-    typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+
+    async def run() -> dict[str, Any]:
+        # A throw-away database at the newest revision: the evaluation never touches ours.
+        with tempfile.TemporaryDirectory(prefix="siyu-eval-db-") as tmp:
+            engine = create_engine(f"sqlite+aiosqlite:///{Path(tmp) / 'eval.db'}")
+            try:
+                await upgrade(engine)
+                config = settings.knowledge()
+                return await evaluate_retrieval(faq, queries, config, engine, limit=limit)
+            finally:
+                await engine.dispose()
+
+    typer.echo(json.dumps(asyncio.run(run()), ensure_ascii=False, indent=2))
 
 
 @eval_app.command("answers")

@@ -1,6 +1,7 @@
 """The SQL engine: SQLite (aiosqlite) by default, PostgreSQL (asyncpg) at scale.
 
-Tables of every package register on ``SQLModel.metadata``; :func:`create_schema` creates them.
+The tables are created and upgraded by the migrations (:mod:`bot.schema`), never here; upserts
+are built by :func:`knowledge.sql.upsert`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from pathlib import Path
 from sqlalchemy import event
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlmodel import SQLModel
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -33,11 +33,3 @@ def create_engine(url: str) -> AsyncEngine:
         cur.close()
 
     return engine
-
-
-async def create_schema(engine: AsyncEngine) -> None:
-    """Create every table registered on ``SQLModel.metadata`` (idempotent)."""
-    import bot.models  # noqa: F401  (registers the core's tables)
-
-    async with engine.begin() as conn:
-        await conn.run_sync(SQLModel.metadata.create_all)

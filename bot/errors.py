@@ -2,6 +2,7 @@
 
 SiyuError
 ├── ConfigError      settings are missing or contradict each other (raised at start-up)
+│   └── SchemaError  the database is not one this Siyu can bring to its schema
 ├── AnswerError      the answerer could not produce an answer (the pipeline falls back)
 │   └── LLMError     the LLM call failed or timed out
 └── DeliveryError    a proactive message (bot.types.Outbound) was not delivered
@@ -16,6 +17,12 @@ class SiyuError(Exception):
 
 class ConfigError(SiyuError):
     """Settings are missing or inconsistent."""
+
+
+class SchemaError(ConfigError):
+    """The database cannot be upgraded: a revision newer than this Siyu, tables not made by Siyu,
+    or a database made before migrations whose tables differ from the models (:mod:`bot.schema`).
+    A start-up problem: ``siyu`` says it in one line and exits 2."""
 
 
 class AnswerError(SiyuError):

@@ -5,6 +5,9 @@ always hands back aware UTC datetimes (SQLite stores no offset, PostgreSQL ``tim
 
 Campaigns add consent and segments in their own tables keyed by ``member.id``; columns that every
 channel needs (opt-out, handoff) live here.
+
+The migrations create these tables (:mod:`bot.schema`); a change to any table here is a new
+revision in ``bot/migrations/versions`` (``docs/migrations.md``).
 """
 
 from __future__ import annotations
@@ -74,8 +77,7 @@ class MessageLog(SQLModel, table=True):
     ``answered_by`` is set on bot rows ("llm", "extractive", "retail", "smalltalk", "command",
     "not_found", "handoff", "complaint", "error"); ``citations`` is a JSON list of
     :class:`knowledge.types.Citation` fields. A handoff because the member complained is logged
-    as "complaint": the log is the record ``siyu report`` counts, and no column was added, so a
-    database created by an earlier version keeps working (``create_all`` never adds columns).
+    as "complaint": the log is the record ``siyu report`` counts, in one query.
     """
 
     __tablename__ = "message_log"

@@ -17,7 +17,8 @@ from typing import Annotated, Any, Final
 
 import typer
 
-from bot.db import create_engine, create_schema
+from bot.db import create_engine
+from bot.schema import upgrade
 from bot.settings import Settings
 from bot.store import HANDOFF_KINDS, Counts, Store
 from knowledge.errors import KnowledgeError
@@ -60,7 +61,7 @@ async def conversation_report(
     """Count the period's conversations in the configured database."""
     engine = create_engine(settings.resolved_database_url)
     try:
-        await create_schema(engine)
+        await upgrade(engine)
         counts = await Store(engine).counts(since, until)
     finally:
         await engine.dispose()

@@ -3,8 +3,7 @@
 The message log is also the conversation record that reports count (:meth:`Store.counts`):
 a bot row's ``answered_by`` says how the message was answered, "handoff" and "complaint" (a
 handoff because the member complained) included. Decision: complaints are recorded there rather
-than in a new column or table, so a database created by an earlier version keeps working
-without a migration (``create_all`` never adds columns) and one query counts everything.
+than in a new column or table, so one query counts everything.
 
 Every state change is one short transaction. Flags flip with a conditional ``UPDATE`` so
 "was it already on?" is answered atomically, even when two messages of one member race (a member

@@ -13,6 +13,8 @@
 - :class:`RateSlot`: the next free send time of one rate limiter (shared by every worker).
 - :class:`SendLock`: one worker at a time decides and sends for a person.
 - :class:`SchedulerFire`: one execution of a scheduled job (for reports and the leader test).
+- :data:`JOBS_TABLE`: APScheduler's job store, which APScheduler creates and owns (not ours:
+  migrations leave it alone, see :mod:`bot.schema`).
 
 Datetimes are aware UTC (:class:`bot.models.UTCDateTime`).
 """
@@ -27,6 +29,9 @@ from sqlmodel import Field, SQLModel
 
 import bot.models  # noqa: F401  (the member table these rows refer to)
 from bot.models import UTCDateTime
+
+JOBS_TABLE = "apscheduler_jobs"
+"""The table :class:`campaigns.scheduler.CampaignScheduler`'s job store keeps its jobs in."""
 
 
 def _utc(*, nullable: bool, index: bool = False) -> Any:

@@ -53,7 +53,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
 from campaigns.leader import Leadership, sync_url
-from campaigns.models import Campaign, SchedulerFire
+from campaigns.models import JOBS_TABLE, Campaign, SchedulerFire
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,6 @@ Fire = Callable[[int, str], Awaitable[str]]
 
 JOB_FUNC = "campaigns.scheduler:fire_job"
 JOB_PREFIX = "campaign:"
-JOBS_TABLE = "apscheduler_jobs"
 _OUTCOME_MAX = 255  # scheduler_fire.outcome
 
 _LEADING: dict[str, CampaignScheduler] = {}

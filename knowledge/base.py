@@ -161,12 +161,12 @@ class KnowledgeBase:
     async def open(
         cls, config: KnowledgeConfig, engine: AsyncEngine, *, embedder: Embedder | None = None
     ) -> KnowledgeBase:
-        """Create the tables, open Chroma, build the embedder and load the active snapshot.
+        """Open Chroma, build the embedder and load the active snapshot. The registry's tables
+        must exist: the caller's migrations create them (``bot.schema``; knowledge runs none).
 
         ``embedder`` replaces the one ``config.embedding`` names (tests wrap a real one).
         """
         registry = Registry(engine, config.collection)
-        await registry.create_tables()
         inner = embedder
         if inner is None:
             inner = await asyncio.to_thread(build_embedder, config.embedding)

@@ -2,9 +2,11 @@
 
 Input: the faq-bq jsonl formats, ``faq.jsonl`` lines ``{"faq_id", "faq_question"}`` and
 ``queries.jsonl`` lines ``{"query", "faq_id"}``. Every FAQ question becomes one QA chunk of one
-document in a throw-away knowledge base (temporary directory, SQLite, embedded Chroma) built with
-the given embedding and retrieval settings; every query is searched three times: fused (the real
-path), dense only and keyword only, so the gain of fusion is visible.
+document in a throw-away knowledge base (embedded Chroma in a temporary directory, the collection
+``siyu-eval`` in the database the caller gives, whose schema the caller's migrations made: the
+CLI uses a temporary SQLite) built with the given embedding and retrieval settings; every query
+is searched three times: fused (the real path), dense only and keyword only, so the gain of
+fusion is visible.
 
 The figures of the current code, and the command that reproduces them, are in
 ``docs/measurements.md``.
@@ -19,7 +21,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from knowledge.base import KnowledgeBase
 from knowledge.config import KnowledgeConfig
@@ -73,25 +75,28 @@ def metrics(ranks: Sequence[int | None]) -> dict[str, float]:
 
 
 async def evaluate_retrieval(
-    faq_path: Path, queries_path: Path, config: KnowledgeConfig, *, limit: int | None = None
+    faq_path: Path,
+    queries_path: Path,
+    config: KnowledgeConfig,
+    engine: AsyncEngine,
+    *,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    """Recall and MRR of fused, dense-only and keyword-only retrieval (first ``limit`` queries)."""
+    """Recall and MRR of fused, dense-only and keyword-only retrieval (first ``limit`` queries),
+    the knowledge base's rows in ``engine`` (a throw-away database: its collection ``siyu-eval``
+    is replaced)."""
     faq = read_jsonl(faq_path, ("faq_id", "faq_question"))
     queries = read_jsonl(queries_path, ("query", "faq_id"))[:limit]
     if not faq:
         raise LoaderError(faq_path.name, "no FAQ entries to search")
     with tempfile.TemporaryDirectory(prefix="siyu-eval-") as tmp:
         run_config = replace(config, data_dir=Path(tmp), chroma_url=None, collection="siyu-eval")
-        engine = create_async_engine(f"sqlite+aiosqlite:///{Path(tmp) / 'eval.db'}")
+        kb = await KnowledgeBase.open(run_config, engine)
         try:
-            kb = await KnowledgeBase.open(run_config, engine)
-            try:
-                await kb.ingest(faq_document(faq), doc_id="faq")
-                report = await _run(kb, queries)
-            finally:
-                await kb.close()
+            await kb.ingest(faq_document(faq), doc_id="faq")
+            report = await _run(kb, queries)
         finally:
-            await engine.dispose()
+            await kb.close()
     fused = report.pop("fused")
     return {
         "queries": len(queries),

@@ -9,10 +9,12 @@ Tables (all keyed by ``collection`` so several knowledge bases can share one dat
   rebuild its snapshot and re-index a fresh Chroma collection (another embedding backend, a lost
   server) without re-reading the uploads.
 - ``knowledge_embedding_cache``: vectors by (model id, sha256 of the text), float32 bytes.
-- ``knowledge_disabled``: one row per disabled document (``siyu docs disable``). A separate table,
-  not a column, so databases made before it get it from ``create_all`` without a migration. A
-  disabled document keeps its rows here and in the two tables above; it is left out of
+- ``knowledge_disabled``: one row per disabled document (``siyu docs disable``). A disabled
+  document keeps its rows here and in the two tables above; it is left out of
   :meth:`Registry.active_chunks` (so of the snapshot, search and the catalogue) until enabled.
+
+The tables register on ``SQLModel.metadata``; the application's migrations create them
+(``bot.schema``), knowledge creates none itself.
 
 The active version flips in one transaction: the new chunk rows, the document row and the removal
 of the old chunk rows commit together or not at all. Disabling or enabling is one transaction too
@@ -83,14 +85,6 @@ class KnowledgeDisabled(SQLModel, table=True):
     collection: str = Field(primary_key=True, max_length=200)
     doc_id: str = Field(primary_key=True, max_length=500)
     disabled_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
-
-
-TABLES = [
-    KnowledgeDocument.__table__,  # type: ignore[attr-defined]
-    KnowledgeChunk.__table__,  # type: ignore[attr-defined]
-    KnowledgeEmbedding.__table__,  # type: ignore[attr-defined]
-    KnowledgeDisabled.__table__,  # type: ignore[attr-defined]
-]
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,11 +196,6 @@ class Registry:
     def __init__(self, engine: AsyncEngine, collection: str) -> None:
         self._engine = engine
         self._collection = collection
-
-    async def create_tables(self) -> None:
-        """Create this package's tables only (idempotent)."""
-        async with self._engine.begin() as conn:
-            await conn.run_sync(lambda c: SQLModel.metadata.create_all(c, tables=TABLES))
 
     async def documents(self) -> list[DocumentInfo]:
         """Every document's active version (enabled or not), by doc id."""

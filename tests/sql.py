@@ -2,6 +2,11 @@
 
 PostgreSQL is used when ``SIYU_TEST_POSTGRES_URL`` is set (``.ci/run`` sets it); each engine
 gets a schema of its own, dropped afterwards, so tests never see each other's rows.
+
+Tests make their tables the way Siyu does: the migrations (:func:`bot.schema.upgrade`), never
+``create_all``. Decision: no template database copied per test; an upgrade costs little more
+than ``create_all`` did (``docs/measurements.md``, "Schema upgrades"), and every test database
+then goes through the one schema path.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bot.db import create_engine, create_schema
+from bot.db import create_engine
+from bot.schema import upgrade
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 """Parameters for an ``engine`` fixture over both backends."""
@@ -32,11 +38,11 @@ def postgres_url() -> str:
 
 @asynccontextmanager
 async def sql_engine(backend: str, data_dir: Path) -> AsyncIterator[AsyncEngine]:
-    """An engine on ``backend`` ("sqlite" or "postgres") with every registered table created."""
+    """An engine on ``backend`` ("sqlite" or "postgres") at the newest schema revision."""
     if backend == "sqlite":
         engine = create_engine(f"sqlite+aiosqlite:///{data_dir / 'test.db'}")
         try:
-            await create_schema(engine)
+            await upgrade(engine)
             yield engine
         finally:
             await engine.dispose()
@@ -48,10 +54,21 @@ async def sql_engine(backend: str, data_dir: Path) -> AsyncIterator[AsyncEngine]
         await conn.execute(text(f"CREATE SCHEMA {schema}"))
     engine = create_async_engine(url, connect_args={"server_settings": {"search_path": schema}})
     try:
-        await create_schema(engine)
+        await upgrade(engine)
         yield engine
     finally:
         await engine.dispose()
         async with admin.begin() as conn:
             await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         await admin.dispose()
+
+
+async def migrated(url: str) -> AsyncEngine:
+    """An engine on ``url`` (:func:`bot.db.create_engine`) at the newest schema revision."""
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return engine

@@ -13,7 +13,6 @@ import pytest
 import pytest_asyncio
 
 import bot.demo
-from bot.db import create_engine
 from bot.demo import (
     DEMO_BRAND,
     DEMO_DIR,
@@ -29,6 +28,7 @@ from knowledge.base import KnowledgeBase
 from knowledge.config import EmbeddingConfig, KnowledgeConfig
 from knowledge.loaders import load_path
 from knowledge.types import DocumentMeta, Kind, SourceDocument
+from tests.sql import migrated
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 TODAY = datetime(2026, 11, 25, 12, 0, tzinfo=SHANGHAI)
@@ -166,7 +166,7 @@ def test_current_demo_in_the_reference_month_is_unchanged(tmp_path: Path) -> Non
 async def demo_kb(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[KnowledgeBase]:
     """The demo ingested once for the read-only tests below (they share one event loop)."""
     tmp_path = tmp_path_factory.mktemp("demo-kb")
-    engine = create_engine("sqlite+aiosqlite:///" + str(tmp_path / "t.db"))
+    engine = await migrated("sqlite+aiosqlite:///" + str(tmp_path / "t.db"))
     config = KnowledgeConfig(data_dir=tmp_path / "kb", embedding=EmbeddingConfig(backend="hash"))
     kb = await KnowledgeBase.open(config, engine)
     try:
@@ -211,7 +211,7 @@ async def test_sample_questions_find_the_expected_file(demo_kb: KnowledgeBase) -
 @pytest.mark.slow
 async def test_local_embedder_answers_every_sample_question(tmp_path: Path) -> None:
     """With the default local model every sample question clears the threshold, best hit first."""
-    engine = create_engine("sqlite+aiosqlite:///" + str(tmp_path / "t.db"))
+    engine = await migrated("sqlite+aiosqlite:///" + str(tmp_path / "t.db"))
     kb = await KnowledgeBase.open(KnowledgeConfig(data_dir=tmp_path / "kb"), engine)
     try:
         for path in demo_files():

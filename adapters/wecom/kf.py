@@ -27,7 +27,7 @@ from adapters.wecom.config import KfAccount
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.errors import MalformedXML
 from adapters.wecom.kf_channel import CHANNEL_PREFIX, KfChannel, KfEndpoint
-from adapters.wecom.kf_state import KfState, create_kf_tables
+from adapters.wecom.kf_state import KfState
 from bot.types import MessageHandler, SessionEnded
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class KfRuntime(CallbackEndpoint[KfAccount]):
         return Credentials("wecom", config.corp_id, config.secret.get_secret_value())
 
     async def started(self) -> None:
-        await create_kf_tables(self._engine)
+        # The kf tables are the migrations' (bot.schema), made before any channel starts.
         endpoints = {
             name: KfEndpoint(a.config, self.clients[name]) for name, a in self.accounts.items()
         }

@@ -11,7 +11,8 @@ Two tables, both keyed by the kf account's configured name so several accounts s
   send, so concurrent loops or replicas never exceed the window together.
 
 Every write is one short transaction and portable between SQLite and PostgreSQL (no dialect
-upserts: update, else insert, and a lost insert race falls back to the update).
+upserts: update, else insert, and a lost insert race falls back to the update). The migrations
+create both tables (``bot.schema``) before any channel starts.
 """
 
 from __future__ import annotations
@@ -87,12 +88,6 @@ class WindowState:
 
     last_customer_at: datetime
     replies: int
-
-
-async def create_kf_tables(engine: AsyncEngine) -> None:
-    """Create the kf channel's tables if they do not exist (idempotent)."""
-    async with engine.begin() as conn:
-        await conn.run_sync(SQLModel.metadata.create_all, tables=[_CURSOR, _WINDOW])
 
 
 class KfState:

@@ -24,7 +24,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import campaigns.models  # noqa: F401  (registers the campaigns' tables)
-from bot.db import create_engine, create_schema
+from bot.db import create_engine
+from bot.schema import upgrade
 from campaigns.leader import Leadership
 from campaigns.scheduler import CampaignScheduler
 
@@ -46,7 +47,7 @@ async def _hold(url: str) -> None:
 
 async def _schedule(url: str, owner: str, args: argparse.Namespace) -> None:
     engine = create_engine(url)
-    await create_schema(engine)
+    await upgrade(engine)
     scheduler = CampaignScheduler(
         engine, url, _fire, tz=TZ, owner=owner,
         leader_poll_seconds=args.poll, sync_seconds=args.sync,

@@ -32,8 +32,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.db import create_engine, create_schema
+from bot.db import create_engine
 from bot.models import Member
+from bot.schema import upgrade
 from campaigns.models import Campaign, CampaignRun, OutboxRow
 from campaigns.outbox import Outbox, Planned, outbox_key
 from tests.campaigns.delivery_proc import DIED_EXIT_CODE, KF_ACCOUNT, OA_ACCOUNT, DeliveryProc
@@ -229,7 +230,7 @@ async def test_sqlite_worker_killed_at_random_points_delivers_each_member_once(
     engine = create_engine(db)
     procs = Procs()
     try:
-        await create_schema(engine)
+        await upgrade(engine)
         await seed_kf(engine, wecom_server, MEMBERS)
         rng = random.Random(20260610)
         mid_send = await kill_and_restart(procs, engine, db, wecom_server.url, "w1", tmp_path, rng)
@@ -251,7 +252,7 @@ async def test_postgres_two_workers_killed_at_random_points_deliver_each_member_
     engine = create_engine(fresh_database)
     procs = Procs()
     try:
-        await create_schema(engine)
+        await upgrade(engine)
         await seed_kf(engine, wecom_server, MEMBERS)
         api = wecom_server.url
         cycles = [
@@ -299,7 +300,7 @@ async def test_a_worker_dying_after_the_platform_accepted(
     procs = Procs()
     fake = wecom_server
     try:
-        await create_schema(engine)
+        await upgrade(engine)
         await (seed_oa if route == "oa" else seed_kf)(engine, fake, 3)
         sends, api = (
             (fake.custom_sent, "/cgi-bin/message/custom/send")

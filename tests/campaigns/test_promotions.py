@@ -9,13 +9,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.db import create_engine
 from campaigns.promotions import Promotion, day_window, promotions_from_chunks, valid_promotions
 from knowledge.base import KnowledgeBase, chunk_id
 from knowledge.config import EmbeddingConfig, KnowledgeConfig
 from knowledge.loaders import load_path
 from knowledge.metadata import MetaOverrides
 from knowledge.types import Chunk, ChunkDraft, DocumentMeta, Kind
+from tests.sql import migrated
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 DEMO = Path(__file__).resolve().parents[2] / "bot" / "demo" / "promotions"
@@ -174,7 +174,7 @@ def test_day_window_is_local_midnight_to_midnight_in_utc() -> None:
 async def knowledge(data_dir: Path) -> AsyncIterator[KnowledgeBase]:
     """A real knowledge base (hash embeddings, SQLite, Chroma in data_dir) with the demo's
     promotions and one FAQ document."""
-    engine = create_engine(f"sqlite+aiosqlite:///{data_dir / 'knowledge.db'}")
+    engine = await migrated(f"sqlite+aiosqlite:///{data_dir / 'knowledge.db'}")
     config = KnowledgeConfig(data_dir=data_dir, embedding=EmbeddingConfig(backend="hash"))
     kb = await KnowledgeBase.open(config, engine)
     try:

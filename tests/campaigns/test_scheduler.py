@@ -20,10 +20,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
-from bot.db import create_engine, create_schema
+from bot.db import create_engine
+from bot.schema import upgrade
 from campaigns.leader import sync_url
-from campaigns.models import Campaign, SchedulerFire
-from campaigns.scheduler import JOBS_TABLE, CampaignScheduler, fire_job, parse_cron
+from campaigns.models import JOBS_TABLE, Campaign, SchedulerFire
+from campaigns.scheduler import CampaignScheduler, fire_job, parse_cron
 from tests.campaigns.conftest import T0
 from tests.campaigns.scheduler_proc import Runner, first_to_say
 
@@ -45,7 +46,7 @@ def db_url(request: pytest.FixtureRequest, data_dir: Path) -> str:
 @pytest.fixture
 async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(db_url)
-    await create_schema(engine)
+    await upgrade(engine)
     yield engine
     await engine.dispose()
 
@@ -227,7 +228,7 @@ async def test_a_firing_is_recorded_with_its_outcome_or_error(
 ) -> None:
     url = f"sqlite+aiosqlite:///{data_dir / 'siyu.db'}"
     engine = create_engine(url)
-    await create_schema(engine)
+    await upgrade(engine)
     ok = await add_campaign(engine, "ok", "0 9 * * *")
     failing = await add_campaign(engine, "failing", "0 9 * * *")
     fire = Calls(failing)
@@ -283,7 +284,7 @@ async def test_two_processes_fire_a_daily_job_once_and_fail_over(
     fresh_database: str, tmp_path: Path
 ) -> None:
     engine = create_engine(fresh_database)
-    await create_schema(engine)
+    await upgrade(engine)
     runners = [await Runner.start(fresh_database, owner, tmp_path) for owner in ("alpha", "beta")]
     try:
         leader = await first_to_say(runners, "leader", 30)

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.db import create_engine
+from tests.sql import migrated
 
 
 @pytest.fixture
 async def engine(data_dir: Path) -> AsyncIterator[AsyncEngine]:
-    """A SQLite database in the test's data dir."""
-    eng = create_engine(f"sqlite+aiosqlite:///{data_dir / 'siyu.db'}")
+    """A SQLite database in the test's data dir, at the newest schema revision."""
+    eng = await migrated(f"sqlite+aiosqlite:///{data_dir / 'siyu.db'}")
     yield eng
     await eng.dispose()

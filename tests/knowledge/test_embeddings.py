@@ -138,7 +138,6 @@ class Counting(HashEmbedder):
 
 async def test_cache_embeds_each_distinct_text_once(engine: AsyncEngine) -> None:
     registry = Registry(engine, "c")
-    await registry.create_tables()
     inner = Counting()
     cached = CachedEmbedder(inner, registry, batch_size=2)
     texts = ["甲", "乙", "甲", "丙"]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from knowledge.config import EmbeddingConfig, KnowledgeConfig
 from knowledge.errors import LoaderError
@@ -32,7 +33,7 @@ def test_bad_jsonl_is_a_loader_error(tmp_path: Path) -> None:
         read_jsonl(missing, ("query", "faq_id"))
 
 
-async def test_tiny_benchmark_end_to_end(tmp_path: Path) -> None:
+async def test_tiny_benchmark_end_to_end(tmp_path: Path, engine: AsyncEngine) -> None:
     faq = write_jsonl(
         tmp_path / "faq.jsonl",
         [
@@ -46,7 +47,7 @@ async def test_tiny_benchmark_end_to_end(tmp_path: Path) -> None:
         [{"query": "我要退货怎么申请", "faq_id": "f1"}, {"query": "积分兑换", "faq_id": "f2"}],
     )
     config = KnowledgeConfig(data_dir=tmp_path / "unused", embedding=EmbeddingConfig("hash"))
-    report = await evaluate_retrieval(faq, queries, config)
+    report = await evaluate_retrieval(faq, queries, config, engine)
     assert report["queries"] == 2
     assert report["recall@1"] == 1.0
     assert report["config"]["faq_entries"] == 3
@@ -56,7 +57,9 @@ async def test_tiny_benchmark_end_to_end(tmp_path: Path) -> None:
     assert not (tmp_path / "unused").exists()  # the throw-away knowledge base lives elsewhere
 
 
-async def test_faq_bq_slice_recalls_well_above_chance(shared_data: Path, tmp_path: Path) -> None:
+async def test_faq_bq_slice_recalls_well_above_chance(
+    shared_data: Path, tmp_path: Path, engine: AsyncEngine
+) -> None:
     bq = shared_data / "faq-bq"
     queries = read_jsonl(bq / "queries.jsonl", ("query", "faq_id"))[:150]
     gold = {q["faq_id"] for q in queries}
@@ -66,7 +69,7 @@ async def test_faq_bq_slice_recalls_well_above_chance(shared_data: Path, tmp_pat
     faq_path = write_jsonl(tmp_path / "faq.jsonl", subset)
     q_path = write_jsonl(tmp_path / "queries.jsonl", queries)
     config = KnowledgeConfig(data_dir=tmp_path, embedding=EmbeddingConfig("hash"))
-    report = await evaluate_retrieval(faq_path, q_path, config, limit=120)
+    report = await evaluate_retrieval(faq_path, q_path, config, engine, limit=120)
     chance_at_5 = 5 / len(subset)
     assert report["queries"] == 120
     # The hash embedder and char-BM25 reach about 0.4 at R@5 on the full set; chance is ~0.02.

@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.db import create_engine
 from knowledge.base import KnowledgeBase
 from knowledge.config import EmbeddingConfig, KnowledgeConfig
 from knowledge.errors import KnowledgeError, LoaderError, MetadataError
@@ -33,6 +32,7 @@ from knowledge.records import (
 )
 from knowledge.types import Chunk, Kind, SourceDocument
 from tests.knowledge.filemakers import write_xlsx
+from tests.sql import migrated
 
 SH = ZoneInfo("Asia/Shanghai")
 
@@ -627,7 +627,7 @@ def test_unknown_store_in_the_ingest_call(tmp_path: Path, directory: StoreDirect
 
 @pytest.fixture
 async def kb(data_dir: Path) -> AsyncIterator[KnowledgeBase]:
-    engine: AsyncEngine = create_engine(f"sqlite+aiosqlite:///{data_dir / 'siyu.db'}")
+    engine: AsyncEngine = await migrated(f"sqlite+aiosqlite:///{data_dir / 'siyu.db'}")
     config = KnowledgeConfig(data_dir=data_dir, embedding=EmbeddingConfig(backend="hash"))
     base = await KnowledgeBase.open(config, engine)
     yield base

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
 import subprocess
@@ -15,12 +14,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.db import create_engine
 from knowledge.base import KnowledgeBase, chunk_id
 from knowledge.config import EmbeddingConfig, KnowledgeConfig
 from knowledge.errors import KnowledgeError, MetadataError
 from knowledge.loaders import content_hash
 from knowledge.types import ChunkDraft, DocumentMeta, Kind, SourceDocument
+from tests.sql import sql_engine
 
 
 def hash_config(data_dir: Path, **kw: object) -> KnowledgeConfig:
@@ -208,23 +207,19 @@ async def test_ingest_path_loads_a_file(kb: KnowledgeBase, tmp_path: Path) -> No
 
 @pytest.mark.postgres
 async def test_registry_round_trip_on_postgresql(data_dir: Path) -> None:
-    url = os.environ.get("SIYU_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("SIYU_TEST_POSTGRES_URL is not set")
-    engine = create_engine(url)
-    collection = f"test-{uuid.uuid4().hex[:12]}"
-    kb = await KnowledgeBase.open(hash_config(data_dir, collection=collection), engine)
-    try:
-        await kb.ingest(FAQ)
-        assert (await kb.ingest(FAQ)).unchanged
-        await kb.ingest(make_doc("faq.csv", qa("怎么退货", "30天无理由。")))
-        [info] = await kb.documents()
-        assert info.version == 2
-        assert await kb.delete("faq.csv")
-        assert await kb.documents() == []
-    finally:
-        await kb.close()
-        await engine.dispose()
+    async with sql_engine("postgres", data_dir) as engine:
+        collection = f"test-{uuid.uuid4().hex[:12]}"
+        kb = await KnowledgeBase.open(hash_config(data_dir, collection=collection), engine)
+        try:
+            await kb.ingest(FAQ)
+            assert (await kb.ingest(FAQ)).unchanged
+            await kb.ingest(make_doc("faq.csv", qa("怎么退货", "30天无理由。")))
+            [info] = await kb.documents()
+            assert info.version == 2
+            assert await kb.delete("faq.csv")
+            assert await kb.documents() == []
+        finally:
+            await kb.close()
 
 
 def _free_port() -> int:

@@ -17,9 +17,8 @@ from adapters.wecom.kf_state import (
     WINDOW,
     KfState,
     WindowKey,
-    create_kf_tables,
 )
-from bot.db import create_engine
+from tests.sql import migrated
 
 T0 = datetime(2026, 3, 8, 10, 0, tzinfo=UTC)
 KEY = WindowKey("shop", "wkfake", "wm-1")
@@ -27,9 +26,7 @@ KEY = WindowKey("shop", "wkfake", "wm-1")
 
 @pytest.fixture
 async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'kf.db'}")
-    await create_kf_tables(engine)
-    await create_kf_tables(engine)  # idempotent
+    engine = await migrated(f"sqlite+aiosqlite:///{tmp_path / 'kf.db'}")
     try:
         yield engine
     finally:
