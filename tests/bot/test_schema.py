@@ -5,6 +5,7 @@ Siyu, or not made by Siyu; two processes upgrading at once."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -20,10 +21,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from typer.testing import CliRunner
 
+from bot.app import App
 from bot.cli import app
 from bot.db import create_engine
 from bot.errors import SchemaError
 from bot.schema import FOREIGN_TABLES, alembic_config, differences, metadata, upgrade
+from tests.bot.conftest import make_settings
 from tests.sql import BACKENDS, migrated, postgres_url, sql_engine
 
 T = TypeVar("T")
@@ -159,7 +162,7 @@ def test_db_upgrade_creates_the_tables_once_and_current_says_so(db_file: Path) -
     assert on(db_file, diffs) == []
 
 
-def earlier_siyu(path: Path, *, leave_out: set[str]) -> None:
+async def made_before_migrations(engine: AsyncEngine, *, leave_out: set[str]) -> None:
     """A database as an earlier Siyu made it: the baseline's tables (which are what its
     ``create_all`` made) but those it never needed (no kf tables where the kf channel never ran),
     no ``alembic_version``, one member (when there is a member table), and APScheduler's job
@@ -170,21 +173,23 @@ def earlier_siyu(path: Path, *, leave_out: set[str]) -> None:
         for table in ["alembic_version", *sorted(leave_out)]:
             conn.execute(sa.text(f"DROP TABLE {table}"))
 
-    async def make(engine: AsyncEngine) -> None:
-        async with engine.begin() as conn:
-            await conn.run_sync(baseline_without_version)
-            await conn.execute(sa.text("CREATE TABLE apscheduler_jobs (id VARCHAR PRIMARY KEY)"))
-            if "member" in leave_out:
-                return
-            await conn.execute(
-                sa.text(
-                    "INSERT INTO member (channel, external_id, display_name, first_seen,"
-                    " last_active, opted_out, handoff) VALUES ('web', 'w-1', '老客', "
-                    "'2026-01-01 00:00:00', '2026-01-02 00:00:00', 0, 0)"
-                )
+    async with engine.begin() as conn:
+        await conn.run_sync(baseline_without_version)
+        await conn.execute(sa.text("CREATE TABLE apscheduler_jobs (id VARCHAR PRIMARY KEY)"))
+        if "member" in leave_out:
+            return
+        await conn.execute(
+            sa.text(
+                "INSERT INTO member (channel, external_id, display_name, first_seen,"
+                " last_active, opted_out, handoff) VALUES ('web', 'w-1', '老客', "
+                "'2026-01-01 00:00:00', '2026-01-02 00:00:00', 0, 0)"
             )
+        )
 
-    on(path, make)
+
+def earlier_siyu(path: Path, *, leave_out: set[str]) -> None:
+    """:func:`made_before_migrations` on the SQLite file ``path``."""
+    on(path, lambda engine: made_before_migrations(engine, leave_out=leave_out))
 
 
 def test_a_database_made_before_migrations_is_adopted_with_its_rows(db_file: Path) -> None:
@@ -202,6 +207,26 @@ def test_a_database_made_before_migrations_is_adopted_with_its_rows(db_file: Pat
 
     assert on(db_file, members) == ["老客"]
     assert siyu("db", "upgrade") == f"already at the newest revision, {HEAD}"
+
+
+async def test_the_app_adopts_a_database_made_before_migrations_and_says_so(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What ``siyu serve`` (and every command) does on start: upgrade, logged as a warning."""
+    engine = create_engine(sqlite_url(data_dir / "siyu.db"))
+    try:
+        await made_before_migrations(engine, leave_out=KF_TABLES)
+    finally:
+        await engine.dispose()
+    with caplog.at_level(logging.WARNING, logger="bot.schema"):
+        app = await App.build(make_settings(data_dir))
+    try:
+        assert caplog.messages == [f"database made before migrations adopted at revision {HEAD}"]
+        member = await app.store.get_member("web", "w-1")
+        assert member is not None
+        assert member.display_name == "老客"
+    finally:
+        await app.close()
 
 
 def test_a_database_made_before_migrations_that_differs_is_refused_and_left_as_it_was(
