@@ -9,6 +9,11 @@ planner, worker and scheduler to the adapters' platform sender. Processes:
   shared rate limits. Run as many as the platforms' limits justify.
 - ``siyu campaign run NAME``: plans now and, unless ``--no-deliver``, drains what is due in the
   foreground (rows deferred to the morning stay for a worker).
+
+The settings' daily-deals campaigns (``SIYU_DAILY_DEALS``) are stored by the commands that
+write (``campaign create``, ``campaign run``, ``scheduler``); ``campaign preview`` writes
+nothing, and previews a daily-deals campaign from its settings' definition, stored or not.
+A command that refuses anything (a bad cron among them) exits 1 with the reason.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from campaigns.planner import Planner, PlanReport
 from campaigns.registry import (
     CampaignError,
     create_campaign,
+    daily_deals_definitions,
     get_campaign,
     get_campaign_by_id,
     list_campaigns,
@@ -64,10 +70,23 @@ def _run_key(now: datetime) -> str:
 async def _built() -> AsyncIterator[App]:
     built = await App.build(Settings())
     try:
-        await sync_daily_deals(built.engine, built.settings.daily_deals, now=utc_now())
         yield built
     finally:
         await built.close()
+
+
+async def _sync_settings(built: App) -> None:
+    """Store the settings' daily-deals campaigns (only commands that write call this)."""
+    await sync_daily_deals(built.engine, built.settings.daily_deals, now=utc_now())
+
+
+async def _previewed(built: App, name: str) -> Campaign:
+    """The campaign a preview plans: the settings' daily-deals definition of that name (what
+    the next write would store), else the stored campaign."""
+    for wanted in daily_deals_definitions(built.settings.daily_deals, now=utc_now()):
+        if wanted.name == name:
+            return wanted
+    return await get_campaign(built.engine, name)
 
 
 @asynccontextmanager
@@ -153,6 +172,7 @@ def campaign_create(
 
     async def main() -> None:
         async with _built() as built:
+            await _sync_settings(built)
             await create_campaign(
                 built.engine, name=name, kind=kind, now=utc_now(), store_id=store, cron=cron,
                 options=options,
@@ -201,7 +221,7 @@ def campaign_preview(name: str) -> None:
 
     async def main() -> PlanReport:
         async with _built() as built, _planner(built) as planner:
-            campaign = await get_campaign(built.engine, name)
+            campaign = await _previewed(built, name)
             now = utc_now()
             return await planner.plan(campaign, now=now, run_key=_run_key(now), write=False)
 
@@ -220,6 +240,7 @@ def campaign_run(
 
     async def main() -> None:
         async with _built() as built:
+            await _sync_settings(built)
             async with _planner(built) as planner:
                 campaign = await get_campaign(built.engine, name)
                 now = utc_now()
@@ -290,6 +311,7 @@ def scheduler() -> None:
 
     async def main() -> None:
         async with _built() as built, _planner(built) as planner:
+            await _sync_settings(built)
 
             async def fire(campaign_id: int, run_key: str) -> str:
                 campaign = await get_campaign_by_id(built.engine, campaign_id)
@@ -308,3 +330,5 @@ def scheduler() -> None:
         asyncio.run(main())
     except KeyboardInterrupt:
         console.print("stopped")
+    except CampaignError as exc:
+        raise _fail(str(exc)) from None
