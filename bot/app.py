@@ -114,6 +114,7 @@ def campaigns_config(settings: Settings) -> CampaignsConfig:
             oa_per_minute=settings.campaign_oa_per_minute,
             staff_task_per_minute=settings.campaign_staff_task_per_minute,
             robot_per_minute=settings.campaign_robot_per_minute,
+            webhook_per_minute=settings.campaign_webhook_per_minute,
         ),
         sensitive_words=tuple(settings.campaign_sensitive_words),
         templates=dict(settings.campaign_templates),

@@ -107,7 +107,7 @@ async def _worker(built: App, owner: str) -> AsyncIterator[DeliveryWorker]:
     async with platform_sender(
         kf=s.wecom_kf, official_accounts=s.official_accounts, robots=s.wecom_robots,
         contact=s.wecom_contact, wecom_api_base=s.wecom_api_base,
-        wechat_api_base=s.wechat_api_base,
+        wechat_api_base=s.wechat_api_base, bridges=s.webhooks_config(),
     ) as sender:  # fmt: skip
         yield DeliveryWorker(built.engine, sender, campaigns_config(s), owner=owner)
 
@@ -158,6 +158,9 @@ def campaign_create(
     groups: Annotated[
         str | None, typer.Option(help="Robot names to post to, comma-separated.")
     ] = None,
+    bridge_groups: Annotated[
+        str | None, typer.Option(help="Bridge conversations to push to, bridge:conversation,…")
+    ] = None,
     segments: Annotated[str | None, typer.Option(help="Re-engagement segments.")] = None,
     cooldown_days: Annotated[int | None, typer.Option(help="Re-engagement cooldown.")] = None,
 ) -> None:
@@ -165,6 +168,8 @@ def campaign_create(
     options: dict[str, object] = {}
     if groups:
         options["groups"] = [g.strip() for g in groups.split(",") if g.strip()]
+    if bridge_groups:
+        options["bridge_groups"] = [g.strip() for g in bridge_groups.split(",") if g.strip()]
     if segments:
         options["segments"] = [s.strip() for s in segments.split(",") if s.strip()]
     if cooldown_days is not None:

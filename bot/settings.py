@@ -149,13 +149,16 @@ class ContactAccount(BaseModel):
 class DailyDeals(BaseModel):
     """``SIYU_DAILY_DEALS`` entry: a store's daily-deals campaign, e.g.
     ``[{"store_id": "sh-xuhui", "cron": "0 9 * * *", "groups": ["xuhui-fans"]}]``. ``cron`` is
-    in the brand's timezone; ``groups`` are SIYU_WECOM_ROBOTS names. ``store_id`` null = chain."""
+    in the brand's timezone; ``groups`` are SIYU_WECOM_ROBOTS names; ``bridge_groups`` are
+    ``"<bridge>:<conversation>"`` pushed to a SIYU_WEBHOOKS bridge's ``push_url``.
+    ``store_id`` null = chain."""
 
     model_config = {"frozen": True}
 
     store_id: str | None = None
     cron: str = "0 9 * * *"
     groups: list[str] = Field(default_factory=list)
+    bridge_groups: list[str] = Field(default_factory=list)
 
 
 class Settings(BaseSettings):
@@ -219,6 +222,7 @@ class Settings(BaseSettings):
     campaign_oa_per_minute: float = Field(default=600.0, gt=0)
     campaign_staff_task_per_minute: float = Field(default=60.0, gt=0)
     campaign_robot_per_minute: float = Field(default=20.0, gt=0, le=20.0)
+    campaign_webhook_per_minute: float = Field(default=60.0, gt=0)
     campaign_sensitive_words: list[str] = Field(default_factory=list)
     campaign_templates: dict[str, str] = Field(default_factory=dict)
     wecom_api_base: str = "https://qyapi.weixin.qq.com"

@@ -24,16 +24,18 @@ class RateLimits:
     oa_per_minute: float = 600.0
     staff_task_per_minute: float = 60.0
     robot_per_minute: float = 20.0  # WeCom: 20 messages a minute per group robot
+    webhook_per_minute: float = 60.0  # per bridge: a bridge drives a real WeChat client
     margin_seconds: float = 1.0
     """Arrival jitter absorbed by stretching each minute (see :mod:`campaigns.ratelimit`)."""
 
     def per_minute(self, channel: str) -> float:
-        """The route's limit; ``group`` is the per-robot limit."""
+        """The route's limit; ``group`` is the per-robot limit, ``webhook`` the per-bridge one."""
         return {
             "kf": self.kf_per_minute,
             "oa": self.oa_per_minute,
             "staff_task": self.staff_task_per_minute,
             "group": self.robot_per_minute,
+            "webhook": self.webhook_per_minute,
         }[channel]
 
 

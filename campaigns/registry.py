@@ -161,4 +161,4 @@ async def sync_daily_deals(
 
 
 def _daily_deals_options(spec: DailyDeals) -> dict[str, Any]:
-    return {"groups": list(spec.groups)}
+    return {"groups": list(spec.groups), "bridge_groups": list(spec.bridge_groups)}

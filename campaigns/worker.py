@@ -43,7 +43,7 @@ from campaigns.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
-IDEMPOTENT_ROUTES = frozenset({"kf"})
+IDEMPOTENT_ROUTES = frozenset({"kf", "webhook"})
 """Routes whose send carries our key, so a repeated send is not delivered twice."""
 SKIP_ERRORS = frozenset({"window_closed", "platform_quota"})
 """Delivery errors that end a row as skipped (a rule said no), not failed."""
@@ -59,9 +59,11 @@ def utc_now() -> datetime:
 
 
 def rate_key(row: OutboxRow) -> str:
-    """The limiter a row's send counts against: its route, or its group robot."""
+    """The limiter a row's send counts against: its route, its group robot, or its bridge."""
     if row.channel == "group":
         return f"robot:{row.address.get('robot', '')}"
+    if row.channel == "webhook":
+        return f"bridge:{row.address.get('bridge', '')}"
     return f"route:{row.channel}"
 
 

@@ -34,7 +34,7 @@ async def test_a_bad_cron_is_refused_on_update_and_nothing_changes(engine: Async
     with pytest.raises(CampaignError, match=r"cron '0 9 \* \* 1-9' is not valid"):
         await sync_daily_deals(engine, bad, now=T0)
     again = await get_campaign(engine, "daily-deals:s1")
-    assert (again.cron, again.options) == ("0 9 * * *", {"groups": []})
+    assert (again.cron, again.options) == ("0 9 * * *", {"groups": [], "bridge_groups": []})
     assert again.id == stored.id
 
 
@@ -52,11 +52,13 @@ async def test_a_taken_name_is_campaign_exists(engine: AsyncEngine) -> None:
 
 
 async def test_concurrent_syncs_store_one_campaign(engine: AsyncEngine) -> None:
-    specs = [DailyDeals(store_id="s1", cron="30 8 * * *", groups=["g1"])]
+    specs = [
+        DailyDeals(store_id="s1", cron="30 8 * * *", groups=["g1"], bridge_groups=["b:room-1"])
+    ]
     results = await asyncio.gather(*(sync_daily_deals(engine, specs, now=T0) for _ in range(4)))
     ids = {campaigns[0].id for campaigns in results}
     (stored,) = await list_campaigns(engine)
     assert ids == {stored.id}
     assert (stored.name, stored.cron, stored.options) == (
-        "daily-deals:s1", "30 8 * * *", {"groups": ["g1"]},
+        "daily-deals:s1", "30 8 * * *", {"groups": ["g1"], "bridge_groups": ["b:room-1"]},
     )  # fmt: skip
