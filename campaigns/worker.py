@@ -17,7 +17,15 @@ Per claimed row, in order (see :mod:`campaigns.outbox` for why each step is wher
    quota), or ``failed`` (refused).
 
 ``staff_task`` rows of one run, staff owner and text are sent together: one ``add_msg_template``
-task per owner lists all their customers (the staff member confirms it once in WeCom).
+task per owner lists all their customers (the staff member confirms it once in WeCom), however
+many claims the rows arrived in. The worker that claims one of them takes the task's lease
+(:class:`campaigns.locks.SendLocks`, key ``task:<run>:<owner>:<text digest>``), then
+:meth:`campaigns.outbox.Outbox.claim_task` gathers every row of the task not yet attempted,
+from other workers' claims too; a worker that finds the task's lease taken puts its rows back
+for :data:`PERSON_BUSY_SECONDS`, and the gatherer looks that far ahead, so it collects them.
+The rows' attempts are recorded in one transaction, so a crash never leads to a second task.
+Known limit: a row of the task whose person is busy with another send at that moment (held by
+another worker), or that becomes due later (a retry), goes out in a later task of its own.
 
 Several workers (processes) may run against one database: claims never overlap (leases, SKIP
 LOCKED on PostgreSQL) and the rate limiter's slots are shared.
@@ -26,6 +34,7 @@ LOCKED on PostgreSQL) and the rate limiter's slots are shared.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -121,8 +130,30 @@ class DeliveryWorker:
         return len(rows)
 
     async def _handle(self, rows: Sequence[OutboxRow]) -> None:
-        """One send: a single row, or the rows of one staff task. Each person's lease is held
-        from the policy decision until the outcome is recorded (:mod:`campaigns.locks`)."""
+        """One send: a single row, or every row of one staff task (under the task's lease)."""
+        if rows[0].channel != "staff_task":
+            await self._handle_rows(rows)
+            return
+        key = task_key(rows[0])
+        if not await self._locks.acquire(key, self._owner, self._config.lease_seconds):
+            later = self._clock() + timedelta(seconds=PERSON_BUSY_SECONDS)
+            for row in rows:
+                await self._outbox.release(_id(row), self._owner, not_before=later)
+            return
+        try:
+            now = self._clock()
+            whole = await self._outbox.claim_task(
+                rows[0], self._owner, now=now, lease_seconds=self._config.lease_seconds,
+                due=now + timedelta(seconds=PERSON_BUSY_SECONDS),
+            )  # fmt: skip
+            # Rows whose last attempt has an unknown outcome are not gathered: _admit ends them.
+            await self._handle_rows([r for r in rows if r.attempt_at is not None] + whole)
+        finally:
+            await self._locks.release(key, self._owner)
+
+    async def _handle_rows(self, rows: Sequence[OutboxRow]) -> None:
+        """Each person's lease is held from the policy decision until the outcome is recorded
+        (:mod:`campaigns.locks`); the rows admitted are sent as one message."""
         held: list[str] = []
         try:
             go: list[OutboxRow] = []
@@ -145,13 +176,11 @@ class DeliveryWorker:
     async def _attempt(self, go: Sequence[OutboxRow]) -> None:
         first = go[0]
         await self._limiter.acquire(rate_key(first), self._config.rates.per_minute(first.channel))
-        started = []
-        for row in go:
-            ok = await self._outbox.begin_attempt(
-                _id(row), self._owner, now=self._clock(), lease_seconds=self._config.lease_seconds
-            )
-            if ok:
-                started.append(row)
+        started_ids = await self._outbox.begin_attempts(
+            [_id(row) for row in go], self._owner, now=self._clock(),
+            lease_seconds=self._config.lease_seconds,
+        )  # fmt: skip
+        started = [row for row in go if row.id in started_ids]
         if started:
             await self._send(started)
 
@@ -212,6 +241,12 @@ class DeliveryWorker:
             await self._outbox.release(row_id, self._owner, not_before=until, error=str(exc))
         else:
             await self._outbox.mark_failed(row_id, self._owner, error=str(exc), reason=exc.reason)
+
+
+def task_key(row: OutboxRow) -> str:
+    """The lease key of the staff task ``row`` belongs to: its run, staff owner and text."""
+    digest = hashlib.sha256(row.text.encode()).hexdigest()[:16]
+    return f"task:{row.run_id}:{row.address.get('owner', '')}:{digest}"
 
 
 def _sendable_groups(rows: Sequence[OutboxRow]) -> list[list[OutboxRow]]:
