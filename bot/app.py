@@ -24,7 +24,7 @@ from bot.retail.exemplars import FLOORS, ExemplarIntents
 from bot.retail.writer import LLMRetailWriter
 from bot.settings import Settings
 from bot.store import Store
-from campaigns.config import CampaignsConfig, RateLimits
+from campaigns.config import CampaignsConfig, RateLimits, RetentionConfig
 from knowledge.base import KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,13 @@ def campaigns_config(settings: Settings) -> CampaignsConfig:
         ),
         sensitive_words=tuple(settings.campaign_sensitive_words),
         templates=dict(settings.campaign_templates),
+        retention=RetentionConfig(
+            seen_messages_days=settings.retention_seen_days,
+            message_log_days=settings.retention_message_log_days,
+            outbox_days=settings.retention_outbox_days,
+            runs_days=settings.retention_runs_days,
+            cron=settings.retention_cron,
+        ),
     )
 
 

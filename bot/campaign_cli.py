@@ -4,7 +4,8 @@ Part of the composition root (with ``bot.cli`` and ``bot.app``): it wires the ca
 planner, worker and scheduler to the adapters' platform sender. Processes:
 
 - ``siyu scheduler``: waits to become the one scheduler leader, then fires each campaign's cron
-  (plan only: rows go to the outbox). Run one or more (the others stand by).
+  (plan only: rows go to the outbox) and prunes old rows daily (``SIYU_RETENTION_*``,
+  :mod:`campaigns.retention`). Run one or more (the others stand by).
 - ``siyu worker``: drains the outbox through the platforms, obeying the delivery policy and the
   shared rate limits. Run as many as the platforms' limits justify.
 - ``siyu campaign run NAME``: plans now and, unless ``--no-deliver``, drains what is due in the
@@ -312,6 +313,7 @@ def worker() -> None:
 
 def scheduler() -> None:
     """Fire campaigns on their cron while this process is the scheduler leader."""
+    from campaigns.retention import prune, summary
     from campaigns.scheduler import CampaignScheduler
 
     async def main() -> None:
@@ -325,9 +327,17 @@ def scheduler() -> None:
                 report = await planner.plan(campaign, now=utc_now(), run_key=run_key)
                 return f"planned {report.planned}, added {report.added}"
 
+            retention = campaigns_config(built.settings).retention
+
+            async def maintain() -> str:
+                return summary(await prune(built.engine, retention, now=utc_now()))
+
             tz = built.settings.bot().timezone
             url = built.settings.resolved_database_url
-            runner = CampaignScheduler(built.engine, url, fire, tz=tz, owner=_owner())
+            runner = CampaignScheduler(
+                built.engine, url, fire, tz=tz, owner=_owner(), maintenance=maintain,
+                maintenance_cron=retention.cron,
+            )  # fmt: skip
             console.print(f"scheduler {_owner()} waiting for leadership; Ctrl-C stops")
             await runner.run()
 
@@ -335,5 +345,5 @@ def scheduler() -> None:
         asyncio.run(main())
     except KeyboardInterrupt:
         console.print("stopped")
-    except CampaignError as exc:
+    except (CampaignError, ValueError) as exc:  # a bad cron in the settings
         raise _fail(str(exc)) from None

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.hours import DEFAULT_HANDOFF_HOURS, ServiceHours
@@ -225,6 +225,11 @@ class Settings(BaseSettings):
     campaign_webhook_per_minute: float = Field(default=60.0, gt=0)
     campaign_sensitive_words: list[str] = Field(default_factory=list)
     campaign_templates: dict[str, str] = Field(default_factory=dict)
+    retention_seen_days: int = Field(default=7, ge=1)
+    retention_message_log_days: int = Field(default=180, ge=1)
+    retention_outbox_days: int = Field(default=90, ge=32)
+    retention_runs_days: int = Field(default=90, ge=1)
+    retention_cron: str = "30 4 * * *"
     wecom_api_base: str = "https://qyapi.weixin.qq.com"
     wechat_api_base: str = "https://api.weixin.qq.com"
 
@@ -235,6 +240,16 @@ class Settings(BaseSettings):
         if len(names) != len(set(names)):
             raise ValueError(f"account names must be unique within a channel, got {names}")
         return value
+
+    @model_validator(mode="after")
+    def _outbox_outlives_the_cooldown(self) -> Settings:
+        if self.retention_outbox_days <= self.campaign_reengage_cooldown_days:
+            raise ValueError(
+                f"SIYU_RETENTION_OUTBOX_DAYS ({self.retention_outbox_days}) must exceed "
+                f"SIYU_CAMPAIGN_REENGAGE_COOLDOWN_DAYS ({self.campaign_reengage_cooldown_days}): "
+                "the cooldown is read from the outbox"
+            )
+        return self
 
     @field_validator("campaign_quiet_hours", "handoff_hours")
     @classmethod

@@ -40,6 +40,18 @@ class RateLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    """How many days each growing table keeps its rows (see :mod:`campaigns.retention`), and
+    when (a crontab line in the brand's timezone) the scheduler leader prunes them."""
+
+    seen_messages_days: int = 7
+    message_log_days: int = 180
+    outbox_days: int = 90
+    runs_days: int = 90
+    cron: str = "30 4 * * *"
+
+
+@dataclass(frozen=True, slots=True)
 class CampaignsConfig:
     """Everything the planner, the delivery policy and the worker need."""
 
@@ -57,3 +69,4 @@ class CampaignsConfig:
     templates: dict[str, str] = field(default_factory=dict)
     """Copy templates by segment name (``default`` for the rest); see :mod:`campaigns.copy`."""
     opt_out_hint: str = OPT_OUT_HINT
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
