@@ -193,16 +193,25 @@ def campaign_create(
 
 @campaign_app.command("list")
 def campaign_list() -> None:
-    """List the campaigns."""
+    """List the campaigns: the stored ones, and the settings' daily deals as the next write
+    will store them ("stored" says whether the table has them yet)."""
 
-    async def main() -> list[Campaign]:
+    async def main() -> list[tuple[Campaign, bool]]:
         async with _built() as built:
-            return await list_campaigns(built.engine)
+            stored = {c.name: c for c in await list_campaigns(built.engine)}
+            settings = daily_deals_definitions(built.settings.daily_deals, now=utc_now())
+            merged = {**stored, **{c.name: c for c in settings}}
+            return [(merged[name], name in stored) for name in sorted(merged)]
 
-    table = Table("name", "kind", "store", "cron", "options")
-    for c in asyncio.run(main()):
+    try:
+        campaigns = asyncio.run(main())
+    except CampaignError as exc:
+        raise _fail(str(exc)) from None
+    table = Table("name", "kind", "store", "cron", "options", "stored")
+    for c, stored in campaigns:
         options = json.dumps(c.options, ensure_ascii=False)
-        table.add_row(c.name, c.kind, c.store_id or "all", c.cron or "-", options)
+        row = (c.name, c.kind, c.store_id or "all", c.cron or "-", options)
+        table.add_row(*row, "yes" if stored else "not yet")
     console.print(table)
 
 

@@ -167,3 +167,24 @@ async def test_a_push_the_bridge_refuses_is_not_repeated(
     await worker.drain()
     assert await Outbox(engine).counts(run_id) == {("failed", "rejected"): 1}
     assert len(bridge.pushes) == 1
+
+
+async def test_a_push_interrupted_by_a_crash_is_sent_again_with_its_id(
+    engine: AsyncEngine,
+    knowledge: KnowledgeBase,
+    bridge: FakeBridge,
+    sender: PlatformSender,
+    data_dir: Path,
+) -> None:
+    run_id = await fire_daily_deals(engine, knowledge, data_dir)
+    box = Outbox(engine)
+    (row,) = await box.claim("dead", limit=1, now=T0, lease_seconds=1)
+    assert await box.begin_attempt(row.id or 0, "dead", now=T0, lease_seconds=1)
+    # The worker died during the push: the bridge may have it. The route carries our id, so the
+    # next worker pushes it again (the bridge drops the repeat) rather than giving up.
+    await DeliveryWorker(
+        engine, sender, CampaignsConfig(), owner="w2", clock=Clock(T0 + timedelta(seconds=5))
+    ).drain()
+    assert await box.counts(run_id) == {("sent", None): 1}
+    (push,) = bridge.pushes
+    assert push["id"] == outbox_key(row.id or 0)

@@ -185,6 +185,7 @@ async def test_a_preview_writes_nothing_through_the_command_line(
     assert "messages planned: 1 {'group': 1}" in deals  # from the settings, stored or not
     assert table_rows(db) == before
     assert before["campaign"] == []
+    assert "not yet" in await siyu(env, tmp_path, "campaign", "list")
 
     await siyu(env, tmp_path, "campaign", "create", "winback", "--kind", "reengage")
     before = table_rows(db)
@@ -193,6 +194,7 @@ async def test_a_preview_writes_nothing_through_the_command_line(
     assert "messages planned: 3" in winback
     await siyu(env, tmp_path, "campaign", "preview", "daily-deals:s1")
     assert table_rows(db) == before
+    assert "not yet" not in await siyu(env, tmp_path, "campaign", "list")
 
 
 async def test_a_bad_daily_deals_cron_stops_the_commands_that_write(
