@@ -160,22 +160,7 @@ class Planner:
         if copy is None:
             return []
         expires = _expiry(promos)
-        rows = [
-            Planned(
-                target=f"group:{robot}", channel="group", text=copy.text,
-                address={"robot": robot}, not_before=now, segment="group",
-                variant=copy.variant[:VARIANT_CHARS], expires_at=expires,
-            )
-            for robot in _names(campaign.options.get("groups"))
-        ]  # fmt: skip
-        rows += [
-            Planned(
-                target=target, channel="webhook", text=copy.text, address=address,
-                not_before=now, segment="group", variant=copy.variant[:VARIANT_CHARS],
-                expires_at=expires,
-            )
-            for target, address in _bridge_groups(campaign.options.get("bridge_groups"))
-        ]  # fmt: skip
+        rows = _group_rows(campaign.options, copy, now, expires)
         # Every kf / OA member of the store, so the report counts those whose window is closed.
         rule = SegmentRule(
             name="daily_deals", store=campaign.store_id, channels=tuple(WINDOW_ROUTES)
@@ -434,6 +419,21 @@ def _names(value: Any) -> list[str]:
     if isinstance(value, list | tuple):
         return [str(v) for v in value if str(v).strip()]
     raise ValueError(f"expected a list of names, got {value!r}")
+
+
+def _group_rows(
+    options: dict[str, Any], copy: Copy, now: datetime, expires: datetime | None
+) -> list[Planned]:
+    """One post per robot group (``groups``) and per bridge conversation (``bridge_groups``)."""
+    posts = [(f"group:{r}", "group", {"robot": r}) for r in _names(options.get("groups"))]
+    posts += [(t, "webhook", a) for t, a in _bridge_groups(options.get("bridge_groups"))]
+    return [
+        Planned(
+            target=target, channel=route, text=copy.text, address=address, not_before=now,
+            segment="group", variant=copy.variant[:VARIANT_CHARS], expires_at=expires,
+        )
+        for target, route, address in posts
+    ]  # fmt: skip
 
 
 BRIDGE_TARGET_CHARS = 200

@@ -311,3 +311,23 @@ async def test_interests_from_questions_reach_the_profile_before_copy(
             ._mapping["interests"]
         )
     assert interests == ["烘焙"]
+
+
+async def test_bridge_groups_are_pushed_and_a_malformed_one_is_refused(
+    engine: AsyncEngine, planner: Planner
+) -> None:
+    deals = await campaign(
+        engine, "deals", "daily_deals", store_id="s1",
+        options={"groups": ["g1"], "bridge_groups": ["bridge:group-42"]},
+    )  # fmt: skip
+    await planner.plan(deals, now=T0, run_key="2026-06-10")
+    rows = await Outbox(engine).claim("t", limit=10, now=T0, lease_seconds=60)
+    posts = sorted((r.target, r.channel, tuple(sorted(r.address.items()))) for r in rows)
+    assert posts == [
+        ("group:g1", "group", (("robot", "g1"),)),
+        ("group:webhook.bridge:group-42", "webhook",
+         (("bridge", "bridge"), ("conversation", "group-42"))),
+    ]  # fmt: skip
+    bad = await campaign(engine, "bad", "daily_deals", options={"bridge_groups": ["group-42"]})
+    with pytest.raises(ValueError, match="'group-42': expected <bridge>:<conversation>"):
+        await planner.plan(bad, now=T0, run_key="2026-06-10", write=False)
