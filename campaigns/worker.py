@@ -130,7 +130,14 @@ class DeliveryWorker:
         return len(rows)
 
     async def _handle(self, rows: Sequence[OutboxRow]) -> None:
-        """One send: a single row, or every row of one staff task (under the task's lease)."""
+        """One send: a single row, or every row of one staff task (under the task's lease).
+
+        Rows whose last attempt has an unknown outcome are settled first, before any lease is
+        waited for: putting such a row back would clear its ``attempt_at`` and so forget that
+        the platform may already have it."""
+        rows = [row for row in rows if not await self._ended_unknown(row)]
+        if not rows:
+            return
         if rows[0].channel != "staff_task":
             await self._handle_rows(rows)
             return
@@ -146,8 +153,7 @@ class DeliveryWorker:
                 rows[0], self._owner, now=now, lease_seconds=self._config.lease_seconds,
                 due=now + timedelta(seconds=PERSON_BUSY_SECONDS),
             )  # fmt: skip
-            # Rows whose last attempt has an unknown outcome are not gathered: _admit ends them.
-            await self._handle_rows([r for r in rows if r.attempt_at is not None] + whole)
+            await self._handle_rows(whole)
         finally:
             await self._locks.release(key, self._owner)
 
@@ -184,12 +190,17 @@ class DeliveryWorker:
         if started:
             await self._send(started)
 
+    async def _ended_unknown(self, row: OutboxRow) -> bool:
+        """End ``row`` failed if its last attempt's outcome is unknown on a route that cannot
+        be repeated safely; whether it did."""
+        if row.attempt_at is None or row.channel in IDEMPOTENT_ROUTES:
+            return False
+        await self._outbox.mark_failed(_id(row), self._owner, error=UNKNOWN_OUTCOME)
+        return True
+
     async def _admit(self, row: OutboxRow) -> bool:
         """Whether the row may be sent now; settles it (skip, defer, fail) when not."""
         row_id = _id(row)
-        if row.attempt_at is not None and row.channel not in IDEMPOTENT_ROUTES:
-            await self._outbox.mark_failed(row_id, self._owner, error=UNKNOWN_OUTCOME)
-            return False
         if row.attempts >= self._config.max_attempts:
             error = f"gave up after {row.attempts} attempts: {row.error or 'unknown error'}"
             await self._outbox.mark_failed(row_id, self._owner, error=error)

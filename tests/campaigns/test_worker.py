@@ -16,6 +16,7 @@ from adapters.wecom.outbound import PlatformSender, platform_sender
 from bot.models import Member
 from bot.settings import ContactAccount, KfAccount, OfficialAccountConfig, RobotAccount
 from campaigns.config import CampaignsConfig, RateLimits
+from campaigns.locks import SendLocks
 from campaigns.outbox import Outbox, Planned
 from campaigns.worker import UNKNOWN_OUTCOME, DeliveryWorker
 from tests.campaigns.conftest import T0, add_member
@@ -190,6 +191,26 @@ async def test_an_interrupted_non_idempotent_send_is_not_repeated(
     async with engine.connect() as conn:
         error = (await conn.execute(sa.text("SELECT error FROM outbox"))).scalar_one()
     assert error == UNKNOWN_OUTCOME
+
+
+async def test_an_interrupted_send_stays_unrepeated_while_its_person_is_busy(
+    engine: AsyncEngine, wecom_server: FakePlatform, sender: PlatformSender
+) -> None:
+    run = await new_run(engine)
+    row = await oa_row(engine, wecom_server)
+    box = Outbox(engine)
+    await box.add(run, [row], T0)
+    (claimed,) = await box.claim("dead", limit=1, now=T0, lease_seconds=1)
+    assert await box.begin_attempt(claimed.id or 0, "dead", now=T0, lease_seconds=1)
+    locks = SendLocks(engine)
+    assert await locks.acquire(f"person:{row.person}", "other", 60)  # another send to them
+    clock = Clock(T0 + timedelta(seconds=5))
+    await worker(engine, sender, clock).drain()
+    await locks.release(f"person:{row.person}", "other")
+    clock.now += timedelta(minutes=1)
+    await worker(engine, sender, clock).drain()
+    assert await states(engine, run) == {("failed", None): 1}
+    assert wecom_server.custom_sent == []
 
 
 async def test_staff_tasks_are_grouped_per_owner(
