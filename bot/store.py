@@ -6,6 +6,10 @@ handoff because the member complained) included. Decision: complaints are record
 than in a new column or table, so a database created by an earlier version keeps working
 without a migration (``create_all`` never adds columns) and one query counts everything.
 
+Old rows are pruned in batches (:func:`delete_in_batches`), each batch its own short
+transaction, so pruning a large table never holds a long write lock; the scheduler leader runs
+the pruning daily (:mod:`campaigns.retention` says how long each table keeps its rows).
+
 Every state change is one short transaction. Flags flip with a conditional ``UPDATE`` so
 "was it already on?" is answered atomically, even when two messages of one member race (a member
 writes in two groups at once, say).
@@ -17,7 +21,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, distinct, func, update
+import sqlalchemy as sa
+from sqlalchemy import distinct, func, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -28,6 +33,9 @@ from bot.answer import Turn
 from bot.models import Member, MessageLog, SeenMessage, require_aware
 from bot.types import MemberRef
 from knowledge.types import Citation
+
+PRUNE_BATCH = 5000
+"""Rows deleted per transaction when pruning."""
 
 HANDOFF_KINDS = ("handoff", "complaint")
 """``answered_by`` values of bot rows that handed the member to a person."""
@@ -80,12 +88,16 @@ class Store:
         return True
 
     async def prune_seen(self, before: datetime) -> int:
-        """Forget dedupe keys seen before ``before`` (platforms retry within minutes)."""
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                delete(SeenMessage).where(col(SeenMessage.seen_at) < before)
-            )
-        return result.rowcount
+        """Forget dedupe keys seen before ``before`` (platforms retry within minutes); how many."""
+        table = SeenMessage.__table__  # type: ignore[attr-defined]
+        return await delete_in_batches(self._engine, table, table.c.seen_at < require_aware(before))
+
+    async def prune_log(self, before: datetime) -> int:
+        """Delete message-log rows created before ``before``; how many."""
+        table = MessageLog.__table__  # type: ignore[attr-defined]
+        return await delete_in_batches(
+            self._engine, table, table.c.created_at < require_aware(before)
+        )
 
     async def get_member(self, channel: str, external_id: str) -> Member | None:
         """The member with this channel identity, or None."""
@@ -262,6 +274,26 @@ class Store:
         async with self._engine.begin() as conn:
             result = await conn.execute(statement)
         return result.rowcount == 1
+
+
+async def delete_in_batches(
+    engine: AsyncEngine,
+    table: sa.Table,
+    condition: sa.ColumnElement[bool],
+    *,
+    batch: int = PRUNE_BATCH,
+) -> int:
+    """Delete ``table``'s rows matching ``condition``, ``batch`` rows per transaction (selected
+    by primary key, the same statement on SQLite and PostgreSQL); how many were deleted."""
+    (key,) = table.primary_key.columns
+    total = 0
+    while True:
+        chosen = sa.select(key).where(condition).limit(batch).scalar_subquery()
+        async with engine.begin() as conn:
+            deleted = (await conn.execute(table.delete().where(key.in_(chosen)))).rowcount
+        total += deleted
+        if deleted < batch:
+            return total
 
 
 def _member_id(member: Member) -> int:

@@ -7,15 +7,24 @@ the next attempt completes it without duplicating a row.
 
 **Daily deals** (``kind="daily_deals"``): the promotions valid at the moment of planning for the
 campaign's store (all-store ones included; a chain-wide campaign only sees all-store ones). One
-message, posted to each of the campaign's groups (``options["groups"]``: robot names) and sent
-to each member of that store whose kf / Official Account 48-hour window is open (the only
-members those routes can reach). No valid promotion → nothing is planned, and the report says so.
+message, posted to each of the campaign's groups (``options["groups"]``: robot names), to each
+bridge conversation (``options["bridge_groups"]``: ``"<bridge>:<conversation>"``, pushed to the
+bridge's ``push_url``) and sent to each member of that store whose kf / Official Account
+48-hour window is open (the only members those routes can reach). No valid promotion → nothing
+is planned, and the report says so. Decision: a bridge is reached only in the conversations the
+operator names, the way robot groups are; members last seen through a bridge are not pushed to
+1:1, because nothing tells us the bridge may still write to them.
 
 **Re-engagement** (``kind="reengage"``): members of ``options["segments"]`` (default at_risk and
 dormant), consenting, not contacted by any re-engagement message within the cooldown
-(``options["cooldown_days"]``, else the settings'). Each person gets one message, written per
-(segment, interest, store) from the promotions valid for their home store; interests are first
-refreshed from the members' questions of the last 180 days (:mod:`campaigns.interests`).
+(``options["cooldown_days"]``, else the settings'). Contacted means a re-engagement outbox row
+for the person (target ``person:<person>``) or the group (target ``group:<robot>``) that was
+sent within the cooldown, or is still pending from a run planned within it: a group reachable
+only through its robot gets a win-back post at most once per cooldown, however often the
+campaign runs. Each person gets one message, written per (segment, interest, store) from the
+promotions valid for their home store; interests are first refreshed from the members'
+questions of the last 180 days (:mod:`campaigns.interests`). A preview (``write=False``) writes
+nothing at all: it reads those interests in memory instead of storing them.
 Dormant members are outside the 48-hour windows, so the route is chosen honestly, per person:
 
 1. an identity whose kf / Official Account window is still open → that route;
@@ -45,7 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.models import MessageLog, require_aware
 from campaigns.config import CampaignsConfig
 from campaigns.copy import Copy, CopyRejected, CopyWriter
-from campaigns.interests import refresh_interests
+from campaigns.interests import inferred_interests, refresh_interests
 from campaigns.models import Campaign, CampaignRun, OutboxRow
 from campaigns.outbox import Outbox, Planned
 from campaigns.promotions import Promotion, promotions_from_chunks, valid_promotions
@@ -124,7 +133,7 @@ class Planner:
         if campaign.kind == "daily_deals":
             rows = await self._daily_deals(campaign, now, report)
         elif campaign.kind == "reengage":
-            rows = await self._reengage(campaign, now, report)
+            rows = await self._reengage(campaign, now, report, write=write)
         else:
             raise ValueError(f"unknown campaign kind {campaign.kind!r}")
         report.planned = len(rows)
@@ -151,14 +160,7 @@ class Planner:
         if copy is None:
             return []
         expires = _expiry(promos)
-        rows = [
-            Planned(
-                target=f"group:{robot}", channel="group", text=copy.text,
-                address={"robot": robot}, not_before=now, segment="group",
-                variant=copy.variant[:VARIANT_CHARS], expires_at=expires,
-            )
-            for robot in _names(campaign.options.get("groups"))
-        ]  # fmt: skip
+        rows = _group_rows(campaign.options, copy, now, expires)
         # Every kf / OA member of the store, so the report counts those whose window is closed.
         rule = SegmentRule(
             name="daily_deals", store=campaign.store_id, channels=tuple(WINDOW_ROUTES)
@@ -185,14 +187,13 @@ class Planner:
         return rows
 
     async def _reengage(
-        self, campaign: Campaign, now: datetime, report: PlanReport
+        self, campaign: Campaign, now: datetime, report: PlanReport, *, write: bool
     ) -> list[Planned]:
         names = _names(campaign.options.get("segments")) or list(DEFAULT_REENGAGE_SEGMENTS)
         unknown = [n for n in names if n not in BUILTIN]
         if unknown:
             raise ValueError(f"unknown segments {unknown}; known: {sorted(BUILTIN)}")
-        # Interests come from what members asked; bring them up to date before writing copy.
-        await refresh_interests(self._engine, since=now - INTEREST_LOOKBACK, now=now)
+        fresh = await self._fresh_interests(now, write=write)
         days = campaign.options.get("cooldown_days", self._config.reengage_cooldown_days)
         contacted = await self._contacted_since(now - timedelta(days=float(days)))
         rows: list[Planned] = []
@@ -206,29 +207,44 @@ class Planner:
                 if person in seen:
                     continue
                 seen.add(person)
-                if person in contacted:
+                if f"person:{person}" in contacted:
                     report.not_planned["cooldown"] += 1
                     continue
+                identities = _with_interests(identities, fresh)
                 route = _route(identities, addresses, now)
                 if route is None:
-                    reason = "group_only" if any(a.groups for a in identities) else "unreachable"
-                    report.not_planned[reason] += 1
-                    for a in identities:
-                        for robot in a.groups:
-                            groups.setdefault(robot, (name, a.home_store))
+                    _count_group_only(identities, name, groups, report)
                     continue
                 row = await self._reengage_row(person, identities, name, route, now, report)
                 if row is not None:
                     rows.append(row)
-        rows.extend(await self._group_posts(groups, now, report))
+        rows.extend(await self._group_posts(groups, contacted, now, report))
         return rows
 
+    async def _fresh_interests(self, now: datetime, *, write: bool) -> dict[int, list[str]]:
+        """Interests come from what members asked; bring them up to date before writing copy.
+        A plan stores them in the profiles (nothing left to add in memory); a preview only
+        reads them, member id → interests, and the plan adds them to the identities."""
+        since = now - INTEREST_LOOKBACK
+        if write:
+            await refresh_interests(self._engine, since=since, now=now)
+            return {}
+        return await inferred_interests(self._engine, since=since)
+
     async def _group_posts(
-        self, groups: dict[str, tuple[str, str | None]], now: datetime, report: PlanReport
+        self,
+        groups: dict[str, tuple[str, str | None]],
+        contacted: set[str],
+        now: datetime,
+        report: PlanReport,
     ) -> list[Planned]:
-        """One post per group holding members no 1:1 route reaches, in their segment's voice."""
+        """One post per group holding members no 1:1 route reaches, in their segment's voice;
+        none to a group that had one within the cooldown (``contacted``)."""
         rows = []
         for robot, (segment, store) in sorted(groups.items()):
+            if f"group:{robot}" in contacted:
+                report.not_planned["group_cooldown"] += 1
+                continue
             promos = self._promotions(store, now)
             copy = await self._write(report, segment, promos, None) if promos else None
             if copy is None:
@@ -345,18 +361,19 @@ class Planner:
         return found
 
     async def _contacted_since(self, since: datetime) -> set[str]:
-        """Persons sent a re-engagement message since ``since``."""
+        """Targets (``person:…``, ``group:…``) of re-engagement rows sent since ``since``, or
+        still pending from a run planned since then (they are about to be sent)."""
         camp = Campaign.__table__  # type: ignore[attr-defined]
         stmt = (
-            sa.select(OUTBOX.c.person)
+            sa.select(OUTBOX.c.target)
             .join(RUNS, RUNS.c.id == OUTBOX.c.run_id)
             .join(camp, camp.c.id == RUNS.c.campaign_id)
-            .where(camp.c.kind == "reengage", OUTBOX.c.state == "sent")
-            .where(OUTBOX.c.sent_at >= since, OUTBOX.c.person.is_not(None))
+            .where(camp.c.kind == "reengage", OUTBOX.c.state.in_(("sent", "pending")))
+            .where(sa.func.coalesce(OUTBOX.c.sent_at, OUTBOX.c.created_at) >= since)
             .distinct()
         )
         async with self._engine.connect() as conn:
-            return {str(p) for (p,) in await conn.execute(stmt)}
+            return {str(t) for (t,) in await conn.execute(stmt)}
 
     async def _open_run(self, campaign: Campaign, run_key: str, now: datetime) -> tuple[int, str]:
         if campaign.id is None:
@@ -402,6 +419,64 @@ def _names(value: Any) -> list[str]:
     if isinstance(value, list | tuple):
         return [str(v) for v in value if str(v).strip()]
     raise ValueError(f"expected a list of names, got {value!r}")
+
+
+def _group_rows(
+    options: dict[str, Any], copy: Copy, now: datetime, expires: datetime | None
+) -> list[Planned]:
+    """One post per robot group (``groups``) and per bridge conversation (``bridge_groups``)."""
+    posts = [(f"group:{r}", "group", {"robot": r}) for r in _names(options.get("groups"))]
+    posts += [(t, "webhook", a) for t, a in _bridge_groups(options.get("bridge_groups"))]
+    return [
+        Planned(
+            target=target, channel=route, text=copy.text, address=address, not_before=now,
+            segment="group", variant=copy.variant[:VARIANT_CHARS], expires_at=expires,
+        )
+        for target, route, address in posts
+    ]  # fmt: skip
+
+
+BRIDGE_TARGET_CHARS = 200
+"""outbox.target's width."""
+
+
+def _bridge_groups(value: Any) -> list[tuple[str, dict[str, str]]]:
+    """``"<bridge>:<conversation>"`` names → (target, webhook address); a clear ValueError for
+    a name without both parts or too long to be a target."""
+    out = []
+    for name in _names(value):
+        bridge, _, conversation = name.partition(":")
+        if not bridge or not conversation:
+            raise ValueError(f"bridge group {name!r}: expected <bridge>:<conversation>")
+        target = f"group:webhook.{bridge}:{conversation}"
+        if len(target) > BRIDGE_TARGET_CHARS:
+            raise ValueError(f"bridge group {name!r} is longer than a target may be")
+        out.append((target, {"bridge": bridge, "conversation": conversation}))
+    return out
+
+
+def _with_interests(identities: list[Audience], fresh: dict[int, list[str]]) -> list[Audience]:
+    """The identities with the interests read for a preview added after their stored ones."""
+    if not fresh:
+        return identities
+    return [
+        replace(a, interests=tuple(dict.fromkeys([*a.interests, *fresh.get(a.member_id, [])])))
+        for a in identities
+    ]
+
+
+def _count_group_only(
+    identities: Sequence[Audience],
+    segment: str,
+    groups: dict[str, tuple[str, str | None]],
+    report: PlanReport,
+) -> None:
+    """A person no 1:1 route reaches: counted, and their groups noted for one post each."""
+    reason = "group_only" if any(a.groups for a in identities) else "unreachable"
+    report.not_planned[reason] += 1
+    for a in identities:
+        for robot in a.groups:
+            groups.setdefault(robot, (segment, a.home_store))
 
 
 def _prefix(channel: str) -> str:

@@ -55,3 +55,15 @@ async def sql_engine(backend: str, data_dir: Path) -> AsyncIterator[AsyncEngine]
         async with admin.begin() as conn:
             await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         await admin.dispose()
+
+
+async def snapshot(engine: AsyncEngine) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table in ``SQLModel.metadata``, by table, in a stable order."""
+    from sqlmodel import SQLModel
+
+    out: dict[str, list[tuple[object, ...]]] = {}
+    async with engine.connect() as conn:
+        for table in SQLModel.metadata.sorted_tables:
+            rows = (await conn.execute(table.select())).all()
+            out[table.name] = sorted((tuple(r) for r in rows), key=repr)
+    return out

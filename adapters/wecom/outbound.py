@@ -8,7 +8,11 @@ Routes and their addresses:
 - ``oa``: ``account`` (a SIYU_OFFICIAL_ACCOUNTS name), ``openid`` → ``message/custom/send``;
 - ``staff_task``: ``owner`` (the staff member's userid), ``recipients`` = their customers'
   external userids → ``externalcontact/add_msg_template`` (the owner confirms it in WeCom);
-- ``group``: ``robot`` (a SIYU_WECOM_ROBOTS name) → ``webhook/send``.
+- ``group``: ``robot`` (a SIYU_WECOM_ROBOTS name) → ``webhook/send``;
+- ``webhook``: ``bridge`` (a SIYU_WEBHOOKS name with a ``push_url``), ``conversation`` → a signed
+  push to the bridge (:class:`adapters.webhook.WebhookPusher`, push id = the message's key, so
+  the bridge drops a repeat: the route is idempotent). Its errors are already
+  :class:`bot.errors.DeliveryError` (5xx / timeouts retryable, other statuses final).
 
 Platform errors become :class:`bot.errors.DeliveryError`: a closed 48-hour / 5-message window is
 ``window_closed`` (never retried), API frequency limits ``platform_quota`` (retryable), busy
@@ -20,7 +24,7 @@ account that is not configured is ``rejected`` too: the message cannot go anywhe
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal, TypeVar
@@ -28,6 +32,8 @@ from typing import Literal, TypeVar
 import aiohttp
 from pydantic import SecretStr
 
+from adapters.webhook.config import Bridge
+from adapters.webhook.push import WebhookPusher
 from adapters.wecom.client import Credentials, TokenCache, WeComClient
 from adapters.wecom.config import WeComSettings
 from adapters.wecom.errors import (
@@ -43,8 +49,9 @@ from bot.errors import DeliveryError
 from bot.types import Outbound
 
 T = TypeVar("T")
-IDEMPOTENT_ROUTES = frozenset({"kf"})
-"""Routes whose send carries our key (kf ``msgid``): repeating one cannot deliver twice."""
+IDEMPOTENT_ROUTES = frozenset({"kf", "webhook"})
+"""Routes whose send carries our key (kf ``msgid``, the push id): repeating one cannot deliver
+twice."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class PlatformSender:
     oa: Mapping[str, WeComClient]
     contact: WeComClient | None
     robots: Mapping[str, RobotWebhook]
+    bridges: Mapping[str, WebhookPusher]
 
     async def send(self, message: Outbound, /) -> str:
         """Deliver ``message``; the platform's id for it (or the key when it returns none)."""
@@ -100,6 +108,9 @@ class PlatformSender:
             robot = _pick(self.robots, a.get("robot"), "group robot")
             await robot.send_text(m.text)
             return m.key
+        if m.route == "webhook":
+            pusher = _pick(self.bridges, a.get("bridge"), "bridge with a push_url")
+            return await pusher.push(_need(a, "conversation"), m.text, message_id=m.key)
         raise _unroutable(f"unknown route {m.route!r}")
 
 
@@ -127,9 +138,13 @@ def _creds(kind: Literal["wecom", "oa"], app_id: str, secret: SecretStr) -> Cred
 
 @asynccontextmanager
 async def platform_sender(
-    wecom: WeComSettings, *, tokens: TokenCache | None = None
+    wecom: WeComSettings,
+    *,
+    bridges: Sequence[Bridge] = (),
+    tokens: TokenCache | None = None,
 ) -> AsyncIterator[PlatformSender]:
-    """A sender over one HTTP session for every account of ``wecom``, while the block runs."""
+    """A sender over one HTTP session for every account of ``wecom``, while the block runs; the
+    ``bridges`` with a ``push_url`` are the ``webhook`` route's destinations."""
     cache = tokens if tokens is not None else TokenCache()
     api, oa_api = wecom.api_base, wecom.wechat_api_base
     async with aiohttp.ClientSession() as session:
@@ -152,4 +167,5 @@ async def platform_sender(
                 r.name: RobotWebhook(session, r.key.get_secret_value(), base_url=api)
                 for r in wecom.robots
             },
+            bridges={b.name: WebhookPusher(session, b) for b in bridges if b.push_url},
         )

@@ -24,6 +24,7 @@ from knowledge.base import KnowledgeBase
 from knowledge.types import ChunkDraft, DocumentMeta, Kind
 from tests.bot.conftest import PROMOTION_TEXT, document, make_settings, seed
 from tests.campaigns.conftest import T0, add_member
+from tests.sql import snapshot
 
 LOG = MessageLog.__table__  # type: ignore[attr-defined]
 OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
@@ -134,11 +135,62 @@ async def test_no_valid_promotion_plans_nothing(engine: AsyncEngine, planner: Pl
 async def test_preview_writes_nothing(engine: AsyncEngine, planner: Planner) -> None:
     await member(engine, "u1", channel="kf.main", idle=timedelta(hours=1), home_store="s1")
     deals = await campaign(engine, "deals", "daily_deals", store_id="s1")
+    before = await snapshot(engine)
     report = await planner.plan(deals, now=T0, run_key="preview", write=False)
     assert report.planned == 1
     assert report.run_id is None
     assert list(report.samples) == ["template:daily_deals"]
-    assert await Outbox(engine).pending() == 0
+    assert await snapshot(engine) == before
+
+
+async def test_a_reengagement_preview_writes_nothing_yet_uses_fresh_interests(
+    engine: AsyncEngine, knowledge: KnowledgeBase
+) -> None:
+    who = await member(
+        engine, "c1", channel="contact", idle=timedelta(days=45), owner_userid="z",
+        external_userid="wmA", home_store="s1",
+    )  # fmt: skip
+    await member(engine, "c2", channel="contact", idle=timedelta(days=45), groups=["g1"])
+    async with engine.begin() as conn:  # a question that makes c1 a 烘焙 fan
+        await conn.execute(
+            LOG.insert().values(
+                session_key="x", member_id=who, role="user", text="有没有新鲜的面包？",
+                citations=[], created_at=T0 - timedelta(days=45),
+            )
+        )  # fmt: skip
+    winback = await campaign(engine, "winback", "reengage")
+    config = CampaignsConfig(templates={"dormant": "{brand}给{interest}爱好者：{promotions}"})
+    copy = CopyWriter(config, None, brand="示例咖啡")
+    planner = Planner(engine, knowledge, copy, config)
+    before = await snapshot(engine)
+    preview = await planner.plan(winback, now=T0, run_key="preview", write=False)
+    assert await snapshot(engine) == before  # profiles, runs, outbox: all as they were
+    assert dict(preview.by_route) == {"staff_task": 1, "group": 1}
+    assert any(text.startswith("示例咖啡给烘焙爱好者") for text in preview.samples.values())
+    planned = await planner.plan(winback, now=T0, run_key="r1")  # the real plan agrees
+    assert (planned.by_route, planned.samples) == (preview.by_route, preview.samples)
+    await copy.aclose()
+
+
+async def test_a_group_gets_a_winback_post_once_per_cooldown(
+    engine: AsyncEngine, planner: Planner
+) -> None:
+    await member(engine, "c2", channel="contact", idle=timedelta(days=45), groups=["g1"])
+    deals = await campaign(engine, "deals", "daily_deals", options={"groups": ["g1"]})
+    await planner.plan(deals, now=T0, run_key="2026-06-10")  # another kind: does not count
+    winback = await campaign(engine, "winback", "reengage", options={"cooldown_days": 14})
+    first = await planner.plan(winback, now=T0, run_key="r1")
+    same_day = await planner.plan(winback, now=T0 + timedelta(hours=2), run_key="r2")
+    assert dict(first.by_route) == {"group": 1}
+    assert same_day.planned == 0  # still pending from r1: about to be posted
+    assert same_day.not_planned == {"group_only": 1, "group_cooldown": 1}
+    box = Outbox(engine)
+    for row in await box.claim("t", limit=10, now=T0, lease_seconds=60):
+        await box.mark_sent(row.id or 0, "t", now=T0 + timedelta(hours=3), platform_id="x")
+    week = await planner.plan(winback, now=T0 + timedelta(days=7), run_key="r3")
+    later = await planner.plan(winback, now=T0 + timedelta(days=15), run_key="r4")
+    assert week.not_planned["group_cooldown"] == 1
+    assert dict(later.by_route) == {"group": 1}
 
 
 async def test_reengagement_routes_dormant_members_honestly(
@@ -259,3 +311,23 @@ async def test_interests_from_questions_reach_the_profile_before_copy(
             ._mapping["interests"]
         )
     assert interests == ["烘焙"]
+
+
+async def test_bridge_groups_are_pushed_and_a_malformed_one_is_refused(
+    engine: AsyncEngine, planner: Planner
+) -> None:
+    deals = await campaign(
+        engine, "deals", "daily_deals", store_id="s1",
+        options={"groups": ["g1"], "bridge_groups": ["bridge:group-42"]},
+    )  # fmt: skip
+    await planner.plan(deals, now=T0, run_key="2026-06-10")
+    rows = await Outbox(engine).claim("t", limit=10, now=T0, lease_seconds=60)
+    posts = sorted((r.target, r.channel, tuple(sorted(r.address.items()))) for r in rows)
+    assert posts == [
+        ("group:g1", "group", (("robot", "g1"),)),
+        ("group:webhook.bridge:group-42", "webhook",
+         (("bridge", "bridge"), ("conversation", "group-42"))),
+    ]  # fmt: skip
+    bad = await campaign(engine, "bad", "daily_deals", options={"bridge_groups": ["group-42"]})
+    with pytest.raises(ValueError, match="'group-42': expected <bridge>:<conversation>"):
+        await planner.plan(bad, now=T0, run_key="2026-06-10", write=False)

@@ -22,6 +22,7 @@ from adapters.wecom.config import (
 from adapters.wecom.outbound import PlatformSender, platform_sender
 from bot.models import Member
 from campaigns.config import CampaignsConfig, RateLimits
+from campaigns.locks import SendLocks
 from campaigns.outbox import Outbox, Planned
 from campaigns.worker import UNKNOWN_OUTCOME, DeliveryWorker
 from tests.campaigns.conftest import T0, add_member
@@ -200,6 +201,26 @@ async def test_an_interrupted_non_idempotent_send_is_not_repeated(
     assert error == UNKNOWN_OUTCOME
 
 
+async def test_an_interrupted_send_stays_unrepeated_while_its_person_is_busy(
+    engine: AsyncEngine, wecom_server: FakePlatform, sender: PlatformSender
+) -> None:
+    run = await new_run(engine)
+    row = await oa_row(engine, wecom_server)
+    box = Outbox(engine)
+    await box.add(run, [row], T0)
+    (claimed,) = await box.claim("dead", limit=1, now=T0, lease_seconds=1)
+    assert await box.begin_attempt(claimed.id or 0, "dead", now=T0, lease_seconds=1)
+    locks = SendLocks(engine)
+    assert await locks.acquire(f"person:{row.person}", "other", 60)  # another send to them
+    clock = Clock(T0 + timedelta(seconds=5))
+    await worker(engine, sender, clock).drain()
+    await locks.release(f"person:{row.person}", "other")
+    clock.now += timedelta(minutes=1)
+    await worker(engine, sender, clock).drain()
+    assert await states(engine, run) == {("failed", None): 1}
+    assert wecom_server.custom_sent == []
+
+
 async def test_staff_tasks_are_grouped_per_owner(
     engine: AsyncEngine, wecom_server: FakePlatform, sender: PlatformSender
 ) -> None:
@@ -221,6 +242,53 @@ async def test_staff_tasks_are_grouped_per_owner(
     assert await states(engine, run) == {("sent", None): 4}
     tasks = {t["sender"]: sorted(t["external_userid"]) for t in wecom_server.templates_sent}
     assert tasks == {"zhang": ["wm0", "wm1", "wm3"], "li": ["wm2"]}
+
+
+async def staff_rows(engine: AsyncEngine, owners: dict[str, int]) -> list[Planned]:
+    """Dormant customers of each staff owner (``owner`` → how many), one win-back text."""
+    rows = []
+    for owner, count in owners.items():
+        for i in range(count):
+            member = await add_member(
+                engine, f"{owner}{i}", channel="contact", last_active=T0 - timedelta(days=40)
+            )
+            rows.append(
+                Planned(
+                    target=f"person:m{member}", channel="staff_task", text="好久不见，本周特惠",
+                    address={"owner": owner, "external_userid": f"wm-{owner}{i}"},
+                    not_before=T0, member_id=member, person=f"m{member}", segment="dormant",
+                )
+            )  # fmt: skip
+    return rows
+
+
+async def test_an_owner_gets_one_task_per_run_and_text_across_claims(
+    engine: AsyncEngine, wecom_server: FakePlatform, sender: PlatformSender
+) -> None:
+    run = await new_run(engine)
+    await Outbox(engine).add(run, await staff_rows(engine, {"zhang": 25, "li": 3}), T0)
+    w1 = DeliveryWorker(engine, sender, CONFIG, owner="w1", clock=Clock(), batch=10)
+    w2 = DeliveryWorker(engine, sender, CONFIG, owner="w2", clock=Clock(), batch=10)
+    await asyncio.gather(w1.drain(), w2.drain())  # two workers, claims of 10
+    assert await states(engine, run) == {("sent", None): 28}
+    tasks = sorted((t["sender"], len(t["external_userid"])) for t in wecom_server.templates_sent)
+    assert tasks == [("li", 3), ("zhang", 25)]
+
+
+async def test_a_task_interrupted_mid_send_is_never_sent_again(
+    engine: AsyncEngine, wecom_server: FakePlatform, sender: PlatformSender
+) -> None:
+    run = await new_run(engine)
+    box = Outbox(engine)
+    await box.add(run, await staff_rows(engine, {"zhang": 25}), T0)
+    # A worker claimed 20, gathered the task's 25, recorded the attempt, then died in the call.
+    first, *_ = await box.claim("dead", limit=20, now=T0, lease_seconds=1)
+    whole = await box.claim_task(first, "dead", now=T0, lease_seconds=1, due=T0)
+    ids = [r.id or 0 for r in whole]
+    assert len(await box.begin_attempts(ids, "dead", now=T0, lease_seconds=1)) == 25
+    await worker(engine, sender, Clock(T0 + timedelta(seconds=5))).drain()
+    assert await states(engine, run) == {("failed", None): 25}
+    assert wecom_server.templates_sent == []
 
 
 async def test_group_posts_and_expired_promotions(
