@@ -25,6 +25,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.answer import Turn
+from bot.contact import ContactLedger
 from bot.models import Member, MessageLog, SeenMessage, require_aware
 from bot.types import MemberRef
 from knowledge.types import Citation
@@ -61,6 +62,8 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+        self.contacts = ContactLedger(engine)
+        """Members' addresses and contact windows (:mod:`bot.contact`), on the same engine."""
 
     async def claim_message(self, channel: str, message_id: str, at: datetime) -> bool:
         """Record a platform message id; False when it was already recorded (a duplicate).

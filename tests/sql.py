@@ -55,3 +55,14 @@ async def sql_engine(backend: str, data_dir: Path) -> AsyncIterator[AsyncEngine]
         async with admin.begin() as conn:
             await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         await admin.dispose()
+
+
+async def twin_engine(engine: AsyncEngine) -> AsyncEngine:
+    """Another engine on ``engine``'s database (and PostgreSQL schema), with a pool of its own:
+    what another process would have. The caller disposes of it."""
+    url = engine.url.render_as_string(hide_password=False)
+    if engine.dialect.name == "sqlite":
+        return create_engine(url)
+    async with engine.connect() as conn:
+        schema = (await conn.execute(text("SELECT current_schema()"))).scalar_one()
+    return create_async_engine(url, connect_args={"server_settings": {"search_path": schema}})
