@@ -27,7 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.answer import Turn
 from bot.contact import ContactLedger
 from bot.models import Member, MessageLog, SeenMessage, require_aware
-from bot.types import MemberRef
+from bot.types import Address, MemberRef
 from knowledge.types import Citation
 
 HANDOFF_KINDS = ("handoff", "complaint")
@@ -112,6 +112,10 @@ class Store:
             if member is None:
                 raise
             return member
+
+    async def record_arrival(self, member: Member, address: Address, at: datetime) -> None:
+        """The member wrote from ``address`` at ``at`` (:meth:`ContactLedger.arrived`)."""
+        await self.contacts.arrived(_member_id(member), address, at)
 
     async def set_opted_out(self, member: Member, opted_out: bool, at: datetime) -> bool:
         """Opt the member out (or back in); False when it was already in that state."""

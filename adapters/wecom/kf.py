@@ -31,6 +31,7 @@ from adapters.wecom.errors import CallbackError, MalformedXML
 from adapters.wecom.kf_channel import KfChannel, KfEndpoint
 from adapters.wecom.kf_state import KfState, create_kf_tables
 from adapters.wecom.xmlwire import MAX_CALLBACK_BYTES
+from bot.contact import ContactLedger
 from bot.settings import KfAccount
 from bot.types import MessageHandler, SessionEnded
 
@@ -75,7 +76,7 @@ class KfRuntime:
                 a.name: KfEndpoint(a, self._client(session, tokens, a)) for a in self._accounts
             }
             self._channel = KfChannel(
-                self._handle, KfState(self._engine), endpoints,
+                self._handle, KfState(self._engine), endpoints, ledger=ContactLedger(self._engine),
                 clock=self._clock, page_size=self._page_size, session_ended=self._session_ended,
             )  # fmt: skip
             try:
