@@ -239,6 +239,7 @@ def _channel_apps(built: App) -> list[tuple[str, web.Application]]:
 
         oa = create_official_app(
             handle, settings.official_accounts, api_base=settings.wechat_api_base,
+            ledger=built.store.contacts,
             max_answering=MAX_ANSWERING if settings.llm().enabled else MAX_ANSWERING_CPU,
         )  # fmt: skip
         mounted.append(("/wechat/oa/", oa))

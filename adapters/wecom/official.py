@@ -13,8 +13,20 @@ Mounted at ``/wechat/oa/``; each account answers at ``/{name}``:
 
 Deadline (DESIGN.md §3): the answer is raced against the account's ``reply_budget_seconds``. If
 it is ready in time it is the passive reply; otherwise the request answers ``success`` and the
-answer goes out through ``message/custom/send`` when it arrives (5 in 48 h: a closed window is
-logged and dropped, never retried).
+answer goes out through ``message/custom/send`` when it arrives.
+
+Contact window: ``custom/send`` allows 5 messages within 48 h of the member's last message. Each
+customer-service message (every part of a split answer) is consumed from the core's contact-window
+ledger (:mod:`bot.contact`, shared with campaign pushes) before it is sent, and a long answer is
+split to what the window still allows; a closed window is logged and nothing is sent, never
+retried. The pipeline opens the window when a text message reaches it (the message carries its
+:class:`bot.types.Address`, ``oa``/account/openid). Decision: the passive reply (the HTTP response
+to the member's message) is not a customer-service message — WeChat allows exactly one per
+message, within the callback's deadline, whatever the 48-hour count — so it is not counted; the
+rest of a long passive answer goes through ``custom/send`` and is. Media and ``subscribe``
+(answered without the pipeline) open no window here: their notice is a passive reply, and under
+overload (sent through the API) it is refused by the ledger unless the member wrote earlier —
+the safe side.
 
 Overload: at most ``max_answering`` answers run at once (a semaphore; more would only queue for
 the CPU and the database pool). The composition root sets it by the kind of answer: LLM answers
@@ -63,12 +75,13 @@ from adapters.wecom.callback import (
 )
 from adapters.wecom.client import Credentials, TokenCache, WeComClient
 from adapters.wecom.crypto import CallbackCrypto, verify_plain
-from adapters.wecom.errors import CallbackError
+from adapters.wecom.errors import CallbackError, WindowClosedError
 from adapters.wecom.inflight import Answer, InFlight
-from adapters.wecom.limits import TEXT_MAX_BYTES, split_text
+from adapters.wecom.limits import TEXT_MAX_BYTES, fit_window, split_text
 from adapters.wecom.xmlwire import MAX_CALLBACK_BYTES, parse_xml, text_reply_xml
+from bot.contact import ContactLedger
 from bot.settings import OfficialAccountConfig
-from bot.types import InboundMessage, MemberRef, MessageHandler
+from bot.types import Address, InboundMessage, MemberRef, MessageHandler
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +91,8 @@ DEFAULT_WELCOME = "感谢关注！有问题直接发消息问我；回复“人�
 MEDIA_TEXT = "目前只能处理文字消息，请用文字描述您的问题。"
 MEDIA_TYPES = frozenset({"image", "voice", "video", "shortvideo"})
 MAX_CUSTOM_PARTS = 3
-"""A long answer is cut to at most this many customer-service messages (5 allowed in 48 h)."""
+"""A long answer is cut to at most this many customer-service messages (fewer when the contact
+window has fewer left)."""
 MAX_ANSWERING = 16
 """Answers run at once per process (LLM answers); beyond it messages are acknowledged at once."""
 MAX_ANSWERING_CPU = 4
@@ -134,6 +148,7 @@ class OfficialAccountChannel:
         accounts: Sequence[OfficialAccountConfig],
         *,
         api_base: str,
+        ledger: ContactLedger,
         clock: Clock = utc_now,
         welcome: str = DEFAULT_WELCOME,
         max_body_bytes: int = MAX_CALLBACK_BYTES,
@@ -142,6 +157,7 @@ class OfficialAccountChannel:
         max_answering: int = MAX_ANSWERING,
     ) -> None:
         self._handle = handle
+        self._ledger = ledger
         self._accounts = {a.name: _account(a) for a in accounts}
         self._api_base = api_base
         self._clock = clock
@@ -198,8 +214,10 @@ class OfficialAccountChannel:
         if text is None:
             return web.Response(text=SUCCESS)
         user = callback.fields["FromUserName"]
-        first, *rest = split_text(text, TEXT_MAX_BYTES)
-        if rest:  # a passive reply carries one message: the rest goes through the API
+        first = split_text(text, TEXT_MAX_BYTES)[0]
+        # A passive reply carries one message (the first part is a prefix of the stripped text):
+        # the rest goes through the API.
+        if rest := text.strip()[len(first) :].strip():
             self.tasks.spawn(self._send(account, user, rest), what="rest of a long answer")
         return web.Response(text=self._passive(callback, first), content_type="application/xml")
 
@@ -250,6 +268,7 @@ class OfficialAccountChannel:
             text=text,
             received_at=self._clock(),
             store_id=account.config.store_id,
+            address=_address(account, user),
         )
 
     async def _ask(self, msg: InboundMessage) -> str | None:
@@ -283,13 +302,25 @@ class OfficialAccountChannel:
     def _finished(self, account: _Account, user: str, answer: Answer) -> None:
         """The answer is ready and no request is waiting for it: send it through the API."""
         if answer.text is not None and answer.claim():
-            work = self._send(account, user, split_text(answer.text, TEXT_MAX_BYTES))
+            work = self._send(account, user, answer.text)
             self.tasks.spawn(work, what="customer-service send")
 
-    async def _send(self, account: _Account, user: str, parts: list[str]) -> None:
+    async def _send(self, account: _Account, user: str, text: str) -> None:
+        """Send ``text`` through ``custom/send``, split to what the contact window allows."""
+        address = _address(account, user)
+        at = self._clock()
+        parts = await fit_window(self._ledger, address, text, at, max_parts=MAX_CUSTOM_PARTS)
+        if not parts:
+            log.info("%s: window of %s closed: answer not sent", account.channel, user)
+            return
         client = self._clients[account.config.name]
-        for part in parts[:MAX_CUSTOM_PARTS]:
-            await client.custom_send_text(touser=user, content=part)
+        for part in parts:
+            try:
+                await client.custom_send_text(touser=user, content=part)
+            except WindowClosedError as exc:
+                await self._ledger.close(address)
+                log.info("%s: platform closed the window of %s: %s", account.channel, user, exc)
+                return
 
     def _passive(self, callback: _Callback, text: str) -> str:
         """The passive reply XML carrying ``text``, encrypted when the callback was."""
@@ -300,6 +331,10 @@ class OfficialAccountChannel:
         return callback.crypto.encrypted_reply(
             xml, timestamp=callback.timestamp, nonce=callback.nonce
         )
+
+
+def _address(account: _Account, user: str) -> Address:
+    return Address("oa", account.config.name, user)
 
 
 def _constant(text: str) -> Produce:
@@ -317,6 +352,7 @@ def create_official_app(
     accounts: Sequence[OfficialAccountConfig],
     *,
     api_base: str,
+    ledger: ContactLedger,
     clock: Clock = utc_now,
     welcome: str = DEFAULT_WELCOME,
     max_body_bytes: int = MAX_CALLBACK_BYTES,
@@ -325,11 +361,12 @@ def create_official_app(
 ) -> web.Application:
     """A sub-application to mount at ``/wechat/oa/``: ``GET``/``POST /{name}`` per account.
 
+    ``ledger`` is the core's contact-window ledger every customer-service send consumes from.
     Raises ``ValueError`` for a compatible- or safe-mode account without an EncodingAESKey.
     ``app[OA_CHANNEL]`` exposes the in-flight answers and background tasks (tests, shutdown).
     """
     channel = OfficialAccountChannel(
-        handle, accounts, api_base=api_base, clock=clock, welcome=welcome,
+        handle, accounts, api_base=api_base, ledger=ledger, clock=clock, welcome=welcome,
         max_body_bytes=max_body_bytes, tokens=tokens, max_answering=max_answering,
     )  # fmt: skip
     app = web.Application()
