@@ -7,7 +7,8 @@ feeds them to a ``MessageHandler`` (the pipeline) and renders the ``Reply`` it r
 - :mod:`adapters.wecom` — WeCom customer service (kf), the Official Account, the WeCom app and
   group robots.
 
-Adapters know ``bot.types`` and ``bot.settings`` only, never ``knowledge`` or ``campaigns``.
+Adapters know the core's values (``bot.types``, ``bot.config``, ``bot.clock``, ``bot.errors``),
+never ``knowledge`` or ``campaigns``. Each channel owns its settings section (``config.py``).
 """
 
 from __future__ import annotations

@@ -62,14 +62,16 @@ import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 
+from adapters.wecom.callback import MAX_ANSWERING_CPU
+from adapters.wecom.config import KfAccount, OfficialAccountConfig
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.kf import KF_RUNTIME, create_kf_app
-from adapters.wecom.official import MAX_ANSWERING_CPU, OA_CHANNEL, create_official_app
+from adapters.wecom.official import OA_CHANNEL, create_official_app
 from adapters.wecom.xmlwire import build_xml
 from bench.fake_platform import QUESTIONS, child, until_stdin_closes
 from bot.app import App
 from bot.demo import DEMO_DIR
-from bot.settings import KfAccount, OfficialAccountConfig, Settings
+from bot.settings import Settings
 
 # The fake platform's credentials (tests.fakes.wecom_server.FakePlatform defaults).
 CORP_ID, CORP_SECRET = "wwfakecorp", "corp-secret"
@@ -164,8 +166,8 @@ async def serve(args: argparse.Namespace) -> None:
                 handle,
                 [oa_account()],
                 api_base=args.platform,
+                answering=MAX_ANSWERING_CPU,
                 ledger=core.store.contacts,
-                max_answering=MAX_ANSWERING_CPU,
             )
             control = Control(kf, oa, Path(args.profile) if args.profile else None)
             root = web.Application(client_max_size=1024**2)

@@ -84,13 +84,8 @@ async def _planner(built: App) -> AsyncIterator[Planner]:
 async def _worker(built: App, owner: str) -> AsyncIterator[DeliveryWorker]:
     from adapters.wecom.outbound import platform_sender
 
-    s = built.settings
-    async with platform_sender(
-        kf=s.wecom_kf, official_accounts=s.official_accounts, robots=s.wecom_robots,
-        contact=s.wecom_contact, wecom_api_base=s.wecom_api_base,
-        wechat_api_base=s.wechat_api_base,
-    ) as sender:  # fmt: skip
-        yield DeliveryWorker(built.engine, sender, campaigns_config(s), owner=owner)
+    async with platform_sender(built.settings.wecom) as sender:
+        yield DeliveryWorker(built.engine, sender, campaigns_config(built.settings), owner=owner)
 
 
 def _fail(message: str) -> typer.Exit:

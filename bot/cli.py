@@ -215,32 +215,32 @@ def _channel_apps(built: App) -> list[tuple[str, web.Application]]:
     """The configured channels' sub-applications and the prefix each is mounted under."""
     from adapters.webhook import create_webhook_app
     from adapters.wecom.app_channel import create_wecom_app_channel
+    from adapters.wecom.callback import answering_limit
     from adapters.wecom.kf import create_kf_app
     from adapters.wecom.official import create_official_app
 
     settings, handle = built.settings, built.pipeline.handle
     mounted: list[tuple[str, web.Application]] = []
-    if bridges := settings.webhooks_config():
-        limit = settings.web_max_body_bytes
+    wecom = settings.wecom
+    if bridges := settings.webhook.bridges:
+        limit = settings.web.max_body_bytes
         mounted.append(("/hooks/", create_webhook_app(handle, bridges, max_body_bytes=limit)))
-    if settings.wecom_kf:
+    answering = answering_limit(llm=settings.llm().enabled)  # the same for every channel
+    if wecom.kf:
         kf = create_kf_app(
-            handle, settings.wecom_kf, api_base=settings.wecom_api_base, engine=built.engine,
-            session_ended=built.pipeline.human_session_ended,
+            handle, wecom.kf, api_base=wecom.api_base, engine=built.engine,
+            session_ended=built.pipeline.human_session_ended, answering=answering,
         )  # fmt: skip
         mounted.append(("/wecom/kf/", kf))
-    if settings.wecom_apps:
+    if wecom.apps:
         apps = create_wecom_app_channel(
-            handle, settings.wecom_apps, api_base=settings.wecom_api_base
+            handle, wecom.apps, api_base=wecom.api_base, answering=answering
         )
         mounted.append(("/wecom/app/", apps))
-    if settings.official_accounts:
-        from adapters.wecom.official import MAX_ANSWERING, MAX_ANSWERING_CPU
-
+    if wecom.official_accounts:
         oa = create_official_app(
-            handle, settings.official_accounts, api_base=settings.wechat_api_base,
+            handle, wecom.official_accounts, api_base=wecom.wechat_api_base, answering=answering,
             ledger=built.store.contacts,
-            max_answering=MAX_ANSWERING if settings.llm().enabled else MAX_ANSWERING_CPU,
         )  # fmt: skip
         mounted.append(("/wechat/oa/", oa))
     return mounted
@@ -248,10 +248,10 @@ def _channel_apps(built: App) -> list[tuple[str, web.Application]]:
 
 def _channel_urls(settings: Settings, base: str) -> list[str]:
     groups = [
-        ("JSON webhook", "hooks", [b.name for b in settings.webhooks]),
-        ("WeCom kf", "wecom/kf", [a.name for a in settings.wecom_kf]),
-        ("WeCom app", "wecom/app", [a.name for a in settings.wecom_apps]),
-        ("Official Account", "wechat/oa", [a.name for a in settings.official_accounts]),
+        ("JSON webhook", "hooks", [b.name for b in settings.webhook.bridges]),
+        ("WeCom kf", "wecom/kf", [a.name for a in settings.wecom.kf]),
+        ("WeCom app", "wecom/app", [a.name for a in settings.wecom.apps]),
+        ("Official Account", "wechat/oa", [a.name for a in settings.wecom.official_accounts]),
     ]
     return [
         f"{label} {name}: {base}{path}/{name}" for label, path, names in groups for name in names
@@ -267,7 +267,7 @@ async def _serve(built: App) -> None:
         return [(s.store_id, s.name) for s in built.knowledge.catalogue().stores.stores]
 
     web_app = create_web_app(
-        built.pipeline.handle, settings.web(), bot_name=settings.bot_name,
+        built.pipeline.handle, settings.web, bot_name=settings.bot_name,
         brand=settings.brand_name, stores=stores,
     )  # fmt: skip
     for prefix, sub_app in _channel_apps(built):
@@ -281,7 +281,7 @@ async def _serve(built: App) -> None:
 
     built.settle()
     try:
-        await serve(web_app, settings.web(), on_started=announce)
+        await serve(web_app, settings.web, on_started=announce)
     except CannotListen as exc:
         raise _cannot_listen(exc) from exc
 
@@ -297,7 +297,7 @@ def _ready_to_serve(settings: Settings) -> None:
 
     check_data_dir(settings.data_dir)
     try:
-        check_can_listen(settings.web())
+        check_can_listen(settings.web)
     except CannotListen as exc:
         raise _cannot_listen(exc) from exc
 
@@ -356,15 +356,15 @@ def robot_send(
     from adapters.wecom.robot import RobotWebhook
 
     settings = Settings()
-    robot = next((r for r in settings.wecom_robots if r.name == name), None)
+    robot = settings.wecom.robot(name)
     if robot is None:
-        known = ", ".join(r.name for r in settings.wecom_robots) or "none configured"
+        known = ", ".join(r.name for r in settings.wecom.robots) or "none configured"
         raise typer.BadParameter(f"no robot named {name!r} (known: {known})")
 
     async def send() -> None:
         async with aiohttp.ClientSession() as session:
             hook = RobotWebhook(
-                session, robot.key.get_secret_value(), base_url=settings.wecom_api_base
+                session, robot.key.get_secret_value(), base_url=settings.wecom.api_base
             )
             await (hook.send_markdown(text) if markdown else hook.send_text(text))
 

@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from datetime import datetime, tzinfo
 
 from bot.answer import Turn
+from bot.config import BotConfig
 from bot.hours import ServiceHours
 from bot.models import Member
-from bot.settings import BotConfig
 from bot.store import Store
 from bot.types import HandoffReply, TextReply
 

@@ -35,8 +35,8 @@ from bot.answer import (
     source_label,
     source_line,
 )
+from bot.config import LLMConfig
 from bot.errors import ConfigError, LLMError
-from bot.settings import LLMConfig
 from knowledge.types import Citation, Hit, SearchResult
 
 log = logging.getLogger(__name__)

@@ -37,10 +37,10 @@ from bot.answer import NOT_FOUND_TEXT, Answerer, Turn
 from bot.clock import Clock, utc_now
 from bot.commands import ALLOWED_DURING_HANDOFF, Commands, parse_command
 from bot.complaints import is_complaint
+from bot.config import BotConfig
 from bot.groups import Addressing, quote_for
 from bot.guard import guard_text
 from bot.models import Member
-from bot.settings import BotConfig
 from bot.smalltalk import classify, strip_pleasantries
 from bot.smalltalk import reply as smalltalk_reply
 from bot.store import Store

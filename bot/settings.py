@@ -1,161 +1,31 @@
 """Typed settings, read once at the composition root (prefix ``SIYU_``, optional ``.env``).
 
-Each component receives only its own section: :meth:`Settings.knowledge` for the knowledge base,
-:meth:`Settings.llm` for the LLM client, :meth:`Settings.bot` for the pipeline, :meth:`Settings.web`
-for the web chat. Every field is documented in ``.env.example``.
+Each package owns the section it reads, and each component receives only its own: the channels'
+sections are ``settings.web`` (:class:`adapters.web.config.WebSettings`), ``settings.webhook``
+(:class:`adapters.webhook.config.WebhookSettings`) and ``settings.wecom``
+(:class:`adapters.wecom.config.WeComSettings`); the core's are built by :meth:`Settings.knowledge`,
+:meth:`Settings.llm` and :meth:`Settings.bot`. Every variable keeps its ``SIYU_*`` name (see
+:mod:`bot.config`) and is documented in ``.env.example``. This module composes the sections, so it
+belongs to the composition root with :mod:`bot.app` and :mod:`bot.cli` (the import contracts say
+so); nothing in the core imports it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.hours import DEFAULT_HANDOFF_HOURS, ServiceHours
+from adapters.web.config import WebSettings
+from adapters.webhook.config import WebhookSettings
+from adapters.wecom.config import WeComSettings
+from bot.config import BotConfig, LLMConfig, Section
+from bot.hours import ServiceHours
+from campaigns.config import DailyDeals
 from knowledge.config import EmbeddingConfig, KnowledgeConfig, RetrievalConfig
-
-
-@dataclass(frozen=True, slots=True)
-class LLMConfig:
-    """An OpenAI-compatible chat endpoint. ``enabled`` is False when no model is configured."""
-
-    base_url: str | None
-    model: str | None
-    api_key: str | None
-    timeout: float
-    max_retries: int
-    temperature: float
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.model)
-
-
-@dataclass(frozen=True, slots=True)
-class BotConfig:
-    """How the pipeline talks: the bot's name (groups address it by name), reply limits, history,
-    and when human agents answer after a handoff (``handoff_hours``, in ``timezone``)."""
-
-    name: str
-    brand: str
-    reply_max_bytes: int
-    history_turns: int
-    timezone: ZoneInfo
-    handoff_hours: ServiceHours = DEFAULT_HANDOFF_HOURS
-
-
-DEFAULT_SUGGESTIONS = ("现在有什么优惠活动？", "门店几点关门？", "积分怎么用？", "怎么退换货？")
-"""The web chat's question chips when ``SIYU_WEB_SUGGESTIONS`` is not set."""
-
-
-@dataclass(frozen=True, slots=True)
-class WebConfig:
-    """Where ``siyu serve`` listens, and the questions the chat page suggests."""
-
-    host: str
-    port: int
-    max_body_bytes: int
-    suggestions: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookConfig:
-    """One bridge on the generic JSON webhook: its name (in the URL), shared HMAC secret, and
-    optional URL to push messages to (proactive sends). See ``adapters/webhook``."""
-
-    name: str
-    secret: str
-    push_url: str | None = None
-    store_id: str | None = None
-
-
-class WebhookAccount(BaseModel):
-    """``SIYU_WEBHOOKS`` entry, e.g. ``[{"name": "bridge", "secret": "..."}]`` (JSON)."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    secret: SecretStr = Field(min_length=16)
-    push_url: str | None = None
-    store_id: str | None = None
-
-
-class _Account(BaseModel):
-    """Fields every WeChat / WeCom account has: a name (used in callback URLs) and a store scope."""
-
-    model_config = {"frozen": True}
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    store_id: str | None = None
-
-
-class _Callback(_Account):
-    """An account whose platform calls us back: the callback Token and EncodingAESKey."""
-
-    token: SecretStr
-    encoding_aes_key: SecretStr | None = None  # required for WeCom; OA plain mode has none
-
-
-class KfAccount(_Callback):
-    """WeCom customer service (微信客服): ``SIYU_WECOM_KF`` entries. Callback URL
-    ``/wecom/kf/<name>``; ``secret`` is the 微信客服 Secret of the corp."""
-
-    corp_id: str
-    secret: SecretStr
-    welcome: str = "您好，我是智能客服，有什么可以帮您？回复“人工”可转人工客服。"
-    servicer_userid: str | None = None  # hand off to this agent; empty: the human queue
-
-
-class WeComAppAccount(_Callback):
-    """A WeCom self-built app for store staff: ``SIYU_WECOM_APPS`` entries. Callback URL
-    ``/wecom/app/<name>``."""
-
-    corp_id: str
-    agent_id: int
-    secret: SecretStr
-
-
-class OfficialAccountConfig(_Callback):
-    """An Official Account (公众号): ``SIYU_OFFICIAL_ACCOUNTS`` entries. Callback URL
-    ``/wechat/oa/<name>``. ``mode`` is the admin page's 消息加解密方式."""
-
-    app_id: str
-    secret: SecretStr
-    mode: Literal["plain", "compatible", "safe"] = "safe"
-    reply_budget_seconds: float = Field(default=4.5, gt=0, le=4.8)
-
-
-class RobotAccount(_Account):
-    """A WeCom group robot (send-only): ``SIYU_WECOM_ROBOTS`` entries.
-
-    ``key`` is the ``key=`` of the robot's webhook URL."""
-
-    key: SecretStr
-
-
-class ContactAccount(BaseModel):
-    """WeCom customer contact (客户联系): ``SIYU_WECOM_CONTACT``, e.g.
-    ``{"corp_id": "ww...", "secret": "..."}`` with the 客户联系 Secret. Campaigns create
-    ``add_msg_template`` tasks with it for members' staff owners to confirm."""
-
-    model_config = {"frozen": True}
-
-    corp_id: str
-    secret: SecretStr
-
-
-class DailyDeals(BaseModel):
-    """``SIYU_DAILY_DEALS`` entry: a store's daily-deals campaign, e.g.
-    ``[{"store_id": "sh-xuhui", "cron": "0 9 * * *", "groups": ["xuhui-fans"]}]``. ``cron`` is
-    in the brand's timezone; ``groups`` are SIYU_WECOM_ROBOTS names. ``store_id`` null = chain."""
-
-    model_config = {"frozen": True}
-
-    store_id: str | None = None
-    cron: str = "0 9 * * *"
-    groups: list[str] = Field(default_factory=list)
 
 
 class Settings(BaseSettings):
@@ -196,18 +66,9 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Shanghai"
     handoff_hours: str = Field(default="09:00-21:00", pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$")
 
-    web_host: str = "127.0.0.1"
-    web_port: int = Field(default=8080, ge=0, le=65535)
-    web_max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    web_suggestions: list[str] = Field(default_factory=lambda: list(DEFAULT_SUGGESTIONS))
-
-    webhooks: list[WebhookAccount] = Field(default_factory=list)
-
-    wecom_kf: list[KfAccount] = Field(default_factory=list)
-    wecom_apps: list[WeComAppAccount] = Field(default_factory=list)
-    official_accounts: list[OfficialAccountConfig] = Field(default_factory=list)
-    wecom_robots: list[RobotAccount] = Field(default_factory=list)
-    wecom_contact: ContactAccount | None = None
+    web: WebSettings = Field(default_factory=WebSettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    wecom: WeComSettings = Field(default_factory=WeComSettings)
 
     daily_deals: list[DailyDeals] = Field(default_factory=list)
     campaign_quiet_hours: str = Field(default="21:30-08:30", pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$")
@@ -221,16 +82,35 @@ class Settings(BaseSettings):
     campaign_robot_per_minute: float = Field(default=20.0, gt=0, le=20.0)
     campaign_sensitive_words: list[str] = Field(default_factory=list)
     campaign_templates: dict[str, str] = Field(default_factory=dict)
-    wecom_api_base: str = "https://qyapi.weixin.qq.com"
-    wechat_api_base: str = "https://api.weixin.qq.com"
 
-    @field_validator("webhooks", "wecom_kf", "wecom_apps", "official_accounts", "wecom_robots")
-    @classmethod
-    def _unique_names(cls, value: list[Any]) -> list[Any]:
-        names = [a.name for a in value]
-        if len(names) != len(set(names)):
-            raise ValueError(f"account names must be unique within a channel, got {names}")
-        return value
+    def __init__(self, **values: Any) -> None:
+        # A section not given is read from the same place as the rest: ``Settings(_env_file=None)``
+        # must not let a section read the developer's ``.env``.
+        # Every section is read before any error is raised, so one run names every bad setting.
+        source = {k: v for k, v in values.items() if k == "_env_file"}
+        problems: list[Any] = []
+        for name, section in _SECTIONS.items():
+            if name not in values:
+                try:
+                    values[name] = section(**source)
+                except ValidationError as exc:
+                    problems.extend(exc.errors())
+                    values[name] = section.model_construct()  # a stand-in: the rest is checked
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            problems.extend(exc.errors())
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
+
+    @staticmethod
+    def env_name(field: str) -> str | None:
+        """The variable a section's field reads (``kf`` → ``SIYU_WECOM_KF``), if it is one."""
+        for section in _SECTIONS.values():
+            info = section.model_fields.get(field)
+            if info is not None and isinstance(info.validation_alias, str):
+                return info.validation_alias
+        return None
 
     @field_validator("campaign_quiet_hours", "handoff_hours")
     @classmethod
@@ -298,16 +178,9 @@ class Settings(BaseSettings):
             handoff_hours=ServiceHours.parse(self.handoff_hours),
         )
 
-    def webhooks_config(self) -> list[WebhookConfig]:
-        return [
-            WebhookConfig(a.name, a.secret.get_secret_value(), a.push_url, a.store_id)
-            for a in self.webhooks
-        ]
 
-    def web(self) -> WebConfig:
-        return WebConfig(
-            host=self.web_host,
-            port=self.web_port,
-            max_body_bytes=self.web_max_body_bytes,
-            suggestions=tuple(q.strip() for q in self.web_suggestions if q.strip()),
-        )
+_SECTIONS: dict[str, type[Section]] = {
+    "web": WebSettings,
+    "webhook": WebhookSettings,
+    "wecom": WeComSettings,
+}

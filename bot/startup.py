@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from bot.errors import ConfigError
+from bot.settings import Settings
 
 ENV_PREFIX = "SIYU_"
 _FIELD = re.compile(r'field "(\w+)" from source "(\w+)"')
@@ -42,8 +43,10 @@ def check_env_file(path: Path = Path(".env")) -> None:
 
 
 def env_name(field: str) -> str:
-    """The environment variable that sets ``field`` (``web_port`` → ``SIYU_WEB_PORT``)."""
-    return ENV_PREFIX + field.upper()
+    """The environment variable that sets ``field`` (``data_dir`` → ``SIYU_DATA_DIR``); a
+    section's field is already named by its variable (``SIYU_WEB_PORT``)."""
+    name = field.upper()
+    return name if name.startswith(ENV_PREFIX) else ENV_PREFIX + name
 
 
 def check_data_dir(path: Path) -> None:
@@ -78,6 +81,7 @@ def _unparsable(exc: SettingsError) -> str:
     if match is None:
         return str(exc)
     field, source = match.groups()
+    field = Settings.env_name(field) or field
     where = " in .env" if source.startswith("DotEnv") else ""
     cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
     return f"{env_name(field)}{where}: not valid JSON{cause}"

@@ -1,7 +1,32 @@
-"""The values that cross the boundary between adapters and the core.
+"""The values that cross the boundary between adapters and the core, and the words for them.
 
 Adapters translate a platform payload into one frozen :class:`InboundMessage` and render the
 :data:`Reply` the pipeline returns. The core never sees XML or JSON from a platform.
+
+Vocabulary, used with these meanings everywhere in the code:
+
+channel
+    Where a member's message came from: one configured account of one adapter, written
+    ``<adapter>.<account>`` (``kf.shop``, ``oa.main``, ``wecom_app.staff``, ``webhook.bridge``)
+    or ``web`` / ``console``. A member is known per channel: :class:`MemberRef` is
+    ``(channel, external_id)``.
+route
+    How a proactive message travels to its recipient (:attr:`Outbound.route`): ``kf``, ``oa``,
+    ``staff_task``, ``group``. Chosen by campaigns, delivered by the adapter that owns it. (The
+    outbox's column for it is still called ``channel``, a name kept from its first version.)
+conversation
+    The chat a message belongs to, as its platform names it: the member's 1:1 chat, or the
+    group (:attr:`InboundMessage.conversation`).
+session_key
+    The key of a conversation's history in the message log: one per 1:1 chat, one per member
+    inside a group (:attr:`InboundMessage.session_key`). Only the core reads it; nothing parses it.
+person
+    One human across channels: campaigns join a member's identities (one per channel) into one
+    ``person`` (the brand's customer number, a unionid, or ``m<member id>``); caps, opt-out
+    and cooldowns apply per person.
+target
+    One recipient of one campaign run, unique within the run: ``person:<person>`` or
+    ``group:<robot>`` (an outbox row's key).
 """
 
 from __future__ import annotations

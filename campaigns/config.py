@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import time
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel, Field
+
 OPT_OUT_HINT = '回复"退订"不再接收'
 """Appended to every marketing message (the core's opt-out command understands 退订)."""
 
@@ -55,3 +57,15 @@ class CampaignsConfig:
     templates: dict[str, str] = field(default_factory=dict)
     """Copy templates by segment name (``default`` for the rest); see :mod:`campaigns.copy`."""
     opt_out_hint: str = OPT_OUT_HINT
+
+
+class DailyDeals(BaseModel):
+    """``SIYU_DAILY_DEALS`` entry: a store's daily-deals campaign, e.g.
+    ``[{"store_id": "sh-xuhui", "cron": "0 9 * * *", "groups": ["xuhui-fans"]}]``. ``cron`` is
+    in the brand's timezone; ``groups`` are SIYU_WECOM_ROBOTS names. ``store_id`` null = chain."""
+
+    model_config = {"frozen": True}
+
+    store_id: str | None = None
+    cron: str = "0 9 * * *"
+    groups: list[str] = Field(default_factory=list)

@@ -39,9 +39,9 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable
 
+from bot.config import LLMConfig
 from bot.errors import LLMError
 from bot.llm import ChatModel, guarded
-from bot.settings import LLMConfig
 from bot.text import utf8_len
 from campaigns.compliance import Violation, check_copy
 from campaigns.config import CampaignsConfig

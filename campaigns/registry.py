@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.models import require_aware
-from bot.settings import DailyDeals
+from campaigns.config import DailyDeals
 from campaigns.models import Campaign, CampaignRun
 from campaigns.scheduler import parse_cron
 

@@ -348,30 +348,34 @@ async def test_robot_send_posts_into_the_group(
 
 
 @pytest.mark.parametrize(("llm_model", "expected"), [("", 4), ("fake-chat", 16)])
-async def test_official_account_answers_at_once_by_kind_of_answer(
+async def test_every_channel_answers_as_many_at_once_by_kind_of_answer(
     data_dir: Path, llm_model: str, expected: int
 ) -> None:
-    from adapters.wecom.official import MAX_ANSWERING, MAX_ANSWERING_CPU, OA_CHANNEL
+    from adapters.wecom.app_channel import APP_CHANNEL
+    from adapters.wecom.callback import MAX_ANSWERING, MAX_ANSWERING_CPU
+    from adapters.wecom.config import WeComSettings
+    from adapters.wecom.kf import KF_RUNTIME
+    from adapters.wecom.official import OA_CHANNEL
     from bot.app import App
     from bot.cli import _channel_apps
-    from bot.settings import OfficialAccountConfig, Settings
+    from bot.settings import Settings
 
-    oa = OfficialAccountConfig(
-        name="oa1",
-        app_id="wxapp",
-        secret="s",
-        token=TOKEN,
-        mode="plain",
-    )
+    wecom = {"corp_id": CORP, "token": TOKEN, "encoding_aes_key": AES_KEY, "secret": "s"}
+    channels = WeComSettings.model_validate({
+        "kf": [{"name": "kf1", **wecom}],
+        "apps": [{"name": "staff", "agent_id": 1000002, **wecom}],
+        "official_accounts": [{"name": "oa1", "app_id": "wxapp", **wecom}],
+    })  # fmt: skip
     settings = Settings(
-        _env_file=None, data_dir=data_dir, embedding="hash", official_accounts=[oa],
+        _env_file=None, data_dir=data_dir, embedding="hash", wecom=channels,
         llm_model=llm_model, llm_base_url="http://127.0.0.1:9/v1",
     )  # fmt: skip
     built = await App.build(settings)
     try:
-        [(prefix, sub_app)] = _channel_apps(built)
-        assert prefix == "/wechat/oa/"
-        assert sub_app[OA_CHANNEL].max_answering == expected
-        assert expected in (MAX_ANSWERING, MAX_ANSWERING_CPU)
+        apps = dict(_channel_apps(built))
+        assert apps["/wecom/kf/"][KF_RUNTIME].tasks.answering == expected
+        assert apps["/wecom/app/"][APP_CHANNEL].tasks.answering == expected
+        assert apps["/wechat/oa/"][OA_CHANNEL].tasks.answering == expected
+        assert expected == (MAX_ANSWERING if llm_model else MAX_ANSWERING_CPU)
     finally:
         await built.close()

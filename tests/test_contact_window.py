@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from adapters.wecom.config import OfficialAccountConfig, WeComSettings
 from adapters.wecom.kf import KF_RUNTIME, create_kf_app
 from adapters.wecom.official import OA_CHANNEL, create_official_app
 from adapters.wecom.outbound import PlatformSender, platform_sender
@@ -28,7 +29,7 @@ from bot.app import App
 from bot.commands import HANDOFF_TEXT
 from bot.contact import SENDS_PER_WINDOW, WINDOW
 from bot.demo import DEMO_DIR
-from bot.settings import OfficialAccountConfig, Settings
+from bot.settings import Settings
 from bot.types import Address, InboundMessage, Reply, TextReply
 from campaigns.config import CampaignsConfig, RateLimits
 from campaigns.copy import CopyWriter
@@ -152,8 +153,10 @@ async def brand(tmp_path: Path, wecom_server: FakePlatform) -> AsyncIterator[Bra
         oa_url = await stack.enter_async_context(serve("/wechat/oa/", oa)) + "brand"
         sender: PlatformSender = await stack.enter_async_context(
             platform_sender(
-                kf=[account(fake)], official_accounts=[oa_account], robots=[], contact=None,
-                wecom_api_base=fake.url, wechat_api_base=fake.url,
+                WeComSettings(
+                    _env_file=None, kf=[account(fake)], official_accounts=[oa_account],
+                    api_base=fake.url, wechat_api_base=fake.url,
+                )
             )
         )  # fmt: skip
         copy = CopyWriter(CONFIG, None, brand="禾町")

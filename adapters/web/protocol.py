@@ -24,12 +24,20 @@ reply text itself already ends with its one "（来源：…）" line, so the pa
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from adapters import MAX_TEXT_CHARS
 from bot.types import HandoffReply, InboundMessage, Reply, TextReply
@@ -52,95 +60,126 @@ class ProtocolError(Exception):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
-class Hello:
+def _refuse(code: str, message: str) -> PydanticCustomError:
+    """A validation error that :func:`parse_frame` turns into ``ProtocolError(code, message)``."""
+    return PydanticCustomError(code, message)
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+
+
+class Hello(_Frame):
     """Who is on this socket, and which room (None: a 1:1 chat with the bot)."""
 
+    type: Literal["hello"] = "hello"
     member_id: str
     name: str
-    room: str | None
-    store_id: str | None
+    room: str | None = None
+    store_id: str | None = None
+
+    @field_validator("member_id")
+    @classmethod
+    def _member_id(cls, value: str) -> str:
+        if not _ID.fullmatch(value):
+            raise _refuse("bad_field", "member_id 只能由 1–64 个字母、数字或 _.:- 组成")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        label = _label(value, "name")
+        if label is None:
+            raise _refuse("bad_field", "name 不能为空")
+        return label
+
+    @field_validator("room")
+    @classmethod
+    def _room(cls, value: str | None) -> str | None:
+        return None if value is None else _label(value, "room")
+
+    @field_validator("store_id")
+    @classmethod
+    def _store(cls, value: str | None) -> str | None:
+        return _store_id(value)
 
 
-@dataclass(frozen=True, slots=True)
-class ChatText:
+class ChatText(_Frame):
     """A member's message, already stripped and checked; ``store_id`` overrides the hello's."""
 
+    type: Literal["message"] = "message"
     text: str
     store_id: str | None = None
 
+    @field_validator("text", mode="before")
+    @classmethod
+    def _null_text(cls, value: object) -> object:
+        if value is None:
+            raise _refuse("empty_text", "消息是空的")
+        return value
 
-ClientFrame = Hello | ChatText
+    @field_validator("text")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        text = value.strip()
+        if not text:
+            raise _refuse("empty_text", "消息是空的")
+        if len(text) > MAX_TEXT_CHARS:
+            raise _refuse("text_too_long", f"消息太长：最多 {MAX_TEXT_CHARS} 字")
+        if any(_is_control(ch) and ch not in "\n\t" for ch in text):
+            raise _refuse("bad_field", "消息里有控制字符")
+        return text
+
+    @field_validator("store_id")
+    @classmethod
+    def _store(cls, value: str | None) -> str | None:
+        return _store_id(value)
 
 
-def parse_frame(raw: str) -> ClientFrame:
+ClientFrame = Annotated[Hello | ChatText, Field(discriminator="type")]
+_CLIENT_FRAME: TypeAdapter[Hello | ChatText] = TypeAdapter(ClientFrame)
+
+
+def parse_frame(raw: str) -> Hello | ChatText:
     """Parse one text frame; raise :class:`ProtocolError` for anything malformed."""
     try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested arrays
-        raise ProtocolError("bad_json", "消息不是合法的 JSON") from exc
-    if not isinstance(data, dict):
-        raise ProtocolError("bad_frame", "消息必须是 JSON 对象")
-    kind = data.get("type")
-    if kind == "hello":
-        return _hello(data)
-    if kind == "message":
-        return ChatText(_text(data), _store_id(data))
-    raise ProtocolError("unknown_type", f"不认识的消息类型：{str(kind)[:40]}")
+        return _CLIENT_FRAME.validate_json(raw)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        raise ProtocolError(*_code_and_message(error)) from exc
 
 
-def _hello(data: dict[str, Any]) -> Hello:
-    member_id = _required_str(data, "member_id")
-    if not _ID.fullmatch(member_id):
-        raise ProtocolError("bad_field", "member_id 只能由 1–64 个字母、数字或 _.:- 组成")
-    name = _label(_required_str(data, "name"), "name", required=True)
-    room = _optional_str(data, "room")
-    store_id = _store_id(data)
-    room_name = _label(room, "room", required=False) if room is not None else None
-    return Hello(member_id, name or "", room_name or None, store_id)
+def _code_and_message(error: ErrorDetails) -> tuple[str, str]:
+    """Our stable code and the people's message for pydantic's first error."""
+    kind, field = error["type"], ".".join(str(part) for part in error["loc"][1:])
+    if kind in ("bad_field", "empty_text", "text_too_long"):
+        return kind, error["msg"]
+    if kind == "json_invalid":
+        return "bad_json", "消息不是合法的 JSON"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return "bad_frame", "消息必须是 JSON 对象"
+    if kind in ("union_tag_not_found", "union_tag_invalid"):
+        tag = str(error.get("ctx", {}).get("tag", ""))[:40]
+        return "unknown_type", f"不认识的消息类型：{tag}"
+    if kind == "missing":
+        return "missing_field", f"缺少字段 {field}"
+    return "bad_field", f"字段 {field} 应该是字符串"
 
 
-def _store_id(data: dict[str, Any]) -> str | None:
-    store_id = _optional_str(data, "store_id")
-    if store_id is not None and not (len(store_id) <= 64 and _STORE_ID.fullmatch(store_id)):
-        raise ProtocolError("bad_field", "store_id 最多 64 个字，只能由文字、数字或 _.:-·() 组成")
-    return store_id
-
-
-def _text(data: dict[str, Any]) -> str:
-    text = _required_str(data, "text").strip()
-    if not text:
-        raise ProtocolError("empty_text", "消息是空的")
-    if len(text) > MAX_TEXT_CHARS:
-        raise ProtocolError("text_too_long", f"消息太长：最多 {MAX_TEXT_CHARS} 字")
-    if any(_is_control(ch) and ch not in "\n\t" for ch in text):
-        raise ProtocolError("bad_field", "消息里有控制字符")
-    return text
-
-
-def _required_str(data: dict[str, Any], key: str) -> str:
-    if key not in data:
-        raise ProtocolError("missing_field", f"缺少字段 {key}")
-    return _optional_str(data, key) or ""
-
-
-def _optional_str(data: dict[str, Any], key: str) -> str | None:
-    """``data[key]`` when it is a string, None when absent or null; anything else is refused."""
-    value = data.get(key)
-    if value is not None and not isinstance(value, str):
-        raise ProtocolError("bad_field", f"字段 {key} 应该是字符串")
+def _store_id(value: str | None) -> str | None:
+    if value is not None and not (len(value) <= 64 and _STORE_ID.fullmatch(value)):
+        raise _refuse("bad_field", "store_id 最多 64 个字，只能由文字、数字或 _.:-·() 组成")
     return value
 
 
-def _label(value: str, key: str, *, required: bool) -> str | None:
-    """A display name or room name: trimmed, one line, at most :data:`MAX_NAME_CHARS`."""
+def _label(value: str, key: str) -> str | None:
+    """A display name or room name: trimmed, one line, at most :data:`MAX_NAME_CHARS`; None
+    when blank."""
     value = value.strip()
     if not value:
-        if required:
-            raise ProtocolError("bad_field", f"{key} 不能为空")
         return None
     if len(value) > MAX_NAME_CHARS or any(_is_control(ch) for ch in value):
-        raise ProtocolError("bad_field", f"{key} 最多 {MAX_NAME_CHARS} 个字，且不能含控制字符")
+        raise _refuse("bad_field", f"{key} 最多 {MAX_NAME_CHARS} 个字，且不能含控制字符")
     return value
 
 

@@ -27,7 +27,7 @@ from aiohttp.http_websocket import WSCloseCode
 
 from adapters import Clock, utc_now
 from adapters.web.chat import Persona, WebChat
-from bot.settings import WebConfig
+from adapters.web.config import WebSettings
 from bot.types import MessageHandler
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ _PAGE_HEADERS = {
 
 def create_web_app(
     handle: MessageHandler,
-    config: WebConfig,
+    config: WebSettings,
     *,
     bot_name: str,
     brand: str,
@@ -154,7 +154,7 @@ async def _close_sockets(app: web.Application) -> None:
     await app[CHAT].hub.close_all()
 
 
-async def start_web(app: web.Application, config: WebConfig) -> tuple[web.AppRunner, str]:
+async def start_web(app: web.Application, config: WebSettings) -> tuple[web.AppRunner, str]:
     """Start serving ``app`` on ``config.host:config.port``; return the runner and the page URL.
 
     Port 0 picks a free port; the URL names the one bound. The caller owns the runner and must
@@ -175,7 +175,7 @@ async def start_web(app: web.Application, config: WebConfig) -> tuple[web.AppRun
 
 
 async def serve(
-    app: web.Application, config: WebConfig, *, on_started: Callable[[str], None] | None = None
+    app: web.Application, config: WebSettings, *, on_started: Callable[[str], None] | None = None
 ) -> None:
     """Serve ``app`` until cancelled, then shut down cleanly. ``on_started`` gets the URL."""
     runner, url = await start_web(app, config)
@@ -187,7 +187,7 @@ async def serve(
         await runner.cleanup()
 
 
-def check_can_listen(config: WebConfig) -> None:
+def check_can_listen(config: WebSettings) -> None:
     """Raise :class:`CannotListen` now if ``config``'s address is taken or not ours to bind.
 
     A quick probe before slow start-up work (loading models, ingesting the demo), so a second

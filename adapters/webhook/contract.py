@@ -32,18 +32,51 @@ Push (Siyu → bridge's ``push_url``), signed::
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic_core import ErrorDetails
 
 from adapters import MAX_TEXT_CHARS
 from bot.types import HandoffReply, InboundMessage, MemberRef, NoReply, Reply, TextReply
 
 MAX_ID_CHARS = 128
 
+_Id = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_ID_CHARS)
+]
+_Text = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_CHARS)
+]
+_Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]
+
 
 class ContractError(ValueError):
     """The body does not follow the contract; the message says which field."""
+
+
+class _Body(BaseModel):
+    # Strict: "yes" is not a boolean and 42 is not an id. Unknown keys are ignored, so a bridge
+    # may send more than the contract names.
+    model_config = ConfigDict(frozen=True, strict=True, extra="ignore")
+
+
+class Sender(_Body):
+    id: _Id
+    name: _Name | None = None
+
+
+class BridgeMessage(_Body):
+    """A bridge's message as the contract above describes it."""
+
+    id: _Id
+    conversation: _Id
+    sender: Sender
+    text: _Text
+    is_group: bool = False
+    mentioned_bot: bool = False
+    store_id: _Name | None = None
 
 
 def parse_message(
@@ -51,27 +84,30 @@ def parse_message(
 ) -> InboundMessage:
     """Read a bridge's message. ``store_id`` is the bridge's default store scope."""
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ContractError(f"body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ContractError("body must be a JSON object")
-    sender = data.get("sender")
-    if not isinstance(sender, dict):
-        raise ContractError("sender must be an object with id and name")
+        data = BridgeMessage.model_validate_json(body)
+    except ValidationError as exc:
+        raise ContractError(_explain(exc.errors(include_url=False)[0])) from None
     return InboundMessage(
-        id=_text(data, "id", MAX_ID_CHARS),
+        id=data.id,
         channel=channel,
-        conversation=_text(data, "conversation", MAX_ID_CHARS),
-        sender=MemberRef(
-            channel, _text(sender, "id", MAX_ID_CHARS), _text(sender, "name", 64, required=False)
-        ),
-        text=_text(data, "text", MAX_TEXT_CHARS),
+        conversation=data.conversation,
+        sender=MemberRef(channel, data.sender.id, data.sender.name or ""),
+        text=data.text,
         received_at=received_at,
-        is_group=_flag(data, "is_group"),
-        mentioned_bot=_flag(data, "mentioned_bot"),
-        store_id=_text(data, "store_id", 64, required=False) or store_id,
+        is_group=data.is_group,
+        mentioned_bot=data.mentioned_bot,
+        store_id=data.store_id or store_id,
     )
+
+
+def _explain(error: ErrorDetails) -> str:
+    """One line naming the field and what is wrong with it."""
+    if error["type"] == "json_invalid":
+        return f"body is not valid JSON: {error['msg']}"
+    if not error["loc"]:
+        return "body must be a JSON object"
+    field = ".".join(str(part) for part in error["loc"])
+    return f"{field}: {error['msg']}"
 
 
 def render_reply(reply: Reply) -> dict[str, Any]:
@@ -85,21 +121,3 @@ def render_reply(reply: Reply) -> dict[str, Any]:
         "status": "replied",
         "reply": {"kind": kind, "text": reply.text, "quote": reply.quote, "citations": citations},
     }
-
-
-def _text(data: dict[str, Any], key: str, max_chars: int, *, required: bool = True) -> str:
-    value = data.get(key)
-    if value is None and not required:
-        return ""
-    if not isinstance(value, str) or (required and not value.strip()):
-        raise ContractError(f"{key} must be a non-empty string")
-    if len(value) > max_chars:
-        raise ContractError(f"{key} is longer than {max_chars} characters")
-    return value.strip()
-
-
-def _flag(data: dict[str, Any], key: str) -> bool:
-    value = data.get(key, False)
-    if not isinstance(value, bool):
-        raise ContractError(f"{key} must be true or false")
-    return value

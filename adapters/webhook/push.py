@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import aiohttp
 
+from adapters.webhook.config import Bridge
 from adapters.webhook.signing import signed_headers
-from bot.settings import WebhookConfig
 
 
 class PushError(Exception):
@@ -20,7 +20,7 @@ class WebhookPusher:
     """Signed ``{"type": "push", ...}`` POSTs to one bridge's ``push_url``."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, bridge: WebhookConfig, *, timeout: float = 10.0
+        self, session: aiohttp.ClientSession, bridge: Bridge, *, timeout: float = 10.0
     ) -> None:
         if not bridge.push_url:
             raise ValueError(f"webhook {bridge.name!r} has no push_url")
@@ -47,7 +47,10 @@ class WebhookPusher:
             "mention": list(mention),
         }
         body = json.dumps(payload, ensure_ascii=False).encode()
-        headers = {"Content-Type": "application/json", **signed_headers(self._bridge.secret, body)}
+        headers = {
+            "Content-Type": "application/json",
+            **signed_headers(self._bridge.secret.get_secret_value(), body),
+        }
         try:
             async with self._session.post(
                 self._url, data=body, headers=headers, timeout=self._timeout

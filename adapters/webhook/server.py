@@ -17,9 +17,9 @@ from typing import Any
 from aiohttp import web
 
 from adapters import Clock, utc_now
+from adapters.webhook.config import Bridge
 from adapters.webhook.contract import ContractError, parse_message, render_reply
 from adapters.webhook.signing import SignatureMismatch, signed_headers, verify
-from bot.settings import WebhookConfig
 from bot.types import MessageHandler
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ CHANNEL_PREFIX = "webhook."
 
 def create_webhook_app(
     handle: MessageHandler,
-    bridges: Sequence[WebhookConfig],
+    bridges: Sequence[Bridge],
     *,
     max_body_bytes: int,
     clock: Clock = utc_now,
@@ -46,7 +46,7 @@ class _Endpoint:
     def __init__(
         self,
         handle: MessageHandler,
-        bridges: dict[str, WebhookConfig],
+        bridges: dict[str, Bridge],
         max_body_bytes: int,
         clock: Clock,
         wall: Callable[[], float],
@@ -68,7 +68,7 @@ class _Endpoint:
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"body larger than {self._max} bytes")
         try:
-            verify(bridge.secret, request.headers, body, self._wall)
+            verify(bridge.secret.get_secret_value(), request.headers, body, self._wall)
         except SignatureMismatch as exc:
             log.info("webhook %s: refused a request: %s", bridge.name, exc)
             return _error(401, str(exc))
@@ -82,7 +82,7 @@ class _Endpoint:
         except ContractError as exc:
             return _error(400, str(exc))
         reply = await self._handle(msg)
-        return _signed_json(bridge.secret, render_reply(reply), self._wall)
+        return _signed_json(bridge.secret.get_secret_value(), render_reply(reply), self._wall)
 
 
 def _signed_json(secret: str, payload: dict[str, Any], wall: Callable[[], float]) -> web.Response:

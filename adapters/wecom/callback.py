@@ -1,25 +1,40 @@
-"""What every WeChat / WeCom callback endpoint shares: reading a bounded body, the query
-parameters, the encrypted envelope, answering a refused request, and the background tasks that
-answer after the platform has been acknowledged.
+"""What every WeChat / WeCom callback endpoint shares: :class:`CallbackEndpoint`, the base of the
+kf, Official Account and WeCom app channels, and the pieces it is made of (a bounded body, the
+query parameters, the encrypted envelope, answering a refused request, and the background tasks
+that answer after the platform has been acknowledged).
+
+The base owns what the three channels have in common, as aiogram's request handler does: the
+accounts by name (their crypto and API credentials), the ``GET`` URL check, the ``POST`` order of
+checks, one HTTP session with an API client per account while the sub-application runs, and the
+background tasks. A channel overrides what differs: how its URL check is signed
+(:meth:`CallbackEndpoint.check_url`) and what a verified callback does
+(:meth:`CallbackEndpoint.handle`).
 
 Order of checks on a callback, cheapest first: known account (404) → body size (413) → query
 parameters (400) → signature (401) → decryption and receive id (400 / 403) → XML (400). A refused
 request is logged once and answered with the status of its :class:`CallbackError`; nothing a
 caller sends can make an endpoint answer 500.
+
+How many answers run at once is decided here, for every channel (:func:`answering_limit`): LLM
+answers wait on the network, so :data:`MAX_ANSWERING` run at once; extractive answers are
+CPU-bound (the query embedding), so :data:`MAX_ANSWERING_CPU`, about two per core: more only
+takes CPU from the acknowledgements (docs/measurements.md). The composition root picks one by
+whether an LLM is configured and passes it to each channel's :class:`BackgroundTasks`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine, Mapping
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
 
 import aiohttp
 from aiohttp import web
 
 from adapters.wecom.client import Credentials, TokenCache, WeComClient
+from adapters.wecom.config import CallbackAccount
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.errors import CallbackError, MalformedXML, WeComError
 from adapters.wecom.xmlwire import MAX_CALLBACK_BYTES, parse_xml
@@ -30,6 +45,16 @@ log = logging.getLogger(__name__)
 _READ_CHUNK = 16 * 1024
 MAX_PARAM_CHARS = 1024
 """Query values are short (a 40-hex signature, a 10-digit timestamp, a nonce, an echostr)."""
+MAX_ANSWERING = 16
+"""Answers run at once per channel and process when they come from an LLM (network-bound)."""
+MAX_ANSWERING_CPU = 4
+"""The same for answers computed locally (extractive): about two per core."""
+
+
+def answering_limit(*, llm: bool) -> int:
+    """How many answers a channel runs at once: :data:`MAX_ANSWERING` with an LLM, else
+    :data:`MAX_ANSWERING_CPU`."""
+    return MAX_ANSWERING if llm else MAX_ANSWERING_CPU
 
 
 class BodyTooLarge(CallbackError):
@@ -83,18 +108,6 @@ def open_envelope(crypto: CallbackCrypto, query: Mapping[str, str], body: bytes)
     return parse_xml(crypto.decrypt(encrypt))
 
 
-@asynccontextmanager
-async def api_clients(
-    accounts: Mapping[str, Credentials], *, api_base: str, tokens: TokenCache
-) -> AsyncIterator[dict[str, WeComClient]]:
-    """One HTTP session and an API client per account, for as long as a channel runs."""
-    async with aiohttp.ClientSession() as session:
-        yield {
-            name: WeComClient(session, creds, base_url=api_base, tokens=tokens)
-            for name, creds in accounts.items()
-        }
-
-
 def refused(channel: str, error: CallbackError) -> web.Response:
     """The 4xx answer to a refused callback, logged once."""
     log.warning("%s: refused a callback (%d): %s", channel, error.status, error)
@@ -133,12 +146,22 @@ class BackgroundTasks:
     """The tasks a channel runs after acknowledging a callback, owned by its sub-application.
 
     Each task is referenced until it ends (no fire-and-forget); its failure is logged here, once;
-    :meth:`close` cancels what is still running when the application shuts down.
+    :meth:`close` cancels what is still running when the application shuts down. Answers
+    (:meth:`answer`) run at most ``answering`` at once; :attr:`saturated` tells a channel that
+    one more would only queue, so it can acknowledge without waiting for it.
     """
 
-    def __init__(self, channel: str) -> None:
+    def __init__(self, channel: str, *, answering: int = MAX_ANSWERING) -> None:
         self._channel = channel
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.answering = answering
+        self._slots = asyncio.Semaphore(answering)
+        self._answers = 0  # answers started and not finished: running or waiting for a slot
+
+    @property
+    def saturated(self) -> bool:
+        """True when ``answering`` answers are already running or queued."""
+        return self._answers >= self.answering
 
     def spawn(self, work: Coroutine[Any, Any, None], *, what: str) -> asyncio.Task[None]:
         """Run ``work`` in the background; ``what`` names it in the log line if it fails."""
@@ -146,6 +169,12 @@ class BackgroundTasks:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def answer(self, work: Coroutine[Any, Any, None], *, what: str) -> asyncio.Task[None]:
+        """Like :meth:`spawn`, for work that computes an answer: it waits for one of the
+        ``answering`` slots. Counted from now, so :attr:`saturated` sees it at once."""
+        self._answers += 1
+        return self.spawn(self._slotted(work), what=what)
 
     async def drain(self) -> None:
         """Wait until every task, including ones spawned meanwhile, has ended (tests, shutdown)."""
@@ -162,6 +191,14 @@ class BackgroundTasks:
     def __len__(self) -> int:
         return len(self._tasks)
 
+    async def _slotted(self, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            async with self._slots:
+                await work
+        finally:
+            work.close()  # never awaited when cancelled while waiting for a slot
+            self._answers -= 1
+
     async def _guarded(self, work: Coroutine[Any, Any, None], what: str) -> None:
         try:
             await work
@@ -170,3 +207,144 @@ class BackgroundTasks:
         except Exception:
             # The one place a background failure is reported; the platform was already answered.
             log.exception("%s: %s failed", self._channel, what)
+
+
+C = TypeVar("C", bound=CallbackAccount)
+
+
+@dataclass(frozen=True)
+class Account(Generic[C]):
+    """One configured account as its endpoint serves it."""
+
+    config: C
+    channel: str
+    """``InboundMessage.channel`` of its members: the endpoint's prefix and the account's name."""
+    crypto: CallbackCrypto | None
+    """None only for an Official Account in plain mode."""
+    creds: Credentials
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+class CallbackEndpoint(Generic[C]):
+    """The callbacks of every account of one channel; a subclass says what differs.
+
+    Mount :meth:`application` under the channel's prefix: ``GET``/``POST /{name}`` per account.
+    Subclasses set :attr:`label` and :attr:`channel_prefix` and implement :meth:`crypto`,
+    :meth:`credentials` and :meth:`handle`; they may override :meth:`check_url` (a WeCom URL check
+    by default), :meth:`started` / :meth:`stopping` (run inside :meth:`lifecycle`) and
+    :attr:`client_options` (passed to every :class:`WeComClient`).
+    """
+
+    label: ClassVar[str]
+    """The channel in log lines (``kf``, ``oa``, ``wecom_app``)."""
+    channel_prefix: ClassVar[str]
+    client_options: Mapping[str, Any] = {}
+
+    def __init__(
+        self,
+        accounts: Sequence[C],
+        *,
+        api_base: str,
+        answering: int = MAX_ANSWERING,
+        max_body_bytes: int = MAX_CALLBACK_BYTES,
+        tokens: TokenCache | None = None,
+    ) -> None:
+        """Raises ``ValueError`` for an account whose crypto cannot be built (no key where one
+        is needed)."""
+        self.accounts = {
+            a.name: Account(a, self.channel_prefix + a.name, self.crypto(a), self.credentials(a))
+            for a in accounts
+        }
+        self._api_base = api_base
+        self._max_body = max_body_bytes
+        self._tokens = tokens if tokens is not None else TokenCache()
+        self.clients: dict[str, WeComClient] = {}
+        self.tasks = BackgroundTasks(self.label, answering=answering)
+
+    def crypto(self, config: C) -> CallbackCrypto | None:
+        """The callback crypto of ``config``; ``ValueError`` when it lacks what it needs."""
+        raise NotImplementedError
+
+    def credentials(self, config: C) -> Credentials:
+        """The API credentials of ``config``."""
+        raise NotImplementedError
+
+    async def handle(
+        self, account: Account[C], query: Mapping[str, str], body: bytes
+    ) -> web.Response:
+        """Answer a ``POST`` whose account is known and whose body is within the limit; raise
+        :class:`CallbackError` to refuse it."""
+        raise NotImplementedError
+
+    def check_url(self, account: Account[C], query: Mapping[str, str]) -> str:
+        """The ``GET`` URL check's answer: WeCom signs ``echostr`` with ``msg_signature`` and
+        expects it decrypted."""
+        names = ("msg_signature", "timestamp", "nonce", "echostr")
+        signature, timestamp, nonce, echostr = query_params(query, *names)
+        if account.crypto is None:
+            raise BadQuery(f"{account.channel} has no EncodingAESKey to check the URL with")
+        return account.crypto.verify_url(signature, timestamp, nonce, echostr)
+
+    async def started(self) -> None:
+        """Called once the API clients exist, before the first request is served."""
+
+    async def stopping(self) -> None:
+        """Called at shutdown, before the background tasks are cancelled."""
+
+    def open(self, account: Account[C], query: Mapping[str, str], body: bytes) -> dict[str, str]:
+        """The fields of an encrypted (WeCom) callback, signature and query checked."""
+        query_params(query, "msg_signature", "timestamp", "nonce")
+        if account.crypto is None:
+            raise BadQuery(f"{account.channel} has no EncodingAESKey to decrypt with")
+        return open_envelope(account.crypto, query, body)
+
+    async def verify(self, request: web.Request) -> web.Response:
+        """``GET``: the URL check the admin page runs when the callback URL is saved."""
+        account = self.accounts.get(request.match_info["name"])
+        if account is None:
+            return web.Response(status=404, text="unknown account")
+        try:
+            return web.Response(text=self.check_url(account, request.query))
+        except CallbackError as exc:
+            return refused(account.channel, exc)
+
+    async def receive(self, request: web.Request) -> web.Response:
+        """``POST``: a callback, checked in the module's order, then :meth:`handle`."""
+        account = self.accounts.get(request.match_info["name"])
+        if account is None:
+            return web.Response(status=404, text="unknown account")
+        try:
+            body = await read_body(request, self._max_body)
+            return await self.handle(account, request.query, body)
+        except CallbackError as exc:
+            return refused(account.channel, exc)
+
+    async def lifecycle(self, _app: web.Application) -> AsyncIterator[None]:
+        """``cleanup_ctx``: one HTTP session and an API client per account while the app runs."""
+        async with aiohttp.ClientSession() as session:
+            self.clients = {
+                name: self._client(session, a.creds) for name, a in self.accounts.items()
+            }
+            try:
+                await self.started()
+                yield
+            finally:
+                await self.stopping()
+                await self.tasks.close()
+                self.clients = {}
+
+    def _client(self, session: aiohttp.ClientSession, creds: Credentials) -> WeComClient:
+        options = dict(self.client_options)
+        return WeComClient(session, creds, base_url=self._api_base, tokens=self._tokens, **options)
+
+    def application(self) -> web.Application:
+        """The sub-application: ``GET``/``POST /{name}`` and the lifecycle. A channel's factory
+        also stores the endpoint under its own typed key (tests and benchmarks reach it)."""
+        app = web.Application()
+        app.router.add_get("/{name}", self.verify)
+        app.router.add_post("/{name}", self.receive)
+        app.cleanup_ctx.append(self.lifecycle)
+        return app

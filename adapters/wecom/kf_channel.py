@@ -38,7 +38,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from adapters import Clock
+from adapters.wecom.callback import BackgroundTasks
 from adapters.wecom.client import KF_SYNC_MAX_LIMIT, WeComClient
+from adapters.wecom.config import KfAccount
 from adapters.wecom.errors import APIError, WindowClosedError
 from adapters.wecom.kf_messages import (
     HUMAN_STATES,
@@ -50,7 +52,6 @@ from adapters.wecom.kf_messages import (
 from adapters.wecom.kf_state import KfState
 from adapters.wecom.limits import fit_window
 from bot.contact import ContactLedger
-from bot.settings import KfAccount
 from bot.types import (
     Address,
     HandoffReply,
@@ -96,7 +97,7 @@ class KfChannel:
     def __init__(
         self, handle: MessageHandler, state: KfState, endpoints: Mapping[str, KfEndpoint], *,
         ledger: ContactLedger, clock: Clock, page_size: int = KF_SYNC_MAX_LIMIT,
-        session_ended: SessionEnded | None = None,
+        session_ended: SessionEnded | None = None, tasks: BackgroundTasks | None = None,
     ) -> None:  # fmt: skip
         self._handle = handle
         self._ledger = ledger
@@ -106,7 +107,7 @@ class KfChannel:
         self._endpoints = endpoints
         self._clock = clock
         self._loops: dict[tuple[str, str], _Loop] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = tasks if tasks is not None else BackgroundTasks("kf")
 
     def nudge(self, account: str, open_kfid: str, token: str) -> None:
         """A callback arrived: start the loop of (account, open_kfid), or make it sync again."""
@@ -116,20 +117,15 @@ class KfChannel:
             loop.token, loop.dirty = token, True
             return
         loop = self._loops[key] = _Loop(token)
-        loop.task = asyncio.create_task(self._run(key, loop), name=f"kf-sync {account}/{open_kfid}")
-        self._tasks.add(loop.task)
-        loop.task.add_done_callback(self._tasks.discard)
+        loop.task = self._tasks.spawn(self._run(key, loop), what=f"sync of {account}/{open_kfid}")
 
     async def drain(self) -> None:
         """Wait until every loop has stopped (loops a nudge starts meanwhile included)."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.drain()
 
     async def close(self) -> None:
         """Cancel the running loops and wait for them; saved cursors keep what was done."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
 
     async def _run(self, key: tuple[str, str], loop: _Loop) -> None:
         account, open_kfid = key
@@ -142,9 +138,7 @@ class KfChannel:
                     log.warning("kf %s/%s: sync stopped: %s", account, open_kfid, exc)
                 if not loop.dirty:
                     return
-        except Exception:  # the task's error boundary: log once, the channel stays up
-            log.exception("kf %s/%s: sync loop failed", account, open_kfid)
-        finally:
+        finally:  # an unexpected error is logged once by the task runner; the channel stays up
             del self._loops[key]
 
     async def _sync(self, endpoint: KfEndpoint, open_kfid: str, loop: _Loop) -> None:

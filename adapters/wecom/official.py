@@ -28,14 +28,10 @@ rest of a long passive answer goes through ``custom/send`` and is. Media and ``s
 overload (sent through the API) it is refused by the ledger unless the member wrote earlier —
 the safe side.
 
-Overload: at most ``max_answering`` answers run at once (a semaphore; more would only queue for
-the CPU and the database pool). The composition root sets it by the kind of answer: LLM answers
-wait on the network, so :data:`MAX_ANSWERING` (16) run at once; extractive answers are CPU-bound
-(the query embedding), so :data:`MAX_ANSWERING_CPU` (4) — more only takes CPU from the
-acknowledgements (bench/callback_ack.py at saturation: 2 at once acknowledged 4,600 requests/s,
-16 at once 3,900). When that many are already running or queued, a new message does
-not wait at all: it is acknowledged with ``success`` at once and its answer follows through
-``message/custom/send`` — a slow passive reply under load would make WeChat retry, and the
+Overload: at most ``answering`` answers run at once (see :mod:`adapters.wecom.callback`, where
+the limit of every channel is decided). When that many are already running or queued, a new
+message does not wait at all: it is acknowledged with ``success`` at once and its answer follows
+through ``message/custom/send`` — a slow passive reply under load would make WeChat retry, and the
 acknowledgement stays fast whatever the load (bench/callback_ack.py).
 
 Exactly once: WeChat retries a message it saw no answer to (same MsgId, about every 5 s, three
@@ -52,35 +48,33 @@ a log line.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
 from adapters import MAX_TEXT_CHARS, Clock, utc_now
 from adapters.wecom.callback import (
     MAX_ID_CHARS,
-    BackgroundTasks,
+    Account,
     BadQuery,
-    api_clients,
+    CallbackEndpoint,
     ids,
     open_envelope,
     query_params,
-    read_body,
-    refused,
     reply_text,
 )
-from adapters.wecom.client import Credentials, TokenCache, WeComClient
+from adapters.wecom.client import Credentials
+from adapters.wecom.config import OfficialAccountConfig
 from adapters.wecom.crypto import CallbackCrypto, verify_plain
-from adapters.wecom.errors import CallbackError, WindowClosedError
+from adapters.wecom.errors import WindowClosedError
 from adapters.wecom.inflight import Answer, InFlight
 from adapters.wecom.limits import TEXT_MAX_BYTES, fit_window, split_text
-from adapters.wecom.xmlwire import MAX_CALLBACK_BYTES, parse_xml, text_reply_xml
+from adapters.wecom.xmlwire import parse_xml, text_reply_xml
 from bot.contact import ContactLedger
-from bot.settings import OfficialAccountConfig
 from bot.types import Address, InboundMessage, MemberRef, MessageHandler
 
 log = logging.getLogger(__name__)
@@ -93,40 +87,9 @@ MEDIA_TYPES = frozenset({"image", "voice", "video", "shortvideo"})
 MAX_CUSTOM_PARTS = 3
 """A long answer is cut to at most this many customer-service messages (fewer when the contact
 window has fewer left)."""
-MAX_ANSWERING = 16
-"""Answers run at once per process (LLM answers); beyond it messages are acknowledged at once."""
-MAX_ANSWERING_CPU = 4
-"""The same for answers computed locally (extractive): about two per core."""
+_Account = Account[OfficialAccountConfig]
 
 Produce = Callable[[], Awaitable[str | None]]
-
-
-@dataclass(frozen=True)
-class _Account:
-    config: OfficialAccountConfig
-    crypto: CallbackCrypto | None
-    creds: Credentials
-
-    @property
-    def channel(self) -> str:
-        return CHANNEL_PREFIX + self.config.name
-
-    @property
-    def token(self) -> str:
-        return self.config.token.get_secret_value()
-
-
-def _account(config: OfficialAccountConfig) -> _Account:
-    key = config.encoding_aes_key
-    if key is None and config.mode != "plain":
-        raise ValueError(f"Official Account {config.name!r} in {config.mode} mode needs a key")
-    crypto = None
-    if key is not None:
-        crypto = CallbackCrypto(
-            config.token.get_secret_value(), key.get_secret_value(), config.app_id
-        )
-    creds = Credentials("oa", config.app_id, config.secret.get_secret_value())
-    return _Account(config, crypto, creds)
 
 
 @dataclass(frozen=True)
@@ -139,8 +102,11 @@ class _Callback:
     nonce: str
 
 
-class OfficialAccountChannel:
+class OfficialAccountChannel(CallbackEndpoint[OfficialAccountConfig]):
     """The callbacks, passive replies and customer-service sends of every Official Account."""
+
+    label = "oa"
+    channel_prefix = CHANNEL_PREFIX
 
     def __init__(
         self,
@@ -151,66 +117,46 @@ class OfficialAccountChannel:
         ledger: ContactLedger,
         clock: Clock = utc_now,
         welcome: str = DEFAULT_WELCOME,
-        max_body_bytes: int = MAX_CALLBACK_BYTES,
-        tokens: TokenCache | None = None,
         monotonic: Callable[[], float] = time.monotonic,
-        max_answering: int = MAX_ANSWERING,
+        **options: Any,
     ) -> None:
+        """``options`` are :class:`CallbackEndpoint`'s (``answering``, ``max_body_bytes``,
+        ``tokens``). Raises ``ValueError`` for a compatible- or safe-mode account without an
+        EncodingAESKey."""
+        super().__init__(accounts, api_base=api_base, **options)
         self._handle = handle
         self._ledger = ledger
-        self._accounts = {a.name: _account(a) for a in accounts}
-        self._api_base = api_base
         self._clock = clock
         self._welcome = welcome
-        self._max_body = max_body_bytes
-        self._tokens = tokens if tokens is not None else TokenCache()
-        self._clients: dict[str, WeComClient] = {}
-        self.tasks = BackgroundTasks("oa")
         self.inflight = InFlight(monotonic=monotonic)
-        self._max_answering = max_answering
-        self._slots = asyncio.Semaphore(max_answering)
-        self._pending = 0  # answers started and not finished: running or waiting for a slot
 
-    @property
-    def max_answering(self) -> int:
-        """How many answers run at once before messages are acknowledged without waiting."""
-        return self._max_answering
+    def crypto(self, config: OfficialAccountConfig) -> CallbackCrypto | None:
+        key = config.encoding_aes_key
+        if key is None and config.mode != "plain":
+            raise ValueError(f"Official Account {config.name!r} in {config.mode} mode needs a key")
+        if key is None:
+            return None
+        return CallbackCrypto(
+            config.token.get_secret_value(), key.get_secret_value(), config.app_id
+        )
 
-    async def lifecycle(self, _app: web.Application) -> AsyncIterator[None]:
-        """``cleanup_ctx``: one HTTP session for the API while the application runs."""
-        creds = {name: a.creds for name, a in self._accounts.items()}
-        async with api_clients(creds, api_base=self._api_base, tokens=self._tokens) as clients:
-            self._clients = clients
-            try:
-                yield
-            finally:
-                await self.tasks.close()
-                self._clients = {}
+    def credentials(self, config: OfficialAccountConfig) -> Credentials:
+        return Credentials("oa", config.app_id, config.secret.get_secret_value())
 
-    async def verify(self, request: web.Request) -> web.Response:
-        """``GET``: echo ``echostr`` of a correctly signed URL check, unchanged."""
-        account = self._accounts.get(request.match_info["name"])
-        if account is None:
-            return web.Response(status=404)
-        try:
-            names = ("signature", "timestamp", "nonce", "echostr")
-            signature, timestamp, nonce, echostr = query_params(request.query, *names)
-            verify_plain(account.token, signature, timestamp, nonce)
-        except CallbackError as exc:
-            return refused(account.channel, exc)
-        return web.Response(text=echostr)
+    def check_url(self, account: _Account, query: Mapping[str, str]) -> str:
+        """Echo ``echostr`` of a correctly signed URL check, unchanged (a plain signature, in
+        every mode)."""
+        names = ("signature", "timestamp", "nonce", "echostr")
+        signature, timestamp, nonce, echostr = query_params(query, *names)
+        verify_plain(_token(account), signature, timestamp, nonce)
+        return echostr
 
-    async def receive(self, request: web.Request) -> web.Response:
-        """``POST``: the passive reply if the answer is ready within the budget, else success."""
-        account = self._accounts.get(request.match_info["name"])
-        if account is None:
-            return web.Response(status=404)
-        try:
-            body = await read_body(request, self._max_body)
-            callback = self._open(account, request.query, body)
-            text = await self._dispatch(account, callback.fields)
-        except CallbackError as exc:
-            return refused(account.channel, exc)
+    async def handle(
+        self, account: _Account, query: Mapping[str, str], body: bytes
+    ) -> web.Response:
+        """The passive reply if the answer is ready within the budget, else ``success``."""
+        callback = self._open(account, query, body)
+        text = await self._dispatch(account, callback.fields)
         if text is None:
             return web.Response(text=SUCCESS)
         user = callback.fields["FromUserName"]
@@ -231,7 +177,7 @@ class OfficialAccountChannel:
         if account.config.mode == "safe":
             raise BadQuery("a plain callback for a safe-mode account")
         signature, timestamp, nonce = query_params(query, "signature", "timestamp", "nonce")
-        verify_plain(account.token, signature, timestamp, nonce)
+        verify_plain(_token(account), signature, timestamp, nonce)
         return _Callback(parse_xml(body), None, timestamp, nonce)
 
     async def _dispatch(self, account: _Account, fields: dict[str, str]) -> str | None:
@@ -281,23 +227,15 @@ class OfficialAccountChannel:
         budget = account.config.reply_budget_seconds
         answer = self.inflight.get(f"{account.config.name}:{key}")
         if answer is None:
-            overloaded = self._pending >= self._max_answering
+            overloaded = self.tasks.saturated
             answer = self.inflight.start(
                 f"{account.config.name}:{key}",
-                lambda entry: self.tasks.spawn(self._fill(entry, produce), what=f"answer to {key}"),
+                lambda entry: self.tasks.answer(_fill(entry, produce), what=f"answer to {key}"),
                 lambda entry: self._finished(account, user, entry),
             )
             if overloaded:
                 return None  # acknowledge now; the answer follows through the API
         return await answer.wait(budget)
-
-    async def _fill(self, answer: Answer, produce: Produce) -> None:
-        self._pending += 1
-        try:
-            async with self._slots:
-                answer.text = await produce()
-        finally:
-            self._pending -= 1
 
     def _finished(self, account: _Account, user: str, answer: Answer) -> None:
         """The answer is ready and no request is waiting for it: send it through the API."""
@@ -313,7 +251,7 @@ class OfficialAccountChannel:
         if not parts:
             log.info("%s: window of %s closed: answer not sent", account.channel, user)
             return
-        client = self._clients[account.config.name]
+        client = self.clients[account.name]
         for part in parts:
             try:
                 await client.custom_send_text(touser=user, content=part)
@@ -334,7 +272,15 @@ class OfficialAccountChannel:
 
 
 def _address(account: _Account, user: str) -> Address:
-    return Address("oa", account.config.name, user)
+    return Address("oa", account.name, user)
+
+
+def _token(account: _Account) -> str:
+    return account.config.token.get_secret_value()
+
+
+async def _fill(answer: Answer, produce: Produce) -> None:
+    answer.text = await produce()
 
 
 def _constant(text: str) -> Produce:
@@ -344,34 +290,18 @@ def _constant(text: str) -> Produce:
     return produce
 
 
-OA_CHANNEL = web.AppKey("siyu_oa_channel", OfficialAccountChannel)
-
-
 def create_official_app(
-    handle: MessageHandler,
-    accounts: Sequence[OfficialAccountConfig],
-    *,
-    api_base: str,
-    ledger: ContactLedger,
-    clock: Clock = utc_now,
-    welcome: str = DEFAULT_WELCOME,
-    max_body_bytes: int = MAX_CALLBACK_BYTES,
-    tokens: TokenCache | None = None,
-    max_answering: int = MAX_ANSWERING,
+    handle: MessageHandler, accounts: Sequence[OfficialAccountConfig], **options: Any
 ) -> web.Application:
-    """A sub-application to mount at ``/wechat/oa/``: ``GET``/``POST /{name}`` per account.
+    """A sub-application to mount at ``/wechat/oa/`` (``options``: the channel's; ``ledger``, the
+    core's contact-window ledger every customer-service send consumes from, is required).
 
-    ``ledger`` is the core's contact-window ledger every customer-service send consumes from.
-    Raises ``ValueError`` for a compatible- or safe-mode account without an EncodingAESKey.
     ``app[OA_CHANNEL]`` exposes the in-flight answers and background tasks (tests, shutdown).
     """
-    channel = OfficialAccountChannel(
-        handle, accounts, api_base=api_base, ledger=ledger, clock=clock, welcome=welcome,
-        max_body_bytes=max_body_bytes, tokens=tokens, max_answering=max_answering,
-    )  # fmt: skip
-    app = web.Application()
+    channel = OfficialAccountChannel(handle, accounts, **options)
+    app = channel.application()
     app[OA_CHANNEL] = channel
-    app.router.add_get("/{name}", channel.verify)
-    app.router.add_post("/{name}", channel.receive)
-    app.cleanup_ctx.append(channel.lifecycle)
     return app
+
+
+OA_CHANNEL = web.AppKey("siyu_oa_channel", OfficialAccountChannel)

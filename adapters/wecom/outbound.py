@@ -31,6 +31,7 @@ import aiohttp
 from pydantic import SecretStr
 
 from adapters.wecom.client import Credentials, TokenCache, WeComClient
+from adapters.wecom.config import WeComSettings
 from adapters.wecom.errors import (
     APIError,
     BadRequestError,
@@ -41,7 +42,6 @@ from adapters.wecom.errors import (
 )
 from adapters.wecom.robot import RobotWebhook
 from bot.errors import DeliveryError
-from bot.settings import ContactAccount, KfAccount, OfficialAccountConfig, RobotAccount
 from bot.types import Address, Outbound
 
 T = TypeVar("T")
@@ -139,36 +139,29 @@ def _creds(kind: Literal["wecom", "oa"], app_id: str, secret: SecretStr) -> Cred
 
 @asynccontextmanager
 async def platform_sender(
-    *,
-    kf: list[KfAccount],
-    official_accounts: list[OfficialAccountConfig],
-    robots: list[RobotAccount],
-    contact: ContactAccount | None,
-    wecom_api_base: str,
-    wechat_api_base: str,
-    tokens: TokenCache | None = None,
+    wecom: WeComSettings, *, tokens: TokenCache | None = None
 ) -> AsyncIterator[PlatformSender]:
-    """A sender over one HTTP session, for as long as the block runs."""
+    """A sender over one HTTP session for every account of ``wecom``, while the block runs."""
     cache = tokens if tokens is not None else TokenCache()
+    api, oa_api = wecom.api_base, wecom.wechat_api_base
     async with aiohttp.ClientSession() as session:
 
         def client(creds: Credentials, base: str) -> WeComClient:
             return WeComClient(session, creds, base_url=base, tokens=cache)
 
+        contact = wecom.contact
         contact_client = None
         if contact is not None:
-            contact_client = client(
-                _creds("wecom", contact.corp_id, contact.secret), wecom_api_base
-            )
+            contact_client = client(_creds("wecom", contact.corp_id, contact.secret), api)
         yield PlatformSender(
-            kf={a.name: client(_creds("wecom", a.corp_id, a.secret), wecom_api_base) for a in kf},
+            kf={a.name: client(_creds("wecom", a.corp_id, a.secret), api) for a in wecom.kf},
             oa={
-                a.name: client(_creds("oa", a.app_id, a.secret), wechat_api_base)
-                for a in official_accounts
+                a.name: client(_creds("oa", a.app_id, a.secret), oa_api)
+                for a in wecom.official_accounts
             },
             contact=contact_client,
             robots={
-                r.name: RobotWebhook(session, r.key.get_secret_value(), base_url=wecom_api_base)
-                for r in robots
+                r.name: RobotWebhook(session, r.key.get_secret_value(), base_url=api)
+                for r in wecom.robots
             },
         )

@@ -74,9 +74,13 @@ _SUFFIXES = frozenset({".md", ".csv"})
 def demo_settings(settings: Settings) -> Settings:
     """``settings`` as the demo brand: its name and sample questions, except where the user set
     ``SIYU_BRAND_NAME`` / ``SIYU_WEB_SUGGESTIONS`` (or passed them) explicitly."""
-    defaults = {"brand_name": DEMO_BRAND, "web_suggestions": SAMPLE_QUESTIONS[:CHIPS]}
-    unset = {k: v for k, v in defaults.items() if k not in settings.model_fields_set}
-    return settings.model_copy(update=unset)
+    update: dict[str, object] = {}
+    if "brand_name" not in settings.model_fields_set:
+        update["brand_name"] = DEMO_BRAND
+    if "suggestions" not in settings.web.model_fields_set:
+        chips = tuple(SAMPLE_QUESTIONS[:CHIPS])
+        update["web"] = settings.web.model_copy(update={"suggestions": chips})
+    return settings.model_copy(update=update)
 
 
 def demo_files() -> list[Path]:

@@ -27,12 +27,12 @@ from typing import Final
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from bot.answer import Answer, Turn
+from bot.config import LLMConfig
 from bot.errors import ConfigError, LLMError
 from bot.llm import ChatModel, guarded, reply_text
 from bot.retail.answerer import as_answer
 from bot.retail.skills import Desk, Finding
 from bot.retail.tools import Toolbox
-from bot.settings import LLMConfig
 from knowledge.types import Citation
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from adapters.web import create_web_app, start_web
-from bot.settings import WebConfig
+from adapters.web.config import WebSettings
 from bot.types import InboundMessage, MessageHandler, NoReply, Reply, TextReply
 
 BOT_NAME = "小域"
@@ -46,7 +46,7 @@ async def start_server() -> AsyncIterator[StartServer]:
     async def start(
         handle: MessageHandler, *, max_body_bytes: int = 65_536
     ) -> tuple[web.Application, str]:
-        config = WebConfig(host="127.0.0.1", port=0, max_body_bytes=max_body_bytes)
+        config = WebSettings(host="127.0.0.1", port=0, max_body_bytes=max_body_bytes)
         app = create_web_app(
             handle, config, bot_name=BOT_NAME, brand=BRAND, clock=lambda: FIXED_NOW
         )

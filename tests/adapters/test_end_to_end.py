@@ -11,6 +11,7 @@ import aiohttp
 
 from adapters.console import run_console
 from adapters.web import create_web_app, start_web
+from adapters.web.config import WebSettings
 from bot.app import App
 from bot.demo import DEMO_DIR
 from bot.settings import Settings
@@ -35,16 +36,16 @@ async def test_web_chat_and_console_answer_from_the_knowledge_base(
         llm_model=None,
         bot_name="小域",
         brand_name="禾町生活",
-        web_port=0,
+        web=WebSettings(port=0),
     )
     app = await App.build(settings)
     runner = None
     try:
         await app.knowledge.ingest_path(DEMO_DIR / "faq.csv")
         web_app = create_web_app(
-            app.pipeline.handle, settings.web(), bot_name="小域", brand="禾町生活"
+            app.pipeline.handle, settings.web, bot_name="小域", brand="禾町生活"
         )
-        runner, url = await start_web(web_app, settings.web())
+        runner, url = await start_web(web_app, settings.web)
 
         direct = await join(session, url, "m-1", "阿花")
         await direct.send_json({"type": "message", "text": "积分会过期吗？"})

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import WSCloseCode, web
 
 from adapters.web import create_web_app, start_web
+from adapters.web.config import WebSettings
 from adapters.web.server import StoreList
-from bot.settings import WebConfig
 from bot.types import HandoffReply, InboundMessage, Reply, TextReply
 from knowledge.types import Citation
 from tests.adapters.conftest import BOT_NAME, FIXED_NOW, Recorder, StartServer, join, receive
@@ -325,7 +325,9 @@ async def custom_server() -> AsyncIterator[Callable[..., Awaitable[str]]]:
     async def start(
         stores: StoreList | None = None, suggestions: tuple[str, ...] = (), brand: str = "禾町"
     ) -> str:
-        config = WebConfig("127.0.0.1", 0, 65_536, suggestions=suggestions)
+        config = WebSettings(
+            host="127.0.0.1", port=0, max_body_bytes=65_536, suggestions=suggestions
+        )
         app = create_web_app(Recorder(), config, bot_name=BOT_NAME, brand=brand, stores=stores)
         runner, url = await start_web(app, config)
         runners.append(runner)

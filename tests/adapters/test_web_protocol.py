@@ -16,17 +16,23 @@ def hello(**fields: object) -> str:
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        (hello(), Hello("m-1", "阿花", None, None)),
-        (hello(room="  门店群 ", store_id="sh-01"), Hello("m-1", "阿花", "门店群", "sh-01")),
-        (hello(room="   "), Hello("m-1", "阿花", None, None)),
-        (hello(store_id="上海徐汇店（旗舰）"), Hello("m-1", "阿花", None, "上海徐汇店（旗舰）")),
-        (hello(room=None, name=" 阿花 "), Hello("m-1", "阿花", None, None)),
-        ('{"type": "message", "text": " 第一行\\n第二行 "}', ChatText("第一行\n第二行")),
+        (hello(), Hello(member_id="m-1", name="阿花")),
+        (
+            hello(room="  门店群 ", store_id="sh-01"),
+            Hello(member_id="m-1", name="阿花", room="门店群", store_id="sh-01"),
+        ),
+        (hello(room="   "), Hello(member_id="m-1", name="阿花")),
+        (
+            hello(store_id="上海徐汇店（旗舰）"),
+            Hello(member_id="m-1", name="阿花", store_id="上海徐汇店（旗舰）"),
+        ),
+        (hello(room=None, name=" 阿花 "), Hello(member_id="m-1", name="阿花")),
+        ('{"type": "message", "text": " 第一行\\n第二行 "}', ChatText(text="第一行\n第二行")),
         (
             '{"type": "message", "text": "几点关门", "store_id": "sh-01"}',
-            ChatText("几点关门", "sh-01"),
+            ChatText(text="几点关门", store_id="sh-01"),
         ),
-        ('{"type": "message", "text": "几点关门", "store_id": null}', ChatText("几点关门")),
+        ('{"type": "message", "text": "几点关门", "store_id": null}', ChatText(text="几点关门")),
     ],
 )
 def test_accepted_frames(raw: str, expected: object) -> None:

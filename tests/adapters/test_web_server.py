@@ -11,10 +11,10 @@ import pytest
 from aiohttp import WSCloseCode
 
 from adapters.web import CannotListen, check_can_listen, create_web_app, serve, start_web
-from bot.settings import WebConfig
+from adapters.web.config import WebSettings
 from tests.adapters.conftest import BOT_NAME, BRAND, Recorder, join
 
-CONFIG = WebConfig(host="127.0.0.1", port=0, max_body_bytes=65_536)
+CONFIG = WebSettings(host="127.0.0.1", port=0, max_body_bytes=65_536)
 
 
 async def test_start_web_reports_the_bound_port(session: aiohttp.ClientSession) -> None:
@@ -64,7 +64,7 @@ def busy_port() -> Iterator[int]:
 
 
 async def test_a_busy_port_is_named_not_a_traceback(busy_port: int) -> None:
-    config = WebConfig(host="127.0.0.1", port=busy_port, max_body_bytes=65_536)
+    config = WebSettings(host="127.0.0.1", port=busy_port, max_body_bytes=65_536)
     with pytest.raises(CannotListen) as early:
         check_can_listen(config)
     app = create_web_app(Recorder(), config, bot_name=BOT_NAME, brand=BRAND)

@@ -145,4 +145,4 @@ def test_env_example_copied_to_env_is_valid(monkeypatch: pytest.MonkeyPatch) -> 
             monkeypatch.delenv(key)
     settings = Settings(_env_file=REPO / ".env.example")  # type: ignore[call-arg]
     assert settings.retrieval_min_confidence is None
-    assert settings.web_port == 8080
+    assert settings.web.port == 8080

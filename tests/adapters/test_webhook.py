@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,8 @@ import pytest
 from aiohttp import web
 
 from adapters.webhook import PushError, WebhookPusher, create_webhook_app
-from adapters.webhook.contract import render_reply
+from adapters.webhook.config import Bridge
+from adapters.webhook.contract import ContractError, parse_message, render_reply
 from adapters.webhook.signing import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -24,12 +27,12 @@ from adapters.webhook.signing import (
 )
 from bot.app import App
 from bot.demo import DEMO_DIR
-from bot.settings import Settings, WebhookConfig
+from bot.settings import Settings
 from bot.types import TextReply
 from knowledge.types import Citation
 
 SECRET = "a-shared-secret-of-bridge"
-BRIDGE = WebhookConfig(name="bridge", secret=SECRET, store_id="sh-xuhui")
+BRIDGE = Bridge(name="bridge", secret=SECRET, store_id="sh-xuhui")
 MAX_BODY = 65_536
 
 
@@ -129,6 +132,7 @@ async def test_group_messages_need_an_address(server: str) -> None:
         (message(is_group="yes"), SECRET, None, 400),
         (b"\xff\xfe\x00garbage", SECRET, None, 400),
         (b"[" * 100_00 + b"]" * 100_00, SECRET, None, 400),
+        (b'{"id": ' + b"9" * 5000 + b"}", SECRET, None, 400),
     ],
 )
 async def test_hostile_requests_get_4xx(
@@ -176,7 +180,7 @@ async def test_push_is_signed_and_failures_are_typed() -> None:
     url = f"http://127.0.0.1:{runner.addresses[0][1]}/push"
     try:
         async with aiohttp.ClientSession() as http:
-            pusher = WebhookPusher(http, WebhookConfig("bridge", SECRET, push_url=url))
+            pusher = WebhookPusher(http, Bridge(name="bridge", secret=SECRET, push_url=url))
             push_id = await pusher.push("group-9", "今日特价：鲜奶 9.9 元", mention=["wx-1"])
             headers, body = received[0]
             verify(SECRET, headers, body)
@@ -206,3 +210,32 @@ def test_reply_citations_are_titles_once_never_file_names() -> None:
     assert body["reply"]["text"] == reply.text
     assert ".csv" not in json.dumps(body)
     assert ".md" not in json.dumps(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"id": "1", "conversation": "c", "sender": "x", "text": "hi"}', "sender"),
+        (b'{"id": "1", "conversation": "c", "sender": {"id": " "}, "text": "hi"}', "sender.id"),
+        (b'{"id": "1", "conversation": "c", "sender": {"id": "a"}, "text": " "}', "text"),
+        (b'{"id": "1", "sender": {"id": "a"}, "text": "hi"}', "conversation"),
+        (b'{"id": ' + b"9" * 40 + b', "conversation": "c", "sender": {"id": "a"}}', "id"),
+        (
+            b'{"id": "1", "conversation": "c", "sender": {"id": "a"}, "text": "h", "is_group": 1}',
+            "is_group",
+        ),
+    ],
+)
+def test_contract_errors_name_the_field(body: bytes, field: str) -> None:
+    with pytest.raises(ContractError, match=rf"^{re.escape(field)}: "):
+        parse_message(body, channel="webhook.t", received_at=datetime.now(UTC), store_id=None)
+
+
+def test_contract_trims_and_defaults() -> None:
+    body = (
+        b'{"id": " m-1 ", "conversation": "c", "sender": {"id": "a", "name": null}, "text": " hi "}'
+    )
+    msg = parse_message(body, channel="webhook.t", received_at=datetime.now(UTC), store_id="sh-1")
+    assert (msg.id, msg.text, msg.sender.display_name, msg.store_id) == ("m-1", "hi", "", "sh-1")
+    assert not msg.is_group
+    assert not msg.mentioned_bot

@@ -45,9 +45,9 @@ from typing import Any
 from pydantic import SecretStr
 
 import campaigns.models  # noqa: F401  (registers the campaigns' tables)
+from adapters.wecom.config import KfAccount, OfficialAccountConfig, WeComSettings
 from adapters.wecom.outbound import platform_sender
 from bot.db import create_engine
-from bot.settings import KfAccount, OfficialAccountConfig
 from bot.types import Outbound, OutboundSender
 from campaigns.config import CampaignsConfig, RateLimits
 from campaigns.outbox import Outbox
@@ -113,10 +113,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     kf, oa = accounts()
     config = worker_config(lease_seconds=args.lease, kf_per_minute=args.rate)
     try:
-        async with platform_sender(
-            kf=[kf], official_accounts=[oa], robots=[], contact=None,
-            wecom_api_base=args.api, wechat_api_base=args.api,
-        ) as platform:  # fmt: skip
+        wecom = WeComSettings(
+            _env_file=None, kf=[kf], official_accounts=[oa], api_base=args.api,
+            wechat_api_base=args.api,
+        )  # fmt: skip
+        async with platform_sender(wecom) as platform:
             sender: OutboundSender = (
                 DieAfterAccepted(platform) if args.die_after_attempt else platform
             )

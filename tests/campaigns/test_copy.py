@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.settings import LLMConfig
+from bot.config import LLMConfig
 from campaigns.compliance import Violation, check_copy
 from campaigns.config import OPT_OUT_HINT, CampaignsConfig
 from campaigns.copy import (

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.answer import ExtractiveAnswerer
+from bot.config import BotConfig
 from bot.models import MessageLog
 from bot.pipeline import Pipeline
-from bot.settings import BotConfig
 from bot.store import Store
 from bot.types import Address, InboundMessage, MemberRef
 from campaigns.config import OPT_OUT_HINT, CampaignsConfig

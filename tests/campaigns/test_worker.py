@@ -12,10 +12,16 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.wecom.config import (
+    ContactAccount,
+    KfAccount,
+    OfficialAccountConfig,
+    RobotAccount,
+    WeComSettings,
+)
 from adapters.wecom.outbound import PlatformSender, platform_sender
 from bot.contact import ContactLedger
 from bot.models import Member
-from bot.settings import ContactAccount, KfAccount, OfficialAccountConfig, RobotAccount
 from bot.types import Address
 from campaigns.config import CampaignsConfig, RateLimits
 from campaigns.outbox import Outbox, Planned
@@ -53,11 +59,13 @@ async def sender(wecom_server: FakePlatform) -> AsyncIterator[PlatformSender]:
         name="oa1", token=SecretStr("t"), app_id=fake.oa_app_id,
         secret=SecretStr(fake.oa_secret), mode="plain",
     )  # fmt: skip
-    async with platform_sender(
-        kf=[kf], official_accounts=[oa], robots=[RobotAccount(name="r1", key=SecretStr("k1"))],
+    wecom = WeComSettings(
+        _env_file=None, kf=[kf], official_accounts=[oa],
+        robots=[RobotAccount(name="r1", key=SecretStr("k1"))],
         contact=ContactAccount(corp_id=fake.corp_id, secret=SecretStr(fake.corp_secret)),
-        wecom_api_base=fake.url, wechat_api_base=fake.url,
-    ) as built:  # fmt: skip
+        api_base=fake.url, wechat_api_base=fake.url,
+    )  # fmt: skip
+    async with platform_sender(wecom) as built:
         yield built
 
 

@@ -14,10 +14,10 @@ import pytest
 from pydantic import SecretStr
 
 from adapters.wecom.app_channel import APP_CHANNEL, WeComAppChannel, create_wecom_app_channel
+from adapters.wecom.config import WeComAppAccount
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.quota import RecipientQuota
 from adapters.wecom.xmlwire import build_xml
-from bot.settings import WeComAppAccount
 from bot.text import utf8_len
 from bot.types import MessageHandler
 from tests.adapters.wecom.wire import (

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from aiohttp import web
 from pydantic import SecretStr
 
+from adapters.wecom.config import KfAccount
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.kf import KF_RUNTIME, create_kf_app
 from adapters.wecom.kf_channel import NON_TEXT_TEXT
@@ -27,7 +28,7 @@ from bot.app import App
 from bot.commands import HANDOFF_TEXT
 from bot.contact import SENDS_PER_WINDOW
 from bot.demo import DEMO_DIR
-from bot.settings import KfAccount, Settings
+from bot.settings import Settings
 from bot.types import Address, InboundMessage, MessageHandler, Reply, TextReply
 from tests.fakes.wecom_server import FakePlatform
 
@@ -184,6 +185,10 @@ async def test_get_verifies_the_url(wecom_server: FakePlatform, start_kf: StartK
             assert (resp.status, await resp.text()) == (200, "1616140317555161061")
         async with http.get(kf.url, params={**query, "msg_signature": "0" * 40}) as resp:
             assert resp.status == 401
+        async with http.get(kf.url, params={**query, "echostr": ""}) as resp:
+            assert resp.status == 400
+        async with http.get(kf.url, params={**query, "nonce": "n" * 2000}) as resp:
+            assert resp.status == 400
 
 
 async def test_enter_session_gets_the_welcome(
@@ -397,6 +402,9 @@ async def test_hostile_callbacks_get_4xx_and_the_server_stays_up(
         (kf.url, b"<xml></xml>", query, 400),
         (kf.url, _bomb(), query, 400),
         (kf.url, b"<xml>" + b"a" * 10_000_000 + b"</xml>", query, 413),
+        # The query checks every callback shares: missing or oversized parameters.
+        (kf.url, body, {k: v for k, v in query.items() if k != "nonce"}, 400),
+        (kf.url, body, {**query, "timestamp": "1" * 5000}, 400),
     ]
     for url, payload, params, expected in cases:
         status, _ = await post(url, payload, params)

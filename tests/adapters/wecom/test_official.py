@@ -16,10 +16,11 @@ from typing import Literal
 import pytest
 from pydantic import SecretStr
 
+from adapters.wecom.callback import MAX_ANSWERING
+from adapters.wecom.config import OfficialAccountConfig
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.official import (
     DEFAULT_WELCOME,
-    MAX_ANSWERING,
     MEDIA_TEXT,
     OA_CHANNEL,
     OfficialAccountChannel,
@@ -27,7 +28,6 @@ from adapters.wecom.official import (
 )
 from adapters.wecom.xmlwire import build_xml, parse_xml
 from bot.contact import SENDS_PER_WINDOW, ContactLedger
-from bot.settings import OfficialAccountConfig
 from bot.types import Address, MessageHandler
 from tests.adapters.wecom.wire import (
     AES_KEY,
