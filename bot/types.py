@@ -24,6 +24,11 @@ person
     One human across channels: campaigns join a member's identities (one per channel) into one
     ``person`` (the brand's customer number, a unionid, or ``m<member id>``); caps, opt-out
     and cooldowns apply per person.
+address
+    Where a member can be reached 1:1 (:class:`Address`: route, account, platform user id, and
+    the chat when the route needs one), put on :class:`InboundMessage` by the adapter and
+    recorded on arrival with the member's contact window (:mod:`bot.contact`); campaigns send to
+    it instead of parsing channels or session keys.
 target
     One recipient of one campaign run, unique within the run: ``person:<person>`` or
     ``group:<robot>`` (an outbox row's key).
