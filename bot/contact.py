@@ -26,6 +26,11 @@ Decisions:
   row version after waiting for the row lock. Multi-part answers ask :meth:`remaining` first and
   are split to fit (:func:`adapters.wecom.limits.fit_window`), so a reply is shortened rather
   than cut off after its first parts.
+- **What counts.** Every kf ``send_msg`` message (each part of a split answer, each handoff
+  notice, each push) and every Official Account ``custom/send`` message. Not counted: the
+  Official Account's passive reply (the HTTP response to the member's message is not a
+  customer-service message; WeChat allows one per message whatever the 48-hour count) and the
+  kf ``enter_session`` welcome (``send_msg_on_event``, one per event code).
 - **The boundary.** A window is open while ``at < opened_at + WINDOW``; at exactly 48 h it is
   closed (the platform does not document its boundary to the second; this is the safe side).
 - **Failures are not refunded.** A slot consumed for a send that then failed stays used: after
