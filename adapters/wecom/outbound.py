@@ -80,10 +80,12 @@ class PlatformSender:
         a = m.address
         if m.route == "kf":
             to = _member(a)
+            if to.chat is None:
+                raise _unroutable("the kf address lacks its chat (the open_kfid)")
             client = _pick(self.kf, to.account, "kf account")
             answer = await client.kf_send_text(
                 touser=to.user,
-                open_kfid=_need({"open_kfid": to.chat or ""}, "open_kfid"),
+                open_kfid=to.chat,
                 content=m.text,
                 msgid=m.key,
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -185,6 +185,23 @@ async def test_a_used_up_window_skips_the_push(
     await Outbox(engine).add(run, [row], T0)
     await worker(engine, sender, Clock()).drain()
     assert await states(engine, run) == {("skipped", "window_closed"): 1}
+    assert wecom_server.count("/cgi-bin/kf/send_msg") == 0
+
+
+async def test_a_row_without_a_recorded_address_fails_clearly(
+    engine: AsyncEngine, wecom_server: FakePlatform, sender: PlatformSender
+) -> None:
+    """A kf row whose address is not an :class:`Address` (planned before addresses were
+    recorded: the open_kfid parsed out of a session key) fails as refused, naming what lacks."""
+    run = await new_run(engine)
+    (row,) = await kf_rows(engine, wecom_server, ["u1"])
+    old = replace(row, address={"account": "main", "open_kfid": KFID, "external_userid": "u1"})
+    await Outbox(engine).add(run, [old], T0)
+    await worker(engine, sender, Clock()).drain()
+    assert await states(engine, run) == {("failed", "rejected"): 1}
+    async with engine.connect() as conn:
+        error = (await conn.execute(sa.text("SELECT error FROM outbox"))).scalar_one()
+    assert "an address without route, user" in error
     assert wecom_server.count("/cgi-bin/kf/send_msg") == 0
 
 
