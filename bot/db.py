@@ -37,6 +37,7 @@ def create_engine(url: str) -> AsyncEngine:
 
 async def create_schema(engine: AsyncEngine) -> None:
     """Create every table registered on ``SQLModel.metadata`` (idempotent)."""
+    import bot.contact
     import bot.models  # noqa: F401  (registers the core's tables)
 
     async with engine.begin() as conn:

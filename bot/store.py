@@ -30,8 +30,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.answer import Turn
+from bot.contact import ContactLedger
 from bot.models import Member, MessageLog, SeenMessage, require_aware
-from bot.types import MemberRef
+from bot.types import Address, MemberRef
 from knowledge.types import Citation
 
 PRUNE_BATCH = 5000
@@ -69,6 +70,8 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+        self.contacts = ContactLedger(engine)
+        """Members' addresses and contact windows (:mod:`bot.contact`), on the same engine."""
 
     async def claim_message(self, channel: str, message_id: str, at: datetime) -> bool:
         """Record a platform message id; False when it was already recorded (a duplicate).
@@ -121,6 +124,10 @@ class Store:
             if member is None:
                 raise
             return member
+
+    async def record_arrival(self, member: Member, address: Address, at: datetime) -> None:
+        """The member wrote from ``address`` at ``at`` (:meth:`ContactLedger.arrived`)."""
+        await self.contacts.arrived(_member_id(member), address, at)
 
     async def set_opted_out(self, member: Member, opted_out: bool, at: datetime) -> bool:
         """Opt the member out (or back in); False when it was already in that state."""

@@ -9,11 +9,15 @@ the next attempt completes it without duplicating a row.
 campaign's store (all-store ones included; a chain-wide campaign only sees all-store ones). One
 message, posted to each of the campaign's groups (``options["groups"]``: robot names), to each
 bridge conversation (``options["bridge_groups"]``: ``"<bridge>:<conversation>"``, pushed to the
-bridge's ``push_url``) and sent to each member of that store whose kf / Official Account
-48-hour window is open (the only members those routes can reach). No valid promotion → nothing
-is planned, and the report says so. Decision: a bridge is reached only in the conversations the
-operator names, the way robot groups are; members last seen through a bridge are not pushed to
-1:1, because nothing tells us the bridge may still write to them.
+bridge's ``push_url``) and sent to each member of that store whose contact window is open with a
+send left (the only members those routes can reach): the window of the address they last wrote
+from, as the adapter recorded it (:mod:`bot.contact`); nothing is parsed back out of channel
+names or session keys. Members whose window is closed or used up are counted ``window_closed``;
+members who never wrote through a route with a window (imported contacts, the web chat) are not
+candidates. No valid promotion → nothing is planned, and the report says so. Decision: a bridge
+is reached only in the conversations the operator names, the way robot groups are; members last
+seen through a bridge are not pushed to 1:1, because nothing tells us the bridge may still write
+to them.
 
 **Re-engagement** (``kind="reengage"``): members of ``options["segments"]`` (default at_risk and
 dormant), consenting, not contacted by any re-engagement message within the cooldown
@@ -27,7 +31,7 @@ questions of the last 180 days (:mod:`campaigns.interests`). A preview (``write=
 nothing at all: it reads those interests in memory instead of storing them.
 Dormant members are outside the 48-hour windows, so the route is chosen honestly, per person:
 
-1. an identity whose kf / Official Account window is still open → that route;
+1. an identity whose contact window is still open with a send left → that route and address;
 2. else a staff owner and external userid → an ``add_msg_template`` task for the owner (the
    worker groups one task per owner; it reaches the member once the owner confirms it);
 3. else no 1:1 message: the person is counted as reachable only in groups (each such group gets
@@ -51,7 +55,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.models import MessageLog, require_aware
+from bot.contact import ContactLedger, Reach
+from bot.models import require_aware
 from campaigns.config import CampaignsConfig
 from campaigns.copy import Copy, CopyRejected, CopyWriter
 from campaigns.interests import inferred_interests, refresh_interests
@@ -64,8 +69,6 @@ from knowledge.types import Kind
 
 log = logging.getLogger(__name__)
 
-WINDOW = timedelta(hours=48)
-WINDOW_ROUTES = {"kf.": "kf", "oa.": "oa"}
 DEFAULT_REENGAGE_SEGMENTS = ("at_risk", "dormant")
 VARIANT_CHARS = 64
 """outbox.variant's width; an operator's long interest name is cut, not refused."""
@@ -73,7 +76,6 @@ INTEREST_LOOKBACK = timedelta(days=180)
 """Questions older than this do not add interests (a member's tastes change)."""
 RUNS = CampaignRun.__table__  # type: ignore[attr-defined]
 OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
-LOG = MessageLog.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -116,6 +118,7 @@ class Planner:
         self._copy = copy
         self._config = config
         self._outbox = Outbox(engine)
+        self._contacts = ContactLedger(engine)
 
     async def plan(
         self, campaign: Campaign, *, now: datetime, run_key: str, write: bool = True
@@ -161,25 +164,20 @@ class Planner:
             return []
         expires = _expiry(promos)
         rows = _group_rows(campaign.options, copy, now, expires)
-        # Every kf / OA member of the store, so the report counts those whose window is closed.
-        rule = SegmentRule(
-            name="daily_deals", store=campaign.store_id, channels=tuple(WINDOW_ROUTES)
-        )
-        people = await self._people(rule, now)
-        addresses = await self._kf_addresses(people, now)
+        # Every member of the store: those with a window, open or not, are counted.
+        people = await self._people(SegmentRule(name="daily_deals", store=campaign.store_id), now)
+        reach = await self._reach(people, now)
         for person, identities in people.items():
-            open_id = _open_window(identities, now)
+            open_id = _open_window(identities, reach)
             if open_id is None:
-                report.not_planned["window_closed"] += 1
+                if any(a.member_id in reach for a in identities):
+                    report.not_planned["window_closed"] += 1
                 continue
-            address = _window_address(open_id, addresses)
-            if address is None:
-                report.not_planned["no_address"] += 1
-                continue
+            address = reach[open_id.member_id].address
             rows.append(
                 Planned(
-                    target=f"person:{person}", channel=WINDOW_ROUTES[_prefix(open_id.channel)],
-                    text=copy.text, address=address, not_before=now, member_id=open_id.member_id,
+                    target=f"person:{person}", channel=address.route, text=copy.text,
+                    address=address.as_fields(), not_before=now, member_id=open_id.member_id,
                     person=person, segment=lifecycle(open_id.first_seen, open_id.last_active, now),
                     variant=copy.variant[:VARIANT_CHARS], expires_at=expires,
                 )
@@ -202,7 +200,7 @@ class Planner:
         for name in names:
             rule = replace(BUILTIN[name], store=campaign.store_id)
             people = await self._people(rule, now)
-            addresses = await self._kf_addresses(people, now)
+            reach = await self._reach(people, now)
             for person, identities in people.items():
                 if person in seen:
                     continue
@@ -211,7 +209,7 @@ class Planner:
                     report.not_planned["cooldown"] += 1
                     continue
                 identities = _with_interests(identities, fresh)
-                route = _route(identities, addresses, now)
+                route = _route(identities, reach)
                 if route is None:
                     _count_group_only(identities, name, groups, report)
                     continue
@@ -319,46 +317,10 @@ class Planner:
             identities.sort(key=lambda a: a.last_active, reverse=True)
         return dict(people)
 
-    async def _kf_addresses(
-        self, people: dict[str, list[Audience]], now: datetime
-    ) -> dict[int, dict[str, Any]]:
-        """Addresses of the identities with an open window: the kf ones need the open_kfid of
-        their latest conversation (from the message log's session key)."""
-        open_ids = [
-            a for ids in people.values() for a in ids if _prefix(a.channel) and _is_open(a, now)
-        ]
-        out: dict[int, dict[str, Any]] = {}
-        kf_ids = [a.member_id for a in open_ids if a.channel.startswith("kf.")]
-        sessions = await self._latest_sessions(kf_ids)
-        for a in open_ids:
-            account = a.channel.split(".", 1)[1]
-            if a.channel.startswith("oa."):
-                out[a.member_id] = {"account": account, "openid": a.external_id}
-                continue
-            open_kfid = _open_kfid(sessions.get(a.member_id, ""), a.channel)
-            if open_kfid:
-                out[a.member_id] = {
-                    "account": account, "open_kfid": open_kfid, "external_userid": a.external_id,
-                }  # fmt: skip
-        return out
-
-    async def _latest_sessions(self, member_ids: list[int]) -> dict[int, str]:
-        found: dict[int, str] = {}
-        for start in range(0, len(member_ids), 5000):
-            part = member_ids[start : start + 5000]
-            latest = (
-                sa.select(LOG.c.member_id, sa.func.max(LOG.c.id).label("last"))
-                .where(LOG.c.member_id.in_(part))
-                .group_by(LOG.c.member_id)
-                .subquery()
-            )
-            stmt = sa.select(LOG.c.member_id, LOG.c.session_key).join(
-                latest, LOG.c.id == latest.c.last
-            )
-            async with self._engine.connect() as conn:
-                for member_id, key in await conn.execute(stmt):
-                    found[int(member_id)] = str(key)
-        return found
+    async def _reach(self, people: dict[str, list[Audience]], now: datetime) -> dict[int, Reach]:
+        """The identities whose latest address has a contact window, and what it allows now."""
+        member_ids = [a.member_id for identities in people.values() for a in identities]
+        return await self._contacts.reach(member_ids, now)
 
     async def _contacted_since(self, since: datetime) -> set[str]:
         """Targets (``person:…``, ``group:…``) of re-engagement rows sent since ``since``, or
@@ -479,26 +441,23 @@ def _count_group_only(
             groups.setdefault(robot, (segment, a.home_store))
 
 
-def _prefix(channel: str) -> str:
-    return next((p for p in WINDOW_ROUTES if channel.startswith(p)), "")
+def _open_window(identities: Sequence[Audience], reach: dict[int, Reach]) -> Audience | None:
+    """The most recently active identity whose contact window has a send left."""
+    return next((a for a in identities if _sends_left(reach.get(a.member_id))), None)
 
 
-def _is_open(member: Audience, now: datetime) -> bool:
-    return now - member.last_active < WINDOW
-
-
-def _open_window(identities: Sequence[Audience], now: datetime) -> Audience | None:
-    """The most recently active kf / Official Account identity whose window is open."""
-    return next((a for a in identities if _prefix(a.channel) and _is_open(a, now)), None)
+def _sends_left(reach: Reach | None) -> bool:
+    return reach is not None and reach.remaining > 0
 
 
 def _route(
-    identities: Sequence[Audience], addresses: dict[int, dict[str, Any]], now: datetime
+    identities: Sequence[Audience], reach: dict[int, Reach]
 ) -> tuple[str, Audience, dict[str, Any]] | None:
-    """How to reach a person 1:1: an open kf / OA window, else their staff owner's task."""
-    open_id = _open_window(identities, now)
-    if open_id is not None and (address := addresses.get(open_id.member_id)) is not None:
-        return WINDOW_ROUTES[_prefix(open_id.channel)], open_id, address
+    """How to reach a person 1:1: an open contact window, else their staff owner's task."""
+    open_id = _open_window(identities, reach)
+    if open_id is not None:
+        address = reach[open_id.member_id].address
+        return address.route, open_id, address.as_fields()
     staff = next((a for a in identities if a.owner_userid and a.external_userid), None)
     if staff is not None:
         return (
@@ -506,20 +465,6 @@ def _route(
             staff,
             {"owner": staff.owner_userid, "external_userid": staff.external_userid},
         )
-    return None
-
-
-def _window_address(
-    member: Audience, addresses: dict[int, dict[str, Any]]
-) -> dict[str, Any] | None:
-    return addresses.get(member.member_id)
-
-
-def _open_kfid(session_key: str, channel: str) -> str | None:
-    """``kf.<account>:<open_kfid>:<external_userid>`` → the open_kfid."""
-    parts = session_key.split(":")
-    if len(parts) >= 3 and parts[0] == channel:
-        return parts[1] or None
     return None
 
 

@@ -19,6 +19,10 @@ one short transaction each, and the counts are logged and returned.
 - ``scheduler_fire``: as ``campaign_run`` (the record of what the leader fired).
 - ``send_lock``: leases that ran out a day ago (a worker that died leaves its lease behind; a
   live lease is never touched).
+- ``contact_window``: windows that closed (48 h after the member's last message) before the
+  prune runs. A window row only ever allows sends while open; without one, nothing is allowed,
+  so pruning a closed one changes nothing. ``member_address`` keeps one row per member (the
+  address they last wrote from) and does not grow past the members.
 
 Members, member profiles and campaigns are the brand's records, not logs: they are not pruned.
 ``rate_slot`` holds one row per route or robot and does not grow.
@@ -33,6 +37,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.contact import ContactLedger
 from bot.models import require_aware
 from bot.store import Store, delete_in_batches
 from campaigns.config import RetentionConfig
@@ -74,6 +79,7 @@ async def prune(
         ),
         "scheduler_fire": await delete_in_batches(engine, FIRES, FIRES.c.fired_at < runs_before),
         "send_lock": await delete_in_batches(engine, LOCKS, LOCKS.c.until < lock_horizon),
+        "contact_window": await ContactLedger(engine).prune(now),
     }
     log.info("pruned old rows: %s", ", ".join(f"{t} {n}" for t, n in counts.items()))
     return counts

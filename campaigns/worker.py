@@ -11,10 +11,13 @@ Per claimed row, in order (see :mod:`campaigns.outbox` for why each step is wher
    (:class:`campaigns.policy.DeliveryPolicy`): skip with a reason, defer (quiet hours: back to
    pending until the morning), or send;
 4. a slot from the shared rate limiter (per route, and per robot for group posts);
-5. the attempt is committed, then the adapter sends (:class:`bot.types.OutboundSender`);
+5. the attempt is committed; a ``kf`` / ``oa`` row then consumes one send of the member's
+   contact window (:mod:`bot.contact`, shared with the bot's answers and handoff notices), and a
+   closed or used-up window ends it ``skipped`` (``window_closed``) instead of being retried;
+   then the adapter sends (:class:`bot.types.OutboundSender`);
 6. ``sent`` with the platform's id; or, on :class:`bot.errors.DeliveryError`, a retry later
-   with exponential backoff (transient), ``skipped`` (the member's window closed, a platform
-   quota), or ``failed`` (refused).
+   with exponential backoff (transient), ``skipped`` (the member's window closed — the ledger's
+   window is closed too —, a platform quota), or ``failed`` (refused).
 
 ``staff_task`` rows of one run, staff owner and text are sent together: one ``add_msg_template``
 task per owner lists all their customers (the staff member confirms it once in WeCom), however
@@ -41,8 +44,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.contact import WINDOWED_ROUTES, ContactLedger
 from bot.errors import DeliveryError
-from bot.types import Outbound, OutboundSender
+from bot.types import Address, Outbound, OutboundSender
 from campaigns.config import CampaignsConfig
 from campaigns.locks import SendLocks
 from campaigns.models import OutboxRow
@@ -101,6 +105,7 @@ class DeliveryWorker:
         self._policy = DeliveryPolicy(engine, config)
         self._limiter = limiter or RateLimiter(engine, margin=config.rates.margin_seconds)
         self._locks = SendLocks(engine)
+        self._ledger = ContactLedger(engine)
 
     @property
     def outbox(self) -> Outbox:
@@ -215,8 +220,25 @@ class DeliveryWorker:
             return False
         return True
 
+    async def _use_window(self, row: OutboxRow) -> bool:
+        """Consume one send of a windowed row's contact window; settle the row when none is left
+        (skipped) or its address is unusable (failed). True for rows on other routes."""
+        if row.channel not in WINDOWED_ROUTES:
+            return True
+        try:
+            address = Address.from_fields(row.address)
+        except ValueError as exc:
+            await self._outbox.mark_failed(_id(row), self._owner, error=str(exc), reason="rejected")
+            return False
+        if await self._ledger.consume(address, 1, self._clock()):
+            return True
+        await self._outbox.mark_skipped(_id(row), self._owner, reason="window_closed")
+        return False
+
     async def _send(self, rows: Sequence[OutboxRow]) -> None:
         first = rows[0]
+        if not await self._use_window(first):  # windowed routes send one row at a time
+            return
         recipients = tuple(str(r.address.get("external_userid", "")) for r in rows)
         message = Outbound(
             route=first.channel,
@@ -244,6 +266,8 @@ class DeliveryWorker:
     async def _failed(self, row: OutboxRow, exc: DeliveryError) -> None:
         row_id = _id(row)
         attempts = row.attempts + 1
+        if exc.reason == "window_closed" and row.channel in WINDOWED_ROUTES:
+            await self._ledger.close(Address.from_fields(row.address))  # the platform knows best
         if exc.reason in SKIP_ERRORS:
             await self._outbox.mark_skipped(row_id, self._owner, reason=exc.reason)
         elif exc.retryable and attempts < self._config.max_attempts:

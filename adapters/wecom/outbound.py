@@ -3,9 +3,11 @@ configured account, speaking :class:`bot.types.Outbound`.
 
 Routes and their addresses:
 
-- ``kf``: ``account`` (a SIYU_WECOM_KF name), ``open_kfid``, ``external_userid`` →
-  ``kf/send_msg`` with ``msgid`` = the message's key (a repeat is not delivered twice);
-- ``oa``: ``account`` (a SIYU_OFFICIAL_ACCOUNTS name), ``openid`` → ``message/custom/send``;
+- ``kf``: the member's :class:`bot.types.Address` as recorded when they wrote (``account``: a
+  SIYU_WECOM_KF name, ``user``: the external_userid, ``chat``: the open_kfid) → ``kf/send_msg``
+  with ``msgid`` = the message's key (a repeat is not delivered twice);
+- ``oa``: the member's address (``account``: a SIYU_OFFICIAL_ACCOUNTS name, ``user``: the
+  openid) → ``message/custom/send``;
 - ``staff_task``: ``owner`` (the staff member's userid), ``recipients`` = their customers'
   external userids → ``externalcontact/add_msg_template`` (the owner confirms it in WeCom);
 - ``group``: ``robot`` (a SIYU_WECOM_ROBOTS name) → ``webhook/send``;
@@ -46,7 +48,7 @@ from adapters.wecom.errors import (
 )
 from adapters.wecom.robot import RobotWebhook
 from bot.errors import DeliveryError
-from bot.types import Outbound
+from bot.types import Address, Outbound
 
 T = TypeVar("T")
 IDEMPOTENT_ROUTES = frozenset({"kf", "webhook"})
@@ -85,17 +87,21 @@ class PlatformSender:
     async def _send(self, m: Outbound) -> str:
         a = m.address
         if m.route == "kf":
-            client = _pick(self.kf, a.get("account"), "kf account")
+            to = _member(a)
+            if to.chat is None:
+                raise _unroutable("the kf address lacks its chat (the open_kfid)")
+            client = _pick(self.kf, to.account, "kf account")
             answer = await client.kf_send_text(
-                touser=_need(a, "external_userid"),
-                open_kfid=_need(a, "open_kfid"),
+                touser=to.user,
+                open_kfid=to.chat,
                 content=m.text,
                 msgid=m.key,
             )
             return str(answer.get("msgid") or m.key)
         if m.route == "oa":
-            client = _pick(self.oa, a.get("account"), "Official Account")
-            await client.custom_send_text(touser=_need(a, "openid"), content=m.text)
+            to = _member(a)
+            client = _pick(self.oa, to.account, "Official Account")
+            await client.custom_send_text(touser=to.user, content=m.text)
             return m.key
         if m.route == "staff_task":
             if self.contact is None:
@@ -119,6 +125,14 @@ def _pick(clients: Mapping[str, T], name: str | None, what: str) -> T:
     if client is None:
         raise _unroutable(f"no {what} named {name!r} is configured")
     return client
+
+
+def _member(address: Mapping[str, str]) -> Address:
+    """The member's :class:`bot.types.Address` the kf / oa routes carry."""
+    try:
+        return Address.from_fields(address)
+    except ValueError as exc:
+        raise _unroutable(str(exc)) from exc
 
 
 def _need(address: Mapping[str, str], field: str) -> str:

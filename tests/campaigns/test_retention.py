@@ -14,9 +14,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.contact import ContactLedger
 from bot.db import create_engine, create_schema
 from bot.models import MessageLog, SeenMessage
 from bot.store import delete_in_batches
+from bot.types import Address
 from campaigns.config import RetentionConfig
 from campaigns.models import CampaignRun, OutboxRow, SchedulerFire, SendLock
 from campaigns.outbox import Outbox, Planned
@@ -98,12 +100,16 @@ async def test_old_rows_are_pruned_and_recent_ones_kept(engine: AsyncEngine) -> 
         {"key": "dead", "owner": "w", "until": WALL - 2 * 86400},
         {"key": "live", "owner": "w", "until": WALL + 60},
     ])  # fmt: skip
+    ledger = ContactLedger(engine)
+    closed, still_open = Address("kf", "a", "closed", "wk"), Address("oa", "a", "open")
+    await ledger.open(closed, NOW - timedelta(hours=49))
+    await ledger.open(still_open, NOW - timedelta(hours=47))
 
     counts = await prune(engine, RetentionConfig(), now=NOW, wall=WALL)
 
     assert counts == {
         "seen_message": 1, "message_log": 1, "outbox": 3, "campaign_run": 1,
-        "scheduler_fire": 1, "send_lock": 1,
+        "scheduler_fire": 1, "send_lock": 1, "contact_window": 1,
     }  # fmt: skip
     assert await column(engine, SEEN.c.message_id) == ["new"]
     assert await column(engine, LOG.c.text) == ["new"]
@@ -111,6 +117,7 @@ async def test_old_rows_are_pruned_and_recent_ones_kept(engine: AsyncEngine) -> 
     assert await column(engine, RUNS.c.id) == [kept_run]  # its rows are not all gone
     assert await column(engine, FIRES.c.job_id) == ["j89"]
     assert await column(engine, LOCKS.c.key) == ["live"]
+    assert await ledger.remaining(still_open, NOW) == 5  # the open window is untouched
     assert summary(counts).startswith("pruned seen_message 1, message_log 1, outbox 3")
     assert await prune(engine, RetentionConfig(), now=NOW, wall=WALL) == dict.fromkeys(counts, 0)
 

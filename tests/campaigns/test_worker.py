@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -20,7 +20,9 @@ from adapters.wecom.config import (
     WeComSettings,
 )
 from adapters.wecom.outbound import PlatformSender, platform_sender
+from bot.contact import ContactLedger
 from bot.models import Member
+from bot.types import Address
 from campaigns.config import CampaignsConfig, RateLimits
 from campaigns.locks import SendLocks
 from campaigns.outbox import Outbox, Planned
@@ -69,18 +71,24 @@ async def sender(wecom_server: FakePlatform) -> AsyncIterator[PlatformSender]:
 
 
 async def kf_rows(
-    engine: AsyncEngine, fake: FakePlatform, users: list[str], *, open_window: bool = True
-) -> list[Planned]:
+    engine: AsyncEngine, fake: FakePlatform, users: list[str], *, wrote: bool = True,
+    platform_window: bool = True,
+) -> list[Planned]:  # fmt: skip
+    """kf members and a message for each. ``wrote``: the member's message reached the core (its
+    address recorded, its contact window open); ``platform_window``: the fake saw it too."""
     rows = []
     for user in users:
         member = await add_member(engine, user, channel="kf.main", last_active=T0)
-        if open_window:
+        address = Address("kf", "main", user, chat=KFID)
+        if wrote:
+            await ContactLedger(engine).arrived(member, address, T0)
+        if platform_window:
             fake.add_kf_message(user, "你好", open_kfid=KFID)
         rows.append(
             Planned(
                 target=f"person:m{member}", channel="kf", text=f"今日特惠 {user}",
-                address={"account": "main", "open_kfid": KFID, "external_userid": user},
-                not_before=T0, member_id=member, person=f"m{member}", segment="active",
+                address=address.as_fields(), not_before=T0, member_id=member,
+                person=f"m{member}", segment="active",
             )
         )  # fmt: skip
     return rows
@@ -89,9 +97,11 @@ async def kf_rows(
 async def oa_row(engine: AsyncEngine, fake: FakePlatform) -> Planned:
     """An Official Account member whose 48-hour window is open, and a message for them."""
     member = await add_member(engine, "o1", channel="oa.oa1", last_active=T0)
+    address = Address("oa", "oa1", "o1")
+    await ContactLedger(engine).arrived(member, address, T0)
     fake.add_oa_message("o1")
     return Planned(
-        target="person:o1", channel="oa", text="hi", address={"account": "oa1", "openid": "o1"},
+        target="person:o1", channel="oa", text="hi", address=address.as_fields(),
         not_before=T0, member_id=member, person=f"m{member}",
     )  # fmt: skip
 
@@ -155,15 +165,58 @@ async def test_quiet_hours_defer_to_the_morning(
     assert await states(engine, run) == {("sent", None): 1}
 
 
+async def test_a_closed_contact_window_is_a_skip_without_a_platform_call(
+    engine: AsyncEngine, wecom_server: FakePlatform, sender: PlatformSender
+) -> None:
+    run = await new_run(engine)
+    rows = await kf_rows(engine, wecom_server, ["u1"], wrote=False)
+    await Outbox(engine).add(run, rows, T0)
+    await worker(engine, sender, Clock()).drain()
+    assert await states(engine, run) == {("skipped", "window_closed"): 1}
+    assert wecom_server.count("/cgi-bin/kf/send_msg") == 0
+
+
+async def test_a_used_up_window_skips_the_push(
+    engine: AsyncEngine, wecom_server: FakePlatform, sender: PlatformSender
+) -> None:
+    run = await new_run(engine)
+    (row,) = await kf_rows(engine, wecom_server, ["u1"])
+    # The bot's answers used the whole window since the member's message.
+    assert await ContactLedger(engine).consume(Address.from_fields(row.address), 5, T0)
+    await Outbox(engine).add(run, [row], T0)
+    await worker(engine, sender, Clock()).drain()
+    assert await states(engine, run) == {("skipped", "window_closed"): 1}
+    assert wecom_server.count("/cgi-bin/kf/send_msg") == 0
+
+
+async def test_a_row_without_a_recorded_address_fails_clearly(
+    engine: AsyncEngine, wecom_server: FakePlatform, sender: PlatformSender
+) -> None:
+    """A kf row whose address is not an :class:`Address` (planned before addresses were
+    recorded: the open_kfid parsed out of a session key) fails as refused, naming what lacks."""
+    run = await new_run(engine)
+    (row,) = await kf_rows(engine, wecom_server, ["u1"])
+    old = replace(row, address={"account": "main", "open_kfid": KFID, "external_userid": "u1"})
+    await Outbox(engine).add(run, [old], T0)
+    await worker(engine, sender, Clock()).drain()
+    assert await states(engine, run) == {("failed", "rejected"): 1}
+    async with engine.connect() as conn:
+        error = (await conn.execute(sa.text("SELECT error FROM outbox"))).scalar_one()
+    assert "an address without route, user" in error
+    assert wecom_server.count("/cgi-bin/kf/send_msg") == 0
+
+
 async def test_a_closed_platform_window_is_a_skip_not_a_retry(
     engine: AsyncEngine, wecom_server: FakePlatform, sender: PlatformSender
 ) -> None:
     run = await new_run(engine)
-    rows = await kf_rows(engine, wecom_server, ["u1"], open_window=False)
-    await Outbox(engine).add(run, rows, T0)
+    (row,) = await kf_rows(engine, wecom_server, ["u1"], platform_window=False)
+    await Outbox(engine).add(run, [row], T0)
     await worker(engine, sender, Clock()).drain()
     assert await states(engine, run) == {("skipped", "window_closed"): 1}
     assert wecom_server.count("/cgi-bin/kf/send_msg") == 1
+    # The platform knows best: the ledger's window is closed too until the member writes.
+    assert await ContactLedger(engine).remaining(Address.from_fields(row.address), T0) == 0
 
 
 async def test_a_busy_platform_is_retried_later_with_backoff(
