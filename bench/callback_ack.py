@@ -163,7 +163,11 @@ async def serve(args: argparse.Namespace) -> None:
             kf = create_kf_app(handle, [kf_account()], api_base=args.platform, engine=core.engine)
             # No LLM here: extractive answers, CPU-bound, as `siyu serve` configures them.
             oa = create_official_app(
-                handle, [oa_account()], api_base=args.platform, answering=MAX_ANSWERING_CPU
+                handle,
+                [oa_account()],
+                api_base=args.platform,
+                answering=MAX_ANSWERING_CPU,
+                ledger=core.store.contacts,
             )
             control = Control(kf, oa, Path(args.profile) if args.profile else None)
             root = web.Application(client_max_size=1024**2)

@@ -25,7 +25,7 @@ from bot.retail.writer import LLMRetailWriter
 from bot.schema import upgrade
 from bot.settings import Settings
 from bot.store import Store
-from campaigns.config import CampaignsConfig, RateLimits
+from campaigns.config import CampaignsConfig, RateLimits, RetentionConfig
 from knowledge.base import KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -114,9 +114,17 @@ def campaigns_config(settings: Settings) -> CampaignsConfig:
             oa_per_minute=settings.campaign_oa_per_minute,
             staff_task_per_minute=settings.campaign_staff_task_per_minute,
             robot_per_minute=settings.campaign_robot_per_minute,
+            webhook_per_minute=settings.campaign_webhook_per_minute,
         ),
         sensitive_words=tuple(settings.campaign_sensitive_words),
         templates=dict(settings.campaign_templates),
+        retention=RetentionConfig(
+            seen_messages_days=settings.retention_seen_days,
+            message_log_days=settings.retention_message_log_days,
+            outbox_days=settings.retention_outbox_days,
+            runs_days=settings.retention_runs_days,
+            cron=settings.retention_cron,
+        ),
     )
 
 

@@ -4,11 +4,17 @@ Part of the composition root (with ``bot.cli`` and ``bot.app``): it wires the ca
 planner, worker and scheduler to the adapters' platform sender. Processes:
 
 - ``siyu scheduler``: waits to become the one scheduler leader, then fires each campaign's cron
-  (plan only: rows go to the outbox). Run one or more (the others stand by).
+  (plan only: rows go to the outbox) and prunes old rows daily (``SIYU_RETENTION_*``,
+  :mod:`campaigns.retention`). Run one or more (the others stand by).
 - ``siyu worker``: drains the outbox through the platforms, obeying the delivery policy and the
   shared rate limits. Run as many as the platforms' limits justify.
 - ``siyu campaign run NAME``: plans now and, unless ``--no-deliver``, drains what is due in the
   foreground (rows deferred to the morning stay for a worker).
+
+The settings' daily-deals campaigns (``SIYU_DAILY_DEALS``) are stored by the commands that
+write (``campaign create``, ``campaign run``, ``scheduler``); ``campaign preview`` writes
+nothing, and previews a daily-deals campaign from its settings' definition, stored or not.
+A command that refuses anything (a bad cron among them) exits 1 with the reason.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from campaigns.planner import Planner, PlanReport
 from campaigns.registry import (
     CampaignError,
     create_campaign,
+    daily_deals_definitions,
     get_campaign,
     get_campaign_by_id,
     list_campaigns,
@@ -64,10 +71,23 @@ def _run_key(now: datetime) -> str:
 async def _built() -> AsyncIterator[App]:
     built = await App.build(Settings())
     try:
-        await sync_daily_deals(built.engine, built.settings.daily_deals, now=utc_now())
         yield built
     finally:
         await built.close()
+
+
+async def _sync_settings(built: App) -> None:
+    """Store the settings' daily-deals campaigns (only commands that write call this)."""
+    await sync_daily_deals(built.engine, built.settings.daily_deals, now=utc_now())
+
+
+async def _previewed(built: App, name: str) -> Campaign:
+    """The campaign a preview plans: the settings' daily-deals definition of that name (what
+    the next write would store), else the stored campaign."""
+    for wanted in daily_deals_definitions(built.settings.daily_deals, now=utc_now()):
+        if wanted.name == name:
+            return wanted
+    return await get_campaign(built.engine, name)
 
 
 @asynccontextmanager
@@ -84,8 +104,9 @@ async def _planner(built: App) -> AsyncIterator[Planner]:
 async def _worker(built: App, owner: str) -> AsyncIterator[DeliveryWorker]:
     from adapters.wecom.outbound import platform_sender
 
-    async with platform_sender(built.settings.wecom) as sender:
-        yield DeliveryWorker(built.engine, sender, campaigns_config(built.settings), owner=owner)
+    settings = built.settings
+    async with platform_sender(settings.wecom, bridges=settings.webhook.bridges) as sender:
+        yield DeliveryWorker(built.engine, sender, campaigns_config(settings), owner=owner)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -134,6 +155,9 @@ def campaign_create(
     groups: Annotated[
         str | None, typer.Option(help="Robot names to post to, comma-separated.")
     ] = None,
+    bridge_groups: Annotated[
+        str | None, typer.Option(help="Bridge conversations to push to, bridge:conversation,…")
+    ] = None,
     segments: Annotated[str | None, typer.Option(help="Re-engagement segments.")] = None,
     cooldown_days: Annotated[int | None, typer.Option(help="Re-engagement cooldown.")] = None,
 ) -> None:
@@ -141,6 +165,8 @@ def campaign_create(
     options: dict[str, object] = {}
     if groups:
         options["groups"] = [g.strip() for g in groups.split(",") if g.strip()]
+    if bridge_groups:
+        options["bridge_groups"] = [g.strip() for g in bridge_groups.split(",") if g.strip()]
     if segments:
         options["segments"] = [s.strip() for s in segments.split(",") if s.strip()]
     if cooldown_days is not None:
@@ -148,6 +174,7 @@ def campaign_create(
 
     async def main() -> None:
         async with _built() as built:
+            await _sync_settings(built)
             await create_campaign(
                 built.engine, name=name, kind=kind, now=utc_now(), store_id=store, cron=cron,
                 options=options,
@@ -162,16 +189,25 @@ def campaign_create(
 
 @campaign_app.command("list")
 def campaign_list() -> None:
-    """List the campaigns."""
+    """List the campaigns: the stored ones, and the settings' daily deals as the next write
+    will store them ("stored" says whether the table has them yet)."""
 
-    async def main() -> list[Campaign]:
+    async def main() -> list[tuple[Campaign, bool]]:
         async with _built() as built:
-            return await list_campaigns(built.engine)
+            stored = {c.name: c for c in await list_campaigns(built.engine)}
+            settings = daily_deals_definitions(built.settings.daily_deals, now=utc_now())
+            merged = {**stored, **{c.name: c for c in settings}}
+            return [(merged[name], name in stored) for name in sorted(merged)]
 
-    table = Table("name", "kind", "store", "cron", "options")
-    for c in asyncio.run(main()):
+    try:
+        campaigns = asyncio.run(main())
+    except CampaignError as exc:
+        raise _fail(str(exc)) from None
+    table = Table("name", "kind", "store", "cron", "options", "stored")
+    for c, stored in campaigns:
         options = json.dumps(c.options, ensure_ascii=False)
-        table.add_row(c.name, c.kind, c.store_id or "all", c.cron or "-", options)
+        row = (c.name, c.kind, c.store_id or "all", c.cron or "-", options)
+        table.add_row(*row, "yes" if stored else "not yet")
     console.print(table)
 
 
@@ -196,7 +232,7 @@ def campaign_preview(name: str) -> None:
 
     async def main() -> PlanReport:
         async with _built() as built, _planner(built) as planner:
-            campaign = await get_campaign(built.engine, name)
+            campaign = await _previewed(built, name)
             now = utc_now()
             return await planner.plan(campaign, now=now, run_key=_run_key(now), write=False)
 
@@ -215,6 +251,7 @@ def campaign_run(
 
     async def main() -> None:
         async with _built() as built:
+            await _sync_settings(built)
             async with _planner(built) as planner:
                 campaign = await get_campaign(built.engine, name)
                 now = utc_now()
@@ -281,10 +318,12 @@ def worker() -> None:
 
 def scheduler() -> None:
     """Fire campaigns on their cron while this process is the scheduler leader."""
+    from campaigns.retention import prune, summary
     from campaigns.scheduler import CampaignScheduler
 
     async def main() -> None:
         async with _built() as built, _planner(built) as planner:
+            await _sync_settings(built)
 
             async def fire(campaign_id: int, run_key: str) -> str:
                 campaign = await get_campaign_by_id(built.engine, campaign_id)
@@ -293,9 +332,17 @@ def scheduler() -> None:
                 report = await planner.plan(campaign, now=utc_now(), run_key=run_key)
                 return f"planned {report.planned}, added {report.added}"
 
+            retention = campaigns_config(built.settings).retention
+
+            async def maintain() -> str:
+                return summary(await prune(built.engine, retention, now=utc_now()))
+
             tz = built.settings.bot().timezone
             url = built.settings.resolved_database_url
-            runner = CampaignScheduler(built.engine, url, fire, tz=tz, owner=_owner())
+            runner = CampaignScheduler(
+                built.engine, url, fire, tz=tz, owner=_owner(), maintenance=maintain,
+                maintenance_cron=retention.cron,
+            )  # fmt: skip
             console.print(f"scheduler {_owner()} waiting for leadership; Ctrl-C stops")
             await runner.run()
 
@@ -303,3 +350,5 @@ def scheduler() -> None:
         asyncio.run(main())
     except KeyboardInterrupt:
         console.print("stopped")
+    except (CampaignError, ValueError) as exc:  # a bad cron in the settings
+        raise _fail(str(exc)) from None

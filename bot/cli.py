@@ -243,8 +243,9 @@ def _channel_apps(built: App) -> list[tuple[str, web.Application]]:
         mounted.append(("/wecom/app/", apps))
     if wecom.official_accounts:
         oa = create_official_app(
-            handle, wecom.official_accounts, api_base=wecom.wechat_api_base, answering=answering
-        )
+            handle, wecom.official_accounts, api_base=wecom.wechat_api_base, answering=answering,
+            ledger=built.store.contacts,
+        )  # fmt: skip
         mounted.append(("/wechat/oa/", oa))
     return mounted
 

@@ -6,7 +6,8 @@ and the rest of the chain (``call_next``), like middleware. The whole chain, out
     error boundary   any failure → logged once, polite "not found, ask for a person" reply
     dedupe           (channel, message id) seen before → NoReply("duplicate"); durable key
     session lock     one message at a time per session, in arrival order
-    member           upsert the sender, move last_active
+    member           upsert the sender, move last_active; record the address they wrote from
+                     and open its contact window (bot.contact)
     addressing       groups: silent unless addressed; the address is stripped, the asker quoted
     record           store the question and the reply as sent (on the way out)
     guard            plain text within reply_max_bytes, never empty (on the way out)
@@ -183,6 +184,9 @@ class Pipeline:
 
     async def _member(self, ctx: Context, call_next: Next) -> Reply:
         ctx.member = await self._store.upsert_member(ctx.msg.sender, ctx.now)
+        if ctx.msg.address is not None:
+            # The platform counts its window from the member's message: its time, not ours.
+            await self._store.record_arrival(ctx.member, ctx.msg.address, ctx.msg.received_at)
         return await call_next(ctx)
 
     async def _address(self, ctx: Context, call_next: Next) -> Reply:

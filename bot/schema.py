@@ -4,6 +4,7 @@ the Alembic migrations in ``bot/migrations``.
 - **Which tables.** :func:`metadata` imports every module that declares tables (the core's, the
   knowledge registry's, the campaigns', the WeCom kf channel's) so they all register on
   ``SQLModel.metadata``; the migration environment and the models-agree test both read it there.
+  (The contact-window ledger, :mod:`bot.contact`, is among the core's.)
   Importing ``campaigns`` and ``adapters`` from here is allowed like from the composition root
   (``bot.app``, ``bot.cli``): this module is the composition side of the schema. Tables that are
   not ours (:data:`FOREIGN_TABLES`: APScheduler's job store creates and owns its own) are left
@@ -72,6 +73,7 @@ _LOCK = advisory_key("siyu.schema.upgrade")
 def metadata() -> sa.MetaData:
     """``SQLModel.metadata`` with the tables of every package registered."""
     import adapters.wecom.kf_state  # noqa: F401
+    import bot.contact
     import bot.models  # noqa: F401
     import campaigns.models  # noqa: F401
     import knowledge.registry  # noqa: F401

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.web.config import WebSettings
@@ -80,8 +80,14 @@ class Settings(BaseSettings):
     campaign_oa_per_minute: float = Field(default=600.0, gt=0)
     campaign_staff_task_per_minute: float = Field(default=60.0, gt=0)
     campaign_robot_per_minute: float = Field(default=20.0, gt=0, le=20.0)
+    campaign_webhook_per_minute: float = Field(default=60.0, gt=0)
     campaign_sensitive_words: list[str] = Field(default_factory=list)
     campaign_templates: dict[str, str] = Field(default_factory=dict)
+    retention_seen_days: int = Field(default=7, ge=1)
+    retention_message_log_days: int = Field(default=180, ge=1)
+    retention_outbox_days: int = Field(default=90, ge=32)
+    retention_runs_days: int = Field(default=90, ge=1)
+    retention_cron: str = "30 4 * * *"
 
     def __init__(self, **values: Any) -> None:
         # A section not given is read from the same place as the rest: ``Settings(_env_file=None)``
@@ -111,6 +117,16 @@ class Settings(BaseSettings):
             if info is not None and isinstance(info.validation_alias, str):
                 return info.validation_alias
         return None
+
+    @model_validator(mode="after")
+    def _outbox_outlives_the_cooldown(self) -> Settings:
+        if self.retention_outbox_days <= self.campaign_reengage_cooldown_days:
+            raise ValueError(
+                f"SIYU_RETENTION_OUTBOX_DAYS ({self.retention_outbox_days}) must exceed "
+                f"SIYU_CAMPAIGN_REENGAGE_COOLDOWN_DAYS ({self.campaign_reengage_cooldown_days}): "
+                "the cooldown is read from the outbox"
+            )
+        return self
 
     @field_validator("campaign_quiet_hours", "handoff_hours")
     @classmethod

@@ -5,6 +5,10 @@ a bot row's ``answered_by`` says how the message was answered, "handoff" and "co
 handoff because the member complained) included. Decision: complaints are recorded there rather
 than in a new column or table, so one query counts everything.
 
+Old rows are pruned in batches (:func:`delete_in_batches`), each batch its own short
+transaction, so pruning a large table never holds a long write lock; the scheduler leader runs
+the pruning daily (:mod:`campaigns.retention` says how long each table keeps its rows).
+
 Every state change is one short transaction. Flags flip with a conditional ``UPDATE`` so
 "was it already on?" is answered atomically, even when two messages of one member race (a member
 writes in two groups at once, say).
@@ -16,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, distinct, func, update
+import sqlalchemy as sa
+from sqlalchemy import distinct, func, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -24,9 +29,13 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.answer import Turn
+from bot.contact import ContactLedger
 from bot.models import Member, MessageLog, SeenMessage, require_aware
-from bot.types import MemberRef
+from bot.types import Address, MemberRef
 from knowledge.types import Citation
+
+PRUNE_BATCH = 5000
+"""Rows deleted per transaction when pruning."""
 
 HANDOFF_KINDS = ("handoff", "complaint")
 """``answered_by`` values of bot rows that handed the member to a person."""
@@ -60,6 +69,8 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+        self.contacts = ContactLedger(engine)
+        """Members' addresses and contact windows (:mod:`bot.contact`), on the same engine."""
 
     async def claim_message(self, channel: str, message_id: str, at: datetime) -> bool:
         """Record a platform message id; False when it was already recorded (a duplicate).
@@ -79,12 +90,16 @@ class Store:
         return True
 
     async def prune_seen(self, before: datetime) -> int:
-        """Forget dedupe keys seen before ``before`` (platforms retry within minutes)."""
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                delete(SeenMessage).where(col(SeenMessage.seen_at) < before)
-            )
-        return result.rowcount
+        """Forget dedupe keys seen before ``before`` (platforms retry within minutes); how many."""
+        table = SeenMessage.__table__  # type: ignore[attr-defined]
+        return await delete_in_batches(self._engine, table, table.c.seen_at < require_aware(before))
+
+    async def prune_log(self, before: datetime) -> int:
+        """Delete message-log rows created before ``before``; how many."""
+        table = MessageLog.__table__  # type: ignore[attr-defined]
+        return await delete_in_batches(
+            self._engine, table, table.c.created_at < require_aware(before)
+        )
 
     async def get_member(self, channel: str, external_id: str) -> Member | None:
         """The member with this channel identity, or None."""
@@ -108,6 +123,10 @@ class Store:
             if member is None:
                 raise
             return member
+
+    async def record_arrival(self, member: Member, address: Address, at: datetime) -> None:
+        """The member wrote from ``address`` at ``at`` (:meth:`ContactLedger.arrived`)."""
+        await self.contacts.arrived(_member_id(member), address, at)
 
     async def set_opted_out(self, member: Member, opted_out: bool, at: datetime) -> bool:
         """Opt the member out (or back in); False when it was already in that state."""
@@ -261,6 +280,26 @@ class Store:
         async with self._engine.begin() as conn:
             result = await conn.execute(statement)
         return result.rowcount == 1
+
+
+async def delete_in_batches(
+    engine: AsyncEngine,
+    table: sa.Table,
+    condition: sa.ColumnElement[bool],
+    *,
+    batch: int = PRUNE_BATCH,
+) -> int:
+    """Delete ``table``'s rows matching ``condition``, ``batch`` rows per transaction (selected
+    by primary key, the same statement on SQLite and PostgreSQL); how many were deleted."""
+    (key,) = table.primary_key.columns
+    total = 0
+    while True:
+        chosen = sa.select(key).where(condition).limit(batch).scalar_subquery()
+        async with engine.begin() as conn:
+            deleted = (await conn.execute(table.delete().where(key.in_(chosen)))).rowcount
+        total += deleted
+        if deleted < batch:
+            return total
 
 
 def _member_id(member: Member) -> int:

@@ -24,6 +24,11 @@ person
     One human across channels: campaigns join a member's identities (one per channel) into one
     ``person`` (the brand's customer number, a unionid, or ``m<member id>``); caps, opt-out
     and cooldowns apply per person.
+address
+    Where a member can be reached 1:1 (:class:`Address`: route, account, platform user id, and
+    the chat when the route needs one), put on :class:`InboundMessage` by the adapter and
+    recorded on arrival with the member's contact window (:mod:`bot.contact`); campaigns send to
+    it instead of parsing channels or session keys.
 target
     One recipient of one campaign run, unique within the run: ``person:<person>`` or
     ``group:<robot>`` (an outbox row's key).
@@ -31,6 +36,7 @@ target
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -48,12 +54,48 @@ class MemberRef:
 
 
 @dataclass(frozen=True, slots=True)
+class Address:
+    """Where a member can be reached 1:1, as the adapter that received their message names it.
+
+    ``route`` is how messages travel (``kf``, ``oa``, ... the names :class:`Outbound` uses),
+    ``account`` the configured account's name, ``user`` the platform's id of the member on it
+    (kf ``external_userid``, Official Account ``openid``), ``chat`` what else the route needs to
+    address the chat (kf: the ``open_kfid``; None when nothing). Recorded on arrival
+    (:mod:`bot.contact`) so that nobody parses channel names or session keys back later.
+    """
+
+    route: str
+    account: str
+    user: str
+    chat: str | None = None
+
+    def as_fields(self) -> dict[str, str]:
+        """The address as plain strings (an outbox row's JSON ``address``)."""
+        fields = {"route": self.route, "account": self.account, "user": self.user}
+        return fields if self.chat is None else {**fields, "chat": self.chat}
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, object]) -> Address:
+        """The inverse of :meth:`as_fields`; ValueError when a field is missing or not text."""
+        values = {name: fields.get(name) for name in ("route", "account", "user")}
+        missing = [
+            name for name, value in values.items() if not isinstance(value, str) or not value
+        ]
+        if missing:
+            raise ValueError(f"an address without {', '.join(missing)}: {dict(fields)!r}")
+        chat = fields.get("chat")
+        return cls(str(values["route"]), str(values["account"]), str(values["user"]),
+                   chat if isinstance(chat, str) and chat else None)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class InboundMessage:
     """One message from a member, normalised by an adapter.
 
     ``id`` is the platform's message id, unique per channel (the dedupe key). ``conversation`` is
     the chat it belongs to: the member's 1:1 chat, or the group. ``store_id`` scopes answers to one
-    store when the channel knows it (a store's group, a store's kf account).
+    store when the channel knows it (a store's group, a store's kf account). ``address`` is how
+    to reach the sender 1:1 later (None on channels without one: groups, the web chat, bridges).
     """
 
     id: str
@@ -65,6 +107,7 @@ class InboundMessage:
     is_group: bool = False
     mentioned_bot: bool = False
     store_id: str | None = None
+    address: Address | None = None
 
     @property
     def session_key(self) -> str:

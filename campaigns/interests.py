@@ -14,6 +14,8 @@ Decisions:
   over a short window cannot erase what a longer history showed. An operator resets interests by
   importing the ``interests`` column. Members without a profile get one (person ``"m<id>"``).
   Only ``role="user"`` messages count: the bot's own answers mention every category.
+- **Reading is separate from writing.** :func:`inferred_interests` reads the log and returns
+  what it finds; a campaign preview uses that in memory and writes nothing.
 """
 
 from __future__ import annotations
@@ -74,10 +76,8 @@ async def refresh_interests(
 
     Returns how many members' profiles changed (created, or gained an interest).
     """
-    require_aware(since)
     require_aware(now)
-    hits = await _hits_by_member(engine, since, table)
-    inferred = {mid: _ranked(counts, table, 1) for mid, counts in hits.items() if counts}
+    inferred = await inferred_interests(engine, since=since, table=table)
     ids = sorted(inferred)
     updated = 0
     for start in range(0, len(ids), _WRITE_CHUNK):
@@ -85,6 +85,18 @@ async def refresh_interests(
         async with engine.begin() as conn:
             updated += await _merge(conn, chunk, now)
     return updated
+
+
+async def inferred_interests(
+    engine: AsyncEngine,
+    *,
+    since: datetime,
+    table: Mapping[str, Sequence[str]] = DEFAULT_INTERESTS,
+) -> dict[int, list[str]]:
+    """Member id → the interests of their messages since ``since``, most-hit first (read only)."""
+    require_aware(since)
+    hits = await _hits_by_member(engine, since, table)
+    return {mid: _ranked(counts, table, 1) for mid, counts in hits.items() if counts}
 
 
 def _folded(table: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:

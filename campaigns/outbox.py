@@ -24,6 +24,13 @@ Crash safety rests on three facts of the table, not on process memory:
   ``failed`` with error "outcome unknown" — at most once, and the report shows it. The worker
   (:mod:`campaigns.worker`) applies that rule.
 
+- **A staff task is one send for many rows.** :meth:`Outbox.claim_task` hands the worker that
+  holds a task's lock every pending row of that (run, staff owner, text) whose attempt has not
+  begun, whoever had claimed it (that worker cannot begin an attempt on a row it no longer
+  owns), and :meth:`begin_attempts` marks all of them in one transaction: after a crash they
+  all carry ``attempt_at`` and all end "outcome unknown", so no second task is ever sent for
+  recipients of the first.
+
 Every row ends ``sent``, ``skipped`` (reason) or ``failed`` (error); ``pending`` rows are still
 to do (possibly deferred: ``not_before`` in the future).
 """
@@ -117,20 +124,59 @@ class Outbox:
             rows = [OutboxRow.model_validate(dict(r._mapping)) for r in result]
         return sorted(rows, key=lambda r: (r.not_before, r.id or 0))
 
+    async def claim_task(
+        self, row: OutboxRow, owner: str, *, now: datetime, lease_seconds: float, due: datetime
+    ) -> list[OutboxRow]:
+        """Lease to ``owner`` every pending ``staff_task`` row of ``row``'s run, staff owner and
+        text that is due by ``due`` and whose attempt has not begun, ``row`` included, even rows
+        another worker claimed (only the holder of the task's lock may call this)."""
+        require_aware(now)
+        same_task = sa.and_(
+            OUTBOX.c.run_id == row.run_id, OUTBOX.c.channel == "staff_task",
+            OUTBOX.c.text == row.text, OUTBOX.c.state == "pending",
+            OUTBOX.c.attempt_at.is_(None), OUTBOX.c.not_before <= due,
+        )  # fmt: skip
+        staff = row.address.get("owner")
+        async with self._engine.begin() as conn:
+            found = await conn.execute(sa.select(OUTBOX.c.id, OUTBOX.c.address).where(same_task))
+            ids = [i for i, address in found if address.get("owner") == staff]
+            result = await conn.execute(
+                OUTBOX.update()
+                .where(OUTBOX.c.id.in_(ids), same_task)
+                .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds))
+                .returning(*OUTBOX.c)
+            )
+            rows = [OutboxRow.model_validate(dict(r._mapping)) for r in result]
+        return sorted(rows, key=lambda r: r.id or 0)
+
     async def begin_attempt(
         self, row_id: int, owner: str, *, now: datetime, lease_seconds: float
     ) -> bool:
-        """Record that ``owner`` is about to call the platform for the row (committed before the
-        call) and renew its lease; False if the row is no longer this worker's to send.
+        """:meth:`begin_attempts` for one row; False if it is no longer this worker's."""
+        started = await self.begin_attempts([row_id], owner, now=now, lease_seconds=lease_seconds)
+        return started == [row_id]
+
+    async def begin_attempts(
+        self, row_ids: Sequence[int], owner: str, *, now: datetime, lease_seconds: float
+    ) -> list[int]:
+        """Record that ``owner`` is about to call the platform for the rows (one transaction,
+        committed before the call) and renew their leases; the ids still this worker's to send.
 
         Ownership is ``lease_owner``: a lease that ran out while this worker waited for a rate
         slot is still its own unless another worker claimed the row meanwhile."""
-        values = {
-            "attempt_at": now,
-            "attempts": OUTBOX.c.attempts + 1,
-            "lease_until": now + timedelta(seconds=lease_seconds),
-        }
-        return await self._update_owned(row_id, owner, values)
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                OUTBOX.update()
+                .where(OUTBOX.c.id.in_(list(row_ids)), OUTBOX.c.lease_owner == owner)
+                .where(OUTBOX.c.state == "pending")
+                .values(
+                    attempt_at=now, attempts=OUTBOX.c.attempts + 1,
+                    lease_until=now + timedelta(seconds=lease_seconds),
+                )
+                .returning(OUTBOX.c.id)
+            )  # fmt: skip
+            started = {int(i) for (i,) in result}
+        return [i for i in row_ids if i in started]
 
     async def mark_sent(
         self, row_id: int, owner: str, *, now: datetime, platform_id: str | None

@@ -7,18 +7,31 @@ the next attempt completes it without duplicating a row.
 
 **Daily deals** (``kind="daily_deals"``): the promotions valid at the moment of planning for the
 campaign's store (all-store ones included; a chain-wide campaign only sees all-store ones). One
-message, posted to each of the campaign's groups (``options["groups"]``: robot names) and sent
-to each member of that store whose kf / Official Account 48-hour window is open (the only
-members those routes can reach). No valid promotion → nothing is planned, and the report says so.
+message, posted to each of the campaign's groups (``options["groups"]``: robot names), to each
+bridge conversation (``options["bridge_groups"]``: ``"<bridge>:<conversation>"``, pushed to the
+bridge's ``push_url``) and sent to each member of that store whose contact window is open with a
+send left (the only members those routes can reach): the window of the address they last wrote
+from, as the adapter recorded it (:mod:`bot.contact`); nothing is parsed back out of channel
+names or session keys. Members whose window is closed or used up are counted ``window_closed``;
+members who never wrote through a route with a window (imported contacts, the web chat) are not
+candidates. No valid promotion → nothing is planned, and the report says so. Decision: a bridge
+is reached only in the conversations the operator names, the way robot groups are; members last
+seen through a bridge are not pushed to 1:1, because nothing tells us the bridge may still write
+to them.
 
 **Re-engagement** (``kind="reengage"``): members of ``options["segments"]`` (default at_risk and
 dormant), consenting, not contacted by any re-engagement message within the cooldown
-(``options["cooldown_days"]``, else the settings'). Each person gets one message, written per
-(segment, interest, store) from the promotions valid for their home store; interests are first
-refreshed from the members' questions of the last 180 days (:mod:`campaigns.interests`).
+(``options["cooldown_days"]``, else the settings'). Contacted means a re-engagement outbox row
+for the person (target ``person:<person>``) or the group (target ``group:<robot>``) that was
+sent within the cooldown, or is still pending from a run planned within it: a group reachable
+only through its robot gets a win-back post at most once per cooldown, however often the
+campaign runs. Each person gets one message, written per (segment, interest, store) from the
+promotions valid for their home store; interests are first refreshed from the members'
+questions of the last 180 days (:mod:`campaigns.interests`). A preview (``write=False``) writes
+nothing at all: it reads those interests in memory instead of storing them.
 Dormant members are outside the 48-hour windows, so the route is chosen honestly, per person:
 
-1. an identity whose kf / Official Account window is still open → that route;
+1. an identity whose contact window is still open with a send left → that route and address;
 2. else a staff owner and external userid → an ``add_msg_template`` task for the owner (the
    worker groups one task per owner; it reaches the member once the owner confirms it);
 3. else no 1:1 message: the person is counted as reachable only in groups (each such group gets
@@ -42,10 +55,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.models import MessageLog, require_aware
+from bot.contact import ContactLedger, Reach
+from bot.models import require_aware
 from campaigns.config import CampaignsConfig
 from campaigns.copy import Copy, CopyRejected, CopyWriter
-from campaigns.interests import refresh_interests
+from campaigns.interests import inferred_interests, refresh_interests
 from campaigns.models import Campaign, CampaignRun, OutboxRow
 from campaigns.outbox import Outbox, Planned
 from campaigns.promotions import Promotion, promotions_from_chunks, valid_promotions
@@ -55,8 +69,6 @@ from knowledge.types import Kind
 
 log = logging.getLogger(__name__)
 
-WINDOW = timedelta(hours=48)
-WINDOW_ROUTES = {"kf.": "kf", "oa.": "oa"}
 DEFAULT_REENGAGE_SEGMENTS = ("at_risk", "dormant")
 VARIANT_CHARS = 64
 """outbox.variant's width; an operator's long interest name is cut, not refused."""
@@ -64,7 +76,6 @@ INTEREST_LOOKBACK = timedelta(days=180)
 """Questions older than this do not add interests (a member's tastes change)."""
 RUNS = CampaignRun.__table__  # type: ignore[attr-defined]
 OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
-LOG = MessageLog.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -107,6 +118,7 @@ class Planner:
         self._copy = copy
         self._config = config
         self._outbox = Outbox(engine)
+        self._contacts = ContactLedger(engine)
 
     async def plan(
         self, campaign: Campaign, *, now: datetime, run_key: str, write: bool = True
@@ -124,7 +136,7 @@ class Planner:
         if campaign.kind == "daily_deals":
             rows = await self._daily_deals(campaign, now, report)
         elif campaign.kind == "reengage":
-            rows = await self._reengage(campaign, now, report)
+            rows = await self._reengage(campaign, now, report, write=write)
         else:
             raise ValueError(f"unknown campaign kind {campaign.kind!r}")
         report.planned = len(rows)
@@ -151,33 +163,21 @@ class Planner:
         if copy is None:
             return []
         expires = _expiry(promos)
-        rows = [
-            Planned(
-                target=f"group:{robot}", channel="group", text=copy.text,
-                address={"robot": robot}, not_before=now, segment="group",
-                variant=copy.variant[:VARIANT_CHARS], expires_at=expires,
-            )
-            for robot in _names(campaign.options.get("groups"))
-        ]  # fmt: skip
-        # Every kf / OA member of the store, so the report counts those whose window is closed.
-        rule = SegmentRule(
-            name="daily_deals", store=campaign.store_id, channels=tuple(WINDOW_ROUTES)
-        )
-        people = await self._people(rule, now)
-        addresses = await self._kf_addresses(people, now)
+        rows = _group_rows(campaign.options, copy, now, expires)
+        # Every member of the store: those with a window, open or not, are counted.
+        people = await self._people(SegmentRule(name="daily_deals", store=campaign.store_id), now)
+        reach = await self._reach(people, now)
         for person, identities in people.items():
-            open_id = _open_window(identities, now)
+            open_id = _open_window(identities, reach)
             if open_id is None:
-                report.not_planned["window_closed"] += 1
+                if any(a.member_id in reach for a in identities):
+                    report.not_planned["window_closed"] += 1
                 continue
-            address = _window_address(open_id, addresses)
-            if address is None:
-                report.not_planned["no_address"] += 1
-                continue
+            address = reach[open_id.member_id].address
             rows.append(
                 Planned(
-                    target=f"person:{person}", channel=WINDOW_ROUTES[_prefix(open_id.channel)],
-                    text=copy.text, address=address, not_before=now, member_id=open_id.member_id,
+                    target=f"person:{person}", channel=address.route, text=copy.text,
+                    address=address.as_fields(), not_before=now, member_id=open_id.member_id,
                     person=person, segment=lifecycle(open_id.first_seen, open_id.last_active, now),
                     variant=copy.variant[:VARIANT_CHARS], expires_at=expires,
                 )
@@ -185,14 +185,13 @@ class Planner:
         return rows
 
     async def _reengage(
-        self, campaign: Campaign, now: datetime, report: PlanReport
+        self, campaign: Campaign, now: datetime, report: PlanReport, *, write: bool
     ) -> list[Planned]:
         names = _names(campaign.options.get("segments")) or list(DEFAULT_REENGAGE_SEGMENTS)
         unknown = [n for n in names if n not in BUILTIN]
         if unknown:
             raise ValueError(f"unknown segments {unknown}; known: {sorted(BUILTIN)}")
-        # Interests come from what members asked; bring them up to date before writing copy.
-        await refresh_interests(self._engine, since=now - INTEREST_LOOKBACK, now=now)
+        fresh = await self._fresh_interests(now, write=write)
         days = campaign.options.get("cooldown_days", self._config.reengage_cooldown_days)
         contacted = await self._contacted_since(now - timedelta(days=float(days)))
         rows: list[Planned] = []
@@ -201,34 +200,49 @@ class Planner:
         for name in names:
             rule = replace(BUILTIN[name], store=campaign.store_id)
             people = await self._people(rule, now)
-            addresses = await self._kf_addresses(people, now)
+            reach = await self._reach(people, now)
             for person, identities in people.items():
                 if person in seen:
                     continue
                 seen.add(person)
-                if person in contacted:
+                if f"person:{person}" in contacted:
                     report.not_planned["cooldown"] += 1
                     continue
-                route = _route(identities, addresses, now)
+                identities = _with_interests(identities, fresh)
+                route = _route(identities, reach)
                 if route is None:
-                    reason = "group_only" if any(a.groups for a in identities) else "unreachable"
-                    report.not_planned[reason] += 1
-                    for a in identities:
-                        for robot in a.groups:
-                            groups.setdefault(robot, (name, a.home_store))
+                    _count_group_only(identities, name, groups, report)
                     continue
                 row = await self._reengage_row(person, identities, name, route, now, report)
                 if row is not None:
                     rows.append(row)
-        rows.extend(await self._group_posts(groups, now, report))
+        rows.extend(await self._group_posts(groups, contacted, now, report))
         return rows
 
+    async def _fresh_interests(self, now: datetime, *, write: bool) -> dict[int, list[str]]:
+        """Interests come from what members asked; bring them up to date before writing copy.
+        A plan stores them in the profiles (nothing left to add in memory); a preview only
+        reads them, member id → interests, and the plan adds them to the identities."""
+        since = now - INTEREST_LOOKBACK
+        if write:
+            await refresh_interests(self._engine, since=since, now=now)
+            return {}
+        return await inferred_interests(self._engine, since=since)
+
     async def _group_posts(
-        self, groups: dict[str, tuple[str, str | None]], now: datetime, report: PlanReport
+        self,
+        groups: dict[str, tuple[str, str | None]],
+        contacted: set[str],
+        now: datetime,
+        report: PlanReport,
     ) -> list[Planned]:
-        """One post per group holding members no 1:1 route reaches, in their segment's voice."""
+        """One post per group holding members no 1:1 route reaches, in their segment's voice;
+        none to a group that had one within the cooldown (``contacted``)."""
         rows = []
         for robot, (segment, store) in sorted(groups.items()):
+            if f"group:{robot}" in contacted:
+                report.not_planned["group_cooldown"] += 1
+                continue
             promos = self._promotions(store, now)
             copy = await self._write(report, segment, promos, None) if promos else None
             if copy is None:
@@ -303,60 +317,25 @@ class Planner:
             identities.sort(key=lambda a: a.last_active, reverse=True)
         return dict(people)
 
-    async def _kf_addresses(
-        self, people: dict[str, list[Audience]], now: datetime
-    ) -> dict[int, dict[str, Any]]:
-        """Addresses of the identities with an open window: the kf ones need the open_kfid of
-        their latest conversation (from the message log's session key)."""
-        open_ids = [
-            a for ids in people.values() for a in ids if _prefix(a.channel) and _is_open(a, now)
-        ]
-        out: dict[int, dict[str, Any]] = {}
-        kf_ids = [a.member_id for a in open_ids if a.channel.startswith("kf.")]
-        sessions = await self._latest_sessions(kf_ids)
-        for a in open_ids:
-            account = a.channel.split(".", 1)[1]
-            if a.channel.startswith("oa."):
-                out[a.member_id] = {"account": account, "openid": a.external_id}
-                continue
-            open_kfid = _open_kfid(sessions.get(a.member_id, ""), a.channel)
-            if open_kfid:
-                out[a.member_id] = {
-                    "account": account, "open_kfid": open_kfid, "external_userid": a.external_id,
-                }  # fmt: skip
-        return out
-
-    async def _latest_sessions(self, member_ids: list[int]) -> dict[int, str]:
-        found: dict[int, str] = {}
-        for start in range(0, len(member_ids), 5000):
-            part = member_ids[start : start + 5000]
-            latest = (
-                sa.select(LOG.c.member_id, sa.func.max(LOG.c.id).label("last"))
-                .where(LOG.c.member_id.in_(part))
-                .group_by(LOG.c.member_id)
-                .subquery()
-            )
-            stmt = sa.select(LOG.c.member_id, LOG.c.session_key).join(
-                latest, LOG.c.id == latest.c.last
-            )
-            async with self._engine.connect() as conn:
-                for member_id, key in await conn.execute(stmt):
-                    found[int(member_id)] = str(key)
-        return found
+    async def _reach(self, people: dict[str, list[Audience]], now: datetime) -> dict[int, Reach]:
+        """The identities whose latest address has a contact window, and what it allows now."""
+        member_ids = [a.member_id for identities in people.values() for a in identities]
+        return await self._contacts.reach(member_ids, now)
 
     async def _contacted_since(self, since: datetime) -> set[str]:
-        """Persons sent a re-engagement message since ``since``."""
+        """Targets (``person:…``, ``group:…``) of re-engagement rows sent since ``since``, or
+        still pending from a run planned since then (they are about to be sent)."""
         camp = Campaign.__table__  # type: ignore[attr-defined]
         stmt = (
-            sa.select(OUTBOX.c.person)
+            sa.select(OUTBOX.c.target)
             .join(RUNS, RUNS.c.id == OUTBOX.c.run_id)
             .join(camp, camp.c.id == RUNS.c.campaign_id)
-            .where(camp.c.kind == "reengage", OUTBOX.c.state == "sent")
-            .where(OUTBOX.c.sent_at >= since, OUTBOX.c.person.is_not(None))
+            .where(camp.c.kind == "reengage", OUTBOX.c.state.in_(("sent", "pending")))
+            .where(sa.func.coalesce(OUTBOX.c.sent_at, OUTBOX.c.created_at) >= since)
             .distinct()
         )
         async with self._engine.connect() as conn:
-            return {str(p) for (p,) in await conn.execute(stmt)}
+            return {str(t) for (t,) in await conn.execute(stmt)}
 
     async def _open_run(self, campaign: Campaign, run_key: str, now: datetime) -> tuple[int, str]:
         if campaign.id is None:
@@ -404,26 +383,81 @@ def _names(value: Any) -> list[str]:
     raise ValueError(f"expected a list of names, got {value!r}")
 
 
-def _prefix(channel: str) -> str:
-    return next((p for p in WINDOW_ROUTES if channel.startswith(p)), "")
+def _group_rows(
+    options: dict[str, Any], copy: Copy, now: datetime, expires: datetime | None
+) -> list[Planned]:
+    """One post per robot group (``groups``) and per bridge conversation (``bridge_groups``)."""
+    posts = [(f"group:{r}", "group", {"robot": r}) for r in _names(options.get("groups"))]
+    posts += [(t, "webhook", a) for t, a in _bridge_groups(options.get("bridge_groups"))]
+    return [
+        Planned(
+            target=target, channel=route, text=copy.text, address=address, not_before=now,
+            segment="group", variant=copy.variant[:VARIANT_CHARS], expires_at=expires,
+        )
+        for target, route, address in posts
+    ]  # fmt: skip
 
 
-def _is_open(member: Audience, now: datetime) -> bool:
-    return now - member.last_active < WINDOW
+BRIDGE_TARGET_CHARS = 200
+"""outbox.target's width."""
 
 
-def _open_window(identities: Sequence[Audience], now: datetime) -> Audience | None:
-    """The most recently active kf / Official Account identity whose window is open."""
-    return next((a for a in identities if _prefix(a.channel) and _is_open(a, now)), None)
+def _bridge_groups(value: Any) -> list[tuple[str, dict[str, str]]]:
+    """``"<bridge>:<conversation>"`` names → (target, webhook address); a clear ValueError for
+    a name without both parts or too long to be a target."""
+    out = []
+    for name in _names(value):
+        bridge, _, conversation = name.partition(":")
+        if not bridge or not conversation:
+            raise ValueError(f"bridge group {name!r}: expected <bridge>:<conversation>")
+        target = f"group:webhook.{bridge}:{conversation}"
+        if len(target) > BRIDGE_TARGET_CHARS:
+            raise ValueError(f"bridge group {name!r} is longer than a target may be")
+        out.append((target, {"bridge": bridge, "conversation": conversation}))
+    return out
+
+
+def _with_interests(identities: list[Audience], fresh: dict[int, list[str]]) -> list[Audience]:
+    """The identities with the interests read for a preview added after their stored ones."""
+    if not fresh:
+        return identities
+    return [
+        replace(a, interests=tuple(dict.fromkeys([*a.interests, *fresh.get(a.member_id, [])])))
+        for a in identities
+    ]
+
+
+def _count_group_only(
+    identities: Sequence[Audience],
+    segment: str,
+    groups: dict[str, tuple[str, str | None]],
+    report: PlanReport,
+) -> None:
+    """A person no 1:1 route reaches: counted, and their groups noted for one post each."""
+    reason = "group_only" if any(a.groups for a in identities) else "unreachable"
+    report.not_planned[reason] += 1
+    for a in identities:
+        for robot in a.groups:
+            groups.setdefault(robot, (segment, a.home_store))
+
+
+def _open_window(identities: Sequence[Audience], reach: dict[int, Reach]) -> Audience | None:
+    """The most recently active identity whose contact window has a send left."""
+    return next((a for a in identities if _sends_left(reach.get(a.member_id))), None)
+
+
+def _sends_left(reach: Reach | None) -> bool:
+    return reach is not None and reach.remaining > 0
 
 
 def _route(
-    identities: Sequence[Audience], addresses: dict[int, dict[str, Any]], now: datetime
+    identities: Sequence[Audience], reach: dict[int, Reach]
 ) -> tuple[str, Audience, dict[str, Any]] | None:
-    """How to reach a person 1:1: an open kf / OA window, else their staff owner's task."""
-    open_id = _open_window(identities, now)
-    if open_id is not None and (address := addresses.get(open_id.member_id)) is not None:
-        return WINDOW_ROUTES[_prefix(open_id.channel)], open_id, address
+    """How to reach a person 1:1: an open contact window, else their staff owner's task."""
+    open_id = _open_window(identities, reach)
+    if open_id is not None:
+        address = reach[open_id.member_id].address
+        return address.route, open_id, address.as_fields()
     staff = next((a for a in identities if a.owner_userid and a.external_userid), None)
     if staff is not None:
         return (
@@ -431,20 +465,6 @@ def _route(
             staff,
             {"owner": staff.owner_userid, "external_userid": staff.external_userid},
         )
-    return None
-
-
-def _window_address(
-    member: Audience, addresses: dict[int, dict[str, Any]]
-) -> dict[str, Any] | None:
-    return addresses.get(member.member_id)
-
-
-def _open_kfid(session_key: str, channel: str) -> str | None:
-    """``kf.<account>:<open_kfid>:<external_userid>`` → the open_kfid."""
-    parts = session_key.split(":")
-    if len(parts) >= 3 and parts[0] == channel:
-        return parts[1] or None
     return None
 
 

@@ -17,11 +17,10 @@
    ``group``, from any run. At least ``cap_per_day`` since local midnight, or ``cap_per_week`` in
    the last 7×24 h → skip ``cap``. The week is half-open: a message sent exactly 168 h ago no
    longer counts, so a job that sends at the same time every day is not blocked on day 8.
-5. ``kf`` / ``oa`` rows (DESIGN.md §3): the member's last customer message (``last_active``)
-   less than 48 h ago, and fewer than 5 messages sent to that member since it (``sent`` outbox rows
-   on ``kf``/``oa`` to that ``member_id`` with ``sent_at >= last_active``, plus ``bot`` rows of
-   its message log created at or after ``last_active``) → else skip ``window_closed``.
-   ``staff_task`` sends go through WeCom contacts, not the session, so they do not use it up.
+5. ``kf`` / ``oa`` rows: the member's 48-hour / 5-message contact window is not decided here.
+   The worker consumes one send of it (:mod:`bot.contact`, the ledger answers and handoff
+   notices use too) just before the platform call, and a closed or used-up window ends the row
+   ``skipped`` with ``window_closed``: asking here and consuming later could overspend.
 6. ``staff_task`` rows: fewer than ``staff_task_per_month`` ``sent`` staff tasks for the person
    in the current local calendar month → else skip ``platform_quota``.
 7. Otherwise send.
@@ -29,12 +28,8 @@
 Cost: rows that end early cost nothing (expiry, quiet hours for groups) or one query. A person row
 costs at most two round trips, each an index lookup: the person's member rows (``member.id`` via
 ``member_profile.person``) and one aggregate over the person's recent ``sent`` outbox rows (index
-``(person, sent_at)``) with, for ``kf``/``oa`` rows, a scalar sub-select counting the bot's
-messages (index ``message_log.member_id``). Rows without ``person`` fall back to counting by
-``member_id`` (no index; the planner always sets ``person``).
-
-Known limit: outbox rows are counted by ``person``; if a member were re-linked to another person
-within 48 h, the sends made under its old person key would not count toward its session window.
+``(person, sent_at)``). Rows without ``person`` fall back to counting by ``member_id`` (no index;
+the planner always sets ``person``).
 """
 
 from __future__ import annotations
@@ -46,7 +41,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.models import Member, MessageLog, require_aware
+from bot.models import Member, require_aware
 from campaigns.config import CampaignsConfig
 from campaigns.models import MemberProfile, OutboxRow
 
@@ -62,10 +57,6 @@ SKIP_REASONS = (
 )
 """Every reason a row may end ``skipped`` with (``compliance`` is the copy check's, not ours)."""
 
-SESSION_CHANNELS = ("kf", "oa")
-"""Routes limited to 5 messages within 48 h of the customer's last message."""
-SESSION_WINDOW = timedelta(hours=48)
-SESSION_MAX_SENDS = 5
 WEEK = timedelta(days=7)
 
 
@@ -110,7 +101,6 @@ def quiet_until(now: datetime, config: CampaignsConfig) -> datetime | None:
 @dataclass(frozen=True)
 class _Person:
     opted_out: bool
-    last_active: datetime | None  # of the row's own member
     human_serving: bool = False
 
 
@@ -119,7 +109,6 @@ class _Counts:
     day: int
     week: int
     month_staff_tasks: int
-    session: int | None  # sends to the row's member since its last message; None: window closed
 
 
 class DeliveryPolicy:
@@ -146,86 +135,54 @@ class DeliveryPolicy:
             return Decision("defer", "quiet_hours", until)
         if person is None or row.channel == "group":
             return SEND
-        return self._limits(row, person, await self._counts(row, person, now))
+        return self._limits(row, await self._counts(row, now))
 
-    def _limits(self, row: OutboxRow, person: _Person, counts: _Counts) -> Decision:
+    def _limits(self, row: OutboxRow, counts: _Counts) -> Decision:
         config = self._config
         if counts.day >= config.cap_per_day or counts.week >= config.cap_per_week:
             return _skip("cap")
-        if row.channel in SESSION_CHANNELS and (
-            counts.session is None or counts.session >= SESSION_MAX_SENDS
-        ):
-            return _skip("window_closed")
         if row.channel == "staff_task" and counts.month_staff_tasks >= config.staff_task_per_month:
             return _skip("platform_quota")
         return SEND
 
     async def _person(self, row: OutboxRow) -> _Person:
-        """Opt-out / consent over the person's member rows, and the row's member's last message."""
+        """Opt-out / consent and human service over the person's member rows."""
         member, profile = Member.__table__.c, MemberProfile.__table__.c  # type: ignore[attr-defined]
         ids: sa.Select[Any] | sa.CompoundSelect[Any] = sa.select(sa.literal(row.member_id))
         if row.person is not None:
             same_person = sa.select(profile.member_id).where(profile.person == row.person)
             ids = sa.union_all(ids, same_person)
         stmt = (
-            sa.select(
-                member.id, member.opted_out, member.last_active, member.handoff, profile.consent
-            )
+            sa.select(member.id, member.opted_out, member.handoff, profile.consent)
             .select_from(Member.__table__.outerjoin(MemberProfile.__table__))  # type: ignore[attr-defined]
             .where(member.id.in_(ids))
         )
         async with self._engine.connect() as conn:
             rows = (await conn.execute(stmt)).all()
         opted_out = any(r.opted_out or r.consent is False for r in rows)
-        last = next((r.last_active for r in rows if r.id == row.member_id), None)
-        return _Person(opted_out, last, any(r.handoff for r in rows))
+        return _Person(opted_out, any(r.handoff for r in rows))
 
-    async def _counts(self, row: OutboxRow, person: _Person, now: datetime) -> _Counts:
-        """One aggregate over the person's recent sent rows (+ the bot's session messages)."""
+    async def _counts(self, row: OutboxRow, now: datetime) -> _Counts:
+        """One aggregate over the person's recent sent rows."""
         local = now.astimezone(self._config.timezone)
         day_start = _at(local.date(), time(0), self._config)
         month_start = _at(local.date().replace(day=1), time(0), self._config)
         week_after = now - WEEK
         out = OutboxRow.__table__.c  # type: ignore[attr-defined]
-        last = person.last_active
-        session_open = (
-            row.channel in SESSION_CHANNELS and last is not None and now - last < SESSION_WINDOW
-        )
         columns: list[sa.ColumnElement[Any]] = [
             _count(sa.and_(out.channel != "group", out.sent_at >= day_start)),
             _count(sa.and_(out.channel != "group", out.sent_at > week_after)),
             _count(sa.and_(out.channel == "staff_task", out.sent_at >= month_start)),
         ]
-        if session_open:
-            columns += [
-                _count(
-                    sa.and_(
-                        out.member_id == row.member_id,
-                        out.channel.in_(SESSION_CHANNELS),
-                        out.sent_at >= last,
-                    )
-                ),
-                _bot_messages_since(row.member_id, last),
-            ]
         who = out.person == row.person if row.person is not None else out.member_id == row.member_id
         stmt = sa.select(*columns).where(
             who, out.state == "sent", out.sent_at >= min(week_after, month_start)
         )
         async with self._engine.connect() as conn:
             result = (await conn.execute(stmt)).one()
-        session = result[3] + result[4] if session_open else None
-        return _Counts(result[0], result[1], result[2], session)
+        return _Counts(result[0], result[1], result[2])
 
 
 def _count(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
     """How many rows match ``condition`` (portable: COUNT skips the CASE's NULLs)."""
     return sa.func.count(sa.case((condition, 1)))
-
-
-def _bot_messages_since(member_id: int | None, since: datetime | None) -> sa.ColumnElement[int]:
-    log = MessageLog.__table__.c  # type: ignore[attr-defined]
-    return (
-        sa.select(sa.func.count())
-        .where(log.member_id == member_id, log.role == "bot", log.created_at >= since)
-        .scalar_subquery()
-    )

@@ -27,8 +27,13 @@ Decisions:
   week count from Sunday = 0 (APScheduler 3.x counts from Monday = 0, see ``from_crontab``), and a
   cron restricting both day of month and day of week is refused (crontab ORs them, APScheduler
   ANDs them).
-- **Errors.** A failing ``fire`` is logged here, once, and its error is the recorded outcome; it
-  never reaches APScheduler. A failing sync is logged and retried at the next round.
+- **Maintenance.** Given a ``maintenance`` callback (the composition root passes
+  :func:`campaigns.retention.prune`), the leader also keeps one job ``maintenance:prune`` on
+  ``maintenance_cron`` (daily); it runs only in the leading process, like the campaigns' jobs,
+  and is recorded in ``scheduler_fire`` the same way. Without a callback the job is removed.
+- **Errors.** A failing ``fire`` or maintenance is logged here, once, and its error is the
+  recorded outcome; it never reaches APScheduler. A failing sync is logged and retried at the
+  next round.
 - The job store is synchronous (psycopg 3 / sqlite3) and APScheduler calls it on the event loop;
   our sync adds one read of the job table per round plus a write per changed job.
 """
@@ -59,9 +64,13 @@ log = logging.getLogger(__name__)
 
 Fire = Callable[[int, str], Awaitable[str]]
 """(campaign id, run key) → outcome text; what a scheduled campaign does when its time comes."""
+Maintenance = Callable[[], Awaitable[str]]
+"""→ outcome text; the leader's daily housekeeping (pruning old rows)."""
 
 JOB_FUNC = "campaigns.scheduler:fire_job"
 JOB_PREFIX = "campaign:"
+MAINTENANCE_FUNC = "campaigns.scheduler:maintenance_job"
+MAINTENANCE_JOB = "maintenance:prune"
 _OUTCOME_MAX = 255  # scheduler_fire.outcome
 
 _LEADING: dict[str, CampaignScheduler] = {}
@@ -124,6 +133,15 @@ async def fire_job(owner: str, campaign_id: int) -> None:
     await scheduler._fire_scheduled(campaign_id)
 
 
+async def maintenance_job(owner: str) -> None:
+    """The maintenance job's callable: run the housekeeping of ``owner``, if it leads here."""
+    scheduler = _LEADING.get(owner)
+    if scheduler is None:
+        log.error("job %s fired for owner %r, who does not lead here", MAINTENANCE_JOB, owner)
+        return
+    await scheduler._run_maintenance()
+
+
 @dataclass(frozen=True, slots=True)
 class _Wanted:
     campaign_id: int
@@ -145,6 +163,8 @@ class CampaignScheduler:
         misfire_grace_seconds: float = 6 * 3600,
         leader_poll_seconds: float = 5.0,
         sync_seconds: float = 30.0,
+        maintenance: Maintenance | None = None,
+        maintenance_cron: str = "30 4 * * *",
     ) -> None:
         self._engine = engine
         self._store_url = sync_url(database_url)
@@ -158,6 +178,8 @@ class CampaignScheduler:
         self._scheduler: AsyncIOScheduler | None = None
         self._leading = False
         self._bad_crons: dict[int, str] = {}
+        self._maintenance = maintenance
+        self._maintenance_trigger = parse_cron(maintenance_cron, tz)
 
     @property
     def leading(self) -> bool:
@@ -197,6 +219,26 @@ class CampaignScheduler:
                 name=want.name, replace_existing=True,
             )  # fmt: skip
             log.info("scheduled %s (%s): %s", job_id, want.name, want.trigger)
+        self._sync_maintenance(scheduler)
+
+    def _sync_maintenance(self, scheduler: AsyncIOScheduler) -> None:
+        job = scheduler.get_job(MAINTENANCE_JOB)
+        if self._maintenance is None:
+            if job is not None:
+                scheduler.remove_job(MAINTENANCE_JOB)
+            return
+        trigger = self._maintenance_trigger
+        if job is None:
+            scheduler.add_job(
+                MAINTENANCE_FUNC, trigger, args=[self._owner], id=MAINTENANCE_JOB,
+                name="prune old rows",
+            )  # fmt: skip
+            log.info("scheduled %s: %s", MAINTENANCE_JOB, trigger)
+            return
+        if repr(job.trigger) != repr(trigger):
+            scheduler.reschedule_job(MAINTENANCE_JOB, trigger=trigger)
+        if tuple(job.args) != (self._owner,):
+            scheduler.modify_job(MAINTENANCE_JOB, args=[self._owner])
 
     async def _lead(self) -> None:
         if _LEADING.setdefault(self._owner, self) is not self:
@@ -282,15 +324,30 @@ class CampaignScheduler:
             log.info("%s now runs as %s (%s)", job.id, self._owner, want.name)
 
     async def _fire_scheduled(self, campaign_id: int) -> None:
-        job_id = f"{JOB_PREFIX}{campaign_id}"
         now = datetime.now(UTC)
         run_key = now.astimezone(self._tz).date().isoformat()
+        await self._recorded(
+            f"{JOB_PREFIX}{campaign_id}", now, lambda: self._fire(campaign_id, run_key),
+            f"campaign {campaign_id} failed for run {run_key}",
+        )  # fmt: skip
+
+    async def _run_maintenance(self) -> None:
+        work = self._maintenance
+        if work is None:
+            log.error("%s fired but this scheduler has no maintenance", MAINTENANCE_JOB)
+            return
+        await self._recorded(MAINTENANCE_JOB, datetime.now(UTC), work, "maintenance failed")
+
+    async def _recorded(
+        self, job_id: str, now: datetime, work: Callable[[], Awaitable[str]], failure: str
+    ) -> None:
+        """Run ``work`` with a ``scheduler_fire`` row recording its outcome or its error."""
         fire_id = await self._record_fire(job_id, now)
         try:
-            outcome = await self._fire(campaign_id, run_key)
+            outcome = await work()
         except Exception as exc:
-            # The one place a scheduled campaign's failure is logged; the scheduler carries on.
-            log.exception("campaign %s failed for run %s", campaign_id, run_key)
+            # The one place a scheduled job's failure is logged; the scheduler carries on.
+            log.exception(failure)
             outcome = f"error: {type(exc).__name__}: {exc}"
         await self._finish_fire(fire_id, outcome)
 

@@ -11,13 +11,24 @@ Per claimed row, in order (see :mod:`campaigns.outbox` for why each step is wher
    (:class:`campaigns.policy.DeliveryPolicy`): skip with a reason, defer (quiet hours: back to
    pending until the morning), or send;
 4. a slot from the shared rate limiter (per route, and per robot for group posts);
-5. the attempt is committed, then the adapter sends (:class:`bot.types.OutboundSender`);
+5. the attempt is committed; a ``kf`` / ``oa`` row then consumes one send of the member's
+   contact window (:mod:`bot.contact`, shared with the bot's answers and handoff notices), and a
+   closed or used-up window ends it ``skipped`` (``window_closed``) instead of being retried;
+   then the adapter sends (:class:`bot.types.OutboundSender`);
 6. ``sent`` with the platform's id; or, on :class:`bot.errors.DeliveryError`, a retry later
-   with exponential backoff (transient), ``skipped`` (the member's window closed, a platform
-   quota), or ``failed`` (refused).
+   with exponential backoff (transient), ``skipped`` (the member's window closed — the ledger's
+   window is closed too —, a platform quota), or ``failed`` (refused).
 
 ``staff_task`` rows of one run, staff owner and text are sent together: one ``add_msg_template``
-task per owner lists all their customers (the staff member confirms it once in WeCom).
+task per owner lists all their customers (the staff member confirms it once in WeCom), however
+many claims the rows arrived in. The worker that claims one of them takes the task's lease
+(:class:`campaigns.locks.SendLocks`, key ``task:<run>:<owner>:<text digest>``), then
+:meth:`campaigns.outbox.Outbox.claim_task` gathers every row of the task not yet attempted,
+from other workers' claims too; a worker that finds the task's lease taken puts its rows back
+for :data:`PERSON_BUSY_SECONDS`, and the gatherer looks that far ahead, so it collects them.
+The rows' attempts are recorded in one transaction, so a crash never leads to a second task.
+Known limit: a row of the task whose person is busy with another send at that moment (held by
+another worker), or that becomes due later (a retry), goes out in a later task of its own.
 
 Several workers (processes) may run against one database: claims never overlap (leases, SKIP
 LOCKED on PostgreSQL) and the rate limiter's slots are shared.
@@ -26,14 +37,16 @@ LOCKED on PostgreSQL) and the rate limiter's slots are shared.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.contact import WINDOWED_ROUTES, ContactLedger
 from bot.errors import DeliveryError
-from bot.types import Outbound, OutboundSender
+from bot.types import Address, Outbound, OutboundSender
 from campaigns.config import CampaignsConfig
 from campaigns.locks import SendLocks
 from campaigns.models import OutboxRow
@@ -43,7 +56,7 @@ from campaigns.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
-IDEMPOTENT_ROUTES = frozenset({"kf"})
+IDEMPOTENT_ROUTES = frozenset({"kf", "webhook"})
 """Routes whose send carries our key, so a repeated send is not delivered twice."""
 SKIP_ERRORS = frozenset({"window_closed", "platform_quota"})
 """Delivery errors that end a row as skipped (a rule said no), not failed."""
@@ -59,9 +72,11 @@ def utc_now() -> datetime:
 
 
 def rate_key(row: OutboxRow) -> str:
-    """The limiter a row's send counts against: its route, or its group robot."""
+    """The limiter a row's send counts against: its route, its group robot, or its bridge."""
     if row.channel == "group":
         return f"robot:{row.address.get('robot', '')}"
+    if row.channel == "webhook":
+        return f"bridge:{row.address.get('bridge', '')}"
     return f"route:{row.channel}"
 
 
@@ -90,6 +105,7 @@ class DeliveryWorker:
         self._policy = DeliveryPolicy(engine, config)
         self._limiter = limiter or RateLimiter(engine, margin=config.rates.margin_seconds)
         self._locks = SendLocks(engine)
+        self._ledger = ContactLedger(engine)
 
     @property
     def outbox(self) -> Outbox:
@@ -119,8 +135,36 @@ class DeliveryWorker:
         return len(rows)
 
     async def _handle(self, rows: Sequence[OutboxRow]) -> None:
-        """One send: a single row, or the rows of one staff task. Each person's lease is held
-        from the policy decision until the outcome is recorded (:mod:`campaigns.locks`)."""
+        """One send: a single row, or every row of one staff task (under the task's lease).
+
+        Rows whose last attempt has an unknown outcome are settled first, before any lease is
+        waited for: putting such a row back would clear its ``attempt_at`` and so forget that
+        the platform may already have it."""
+        rows = [row for row in rows if not await self._ended_unknown(row)]
+        if not rows:
+            return
+        if rows[0].channel != "staff_task":
+            await self._handle_rows(rows)
+            return
+        key = task_key(rows[0])
+        if not await self._locks.acquire(key, self._owner, self._config.lease_seconds):
+            later = self._clock() + timedelta(seconds=PERSON_BUSY_SECONDS)
+            for row in rows:
+                await self._outbox.release(_id(row), self._owner, not_before=later)
+            return
+        try:
+            now = self._clock()
+            whole = await self._outbox.claim_task(
+                rows[0], self._owner, now=now, lease_seconds=self._config.lease_seconds,
+                due=now + timedelta(seconds=PERSON_BUSY_SECONDS),
+            )  # fmt: skip
+            await self._handle_rows(whole)
+        finally:
+            await self._locks.release(key, self._owner)
+
+    async def _handle_rows(self, rows: Sequence[OutboxRow]) -> None:
+        """Each person's lease is held from the policy decision until the outcome is recorded
+        (:mod:`campaigns.locks`); the rows admitted are sent as one message."""
         held: list[str] = []
         try:
             go: list[OutboxRow] = []
@@ -143,22 +187,25 @@ class DeliveryWorker:
     async def _attempt(self, go: Sequence[OutboxRow]) -> None:
         first = go[0]
         await self._limiter.acquire(rate_key(first), self._config.rates.per_minute(first.channel))
-        started = []
-        for row in go:
-            ok = await self._outbox.begin_attempt(
-                _id(row), self._owner, now=self._clock(), lease_seconds=self._config.lease_seconds
-            )
-            if ok:
-                started.append(row)
+        started_ids = await self._outbox.begin_attempts(
+            [_id(row) for row in go], self._owner, now=self._clock(),
+            lease_seconds=self._config.lease_seconds,
+        )  # fmt: skip
+        started = [row for row in go if row.id in started_ids]
         if started:
             await self._send(started)
+
+    async def _ended_unknown(self, row: OutboxRow) -> bool:
+        """End ``row`` failed if its last attempt's outcome is unknown on a route that cannot
+        be repeated safely; whether it did."""
+        if row.attempt_at is None or row.channel in IDEMPOTENT_ROUTES:
+            return False
+        await self._outbox.mark_failed(_id(row), self._owner, error=UNKNOWN_OUTCOME)
+        return True
 
     async def _admit(self, row: OutboxRow) -> bool:
         """Whether the row may be sent now; settles it (skip, defer, fail) when not."""
         row_id = _id(row)
-        if row.attempt_at is not None and row.channel not in IDEMPOTENT_ROUTES:
-            await self._outbox.mark_failed(row_id, self._owner, error=UNKNOWN_OUTCOME)
-            return False
         if row.attempts >= self._config.max_attempts:
             error = f"gave up after {row.attempts} attempts: {row.error or 'unknown error'}"
             await self._outbox.mark_failed(row_id, self._owner, error=error)
@@ -173,8 +220,25 @@ class DeliveryWorker:
             return False
         return True
 
+    async def _use_window(self, row: OutboxRow) -> bool:
+        """Consume one send of a windowed row's contact window; settle the row when none is left
+        (skipped) or its address is unusable (failed). True for rows on other routes."""
+        if row.channel not in WINDOWED_ROUTES:
+            return True
+        try:
+            address = Address.from_fields(row.address)
+        except ValueError as exc:
+            await self._outbox.mark_failed(_id(row), self._owner, error=str(exc), reason="rejected")
+            return False
+        if await self._ledger.consume(address, 1, self._clock()):
+            return True
+        await self._outbox.mark_skipped(_id(row), self._owner, reason="window_closed")
+        return False
+
     async def _send(self, rows: Sequence[OutboxRow]) -> None:
         first = rows[0]
+        if not await self._use_window(first):  # windowed routes send one row at a time
+            return
         recipients = tuple(str(r.address.get("external_userid", "")) for r in rows)
         message = Outbound(
             route=first.channel,
@@ -202,6 +266,8 @@ class DeliveryWorker:
     async def _failed(self, row: OutboxRow, exc: DeliveryError) -> None:
         row_id = _id(row)
         attempts = row.attempts + 1
+        if exc.reason == "window_closed" and row.channel in WINDOWED_ROUTES:
+            await self._ledger.close(Address.from_fields(row.address))  # the platform knows best
         if exc.reason in SKIP_ERRORS:
             await self._outbox.mark_skipped(row_id, self._owner, reason=exc.reason)
         elif exc.retryable and attempts < self._config.max_attempts:
@@ -210,6 +276,12 @@ class DeliveryWorker:
             await self._outbox.release(row_id, self._owner, not_before=until, error=str(exc))
         else:
             await self._outbox.mark_failed(row_id, self._owner, error=str(exc), reason=exc.reason)
+
+
+def task_key(row: OutboxRow) -> str:
+    """The lease key of the staff task ``row`` belongs to: its run, staff owner and text."""
+    digest = hashlib.sha256(row.text.encode()).hexdigest()[:16]
+    return f"task:{row.run_id}:{row.address.get('owner', '')}:{digest}"
 
 
 def _sendable_groups(rows: Sequence[OutboxRow]) -> list[list[OutboxRow]]:

@@ -72,3 +72,26 @@ async def migrated(url: str) -> AsyncEngine:
         await engine.dispose()
         raise
     return engine
+
+
+async def snapshot(engine: AsyncEngine) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table in ``SQLModel.metadata``, by table, in a stable order."""
+    from sqlmodel import SQLModel
+
+    out: dict[str, list[tuple[object, ...]]] = {}
+    async with engine.connect() as conn:
+        for table in SQLModel.metadata.sorted_tables:
+            rows = (await conn.execute(table.select())).all()
+            out[table.name] = sorted((tuple(r) for r in rows), key=repr)
+    return out
+
+
+async def twin_engine(engine: AsyncEngine) -> AsyncEngine:
+    """Another engine on ``engine``'s database (and PostgreSQL schema), with a pool of its own:
+    what another process would have. The caller disposes of it."""
+    url = engine.url.render_as_string(hide_password=False)
+    if engine.dialect.name == "sqlite":
+        return create_engine(url)
+    async with engine.connect() as conn:
+        schema = (await conn.execute(text("SELECT current_schema()"))).scalar_one()
+    return create_async_engine(url, connect_args={"server_settings": {"search_path": schema}})

@@ -26,8 +26,13 @@ bridge), 413 (body too large), 415 (not JSON).
 
 Push (Siyu → bridge's ``push_url``), signed::
 
-    {"type": "push", "id": "<uuid>", "conversation": "group-42", "text": "...",
+    {"type": "push", "id": "siyu-ob-123", "conversation": "group-42", "text": "...",
      "mention": ["wxid_abc"]}
+
+The bridge answers 2xx once it has taken the push. A push that got no answer, a 5xx or a 429
+is sent again later with the same ``id``: a bridge shows each ``id`` once. Any other status
+ends the push (it is recorded as refused and not sent again). Campaigns push to the
+conversations an operator names (``bridge_groups``: ``"<bridge>:<conversation>"``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,11 @@
-"""Pushing messages to a bridge (proactive sends: campaign posts into groups, handoff notices)."""
+"""Pushing messages to a bridge (proactive sends: campaign posts into groups, handoff notices).
+
+A failed push is a :class:`bot.errors.DeliveryError` (:class:`PushError`) classified for the
+outbox's retry rules: a 5xx answer, 429, a timeout or a failed connection is ``transport`` and
+retryable; any other status is ``rejected`` and final (the bridge refused this push, sending it
+again would not change that). Retrying is safe because a push carries its id (the outbox key,
+given as ``message_id``): the contract asks a bridge to show each id once.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +17,20 @@ import aiohttp
 
 from adapters.webhook.config import Bridge
 from adapters.webhook.signing import signed_headers
+from bot.errors import DeliveryError
 
 
-class PushError(Exception):
+class PushError(DeliveryError):
     """The bridge did not accept a push (HTTP status, timeout, connection error)."""
+
+
+def _status_error(bridge: str, status: int) -> PushError:
+    retryable = status >= 500 or status == 429
+    return PushError(
+        f"{bridge}: push answered HTTP {status}",
+        reason="transport" if retryable else "rejected",
+        retryable=retryable,
+    )
 
 
 class WebhookPusher:
@@ -56,7 +73,9 @@ class WebhookPusher:
                 self._url, data=body, headers=headers, timeout=self._timeout
             ) as resp:
                 if resp.status >= 300:
-                    raise PushError(f"{self._bridge.name}: push answered HTTP {resp.status}")
+                    raise _status_error(self._bridge.name, resp.status)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise PushError(f"{self._bridge.name}: push failed: {exc!r}") from exc
+            raise PushError(
+                f"{self._bridge.name}: push failed: {exc!r}", reason="transport", retryable=True
+            ) from exc
         return push_id

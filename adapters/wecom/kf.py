@@ -28,6 +28,7 @@ from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.errors import MalformedXML
 from adapters.wecom.kf_channel import CHANNEL_PREFIX, KfChannel, KfEndpoint
 from adapters.wecom.kf_state import KfState
+from bot.contact import ContactLedger
 from bot.types import MessageHandler, SessionEnded
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class KfRuntime(CallbackEndpoint[KfAccount]):
             name: KfEndpoint(a.config, self.clients[name]) for name, a in self.accounts.items()
         }
         self._channel = KfChannel(
-            self._handle, KfState(self._engine), endpoints,
+            self._handle, KfState(self._engine), endpoints, ledger=ContactLedger(self._engine),
             clock=self._clock, page_size=self._page_size, session_ended=self._session_ended,
             tasks=self.tasks,
         )  # fmt: skip

@@ -14,8 +14,14 @@ Before each reply the channel:
 
 1. asks ``kf/service_state/get`` (one extra call per reply, none for messages that get no reply):
    states 2/3 mean a person owns the chat, and the bot stays silent;
-2. claims a slot in the customer's 48 h / 5-message window (:class:`KfState`), never relying on
-   the platform to refuse; a ``WindowClosedError`` from the platform closes our window too.
+2. consumes the reply's sends from the customer's 48 h / 5-message contact window (the core's
+   :class:`bot.contact.ContactLedger`, shared with campaign pushes), splitting a long answer into
+   as many parts as the window still allows, never relying on the platform to refuse; a
+   ``WindowClosedError`` from the platform closes our window too. Each part is a message, and a
+   handoff notice is one. The window is opened by the pipeline when a message reaches it (the
+   message carries its :class:`bot.types.Address`), and here for the messages answered without
+   it (non-text, too long). The ``enter_session`` welcome goes through ``send_msg_on_event``
+   (one message per event code, not a ``send_msg``): it is not metered.
 
 A handoff sends its text first and then moves the session to the human queue (state 2), or to
 the account's ``servicer_userid`` (state 3): the platform refuses the bot's ``send_msg`` once a
@@ -43,9 +49,11 @@ from adapters.wecom.kf_messages import (
     parse_kf_message,
     reply_msgid,
 )
-from adapters.wecom.kf_state import REPLIES_PER_MESSAGE, KfState, WindowKey
-from adapters.wecom.limits import split_text
+from adapters.wecom.kf_state import KfState
+from adapters.wecom.limits import fit_window
+from bot.contact import ContactLedger
 from bot.types import (
+    Address,
     HandoffReply,
     InboundMessage,
     MemberRef,
@@ -88,10 +96,11 @@ class KfChannel:
 
     def __init__(
         self, handle: MessageHandler, state: KfState, endpoints: Mapping[str, KfEndpoint], *,
-        clock: Clock, page_size: int = KF_SYNC_MAX_LIMIT, session_ended: SessionEnded | None = None,
-        tasks: BackgroundTasks | None = None,
+        ledger: ContactLedger, clock: Clock, page_size: int = KF_SYNC_MAX_LIMIT,
+        session_ended: SessionEnded | None = None, tasks: BackgroundTasks | None = None,
     ) -> None:  # fmt: skip
         self._handle = handle
+        self._ledger = ledger
         self._session_ended = session_ended
         self._page_size = page_size
         self._state = state
@@ -180,17 +189,16 @@ class KfChannel:
             log.info("kf %s: welcome not sent: %s", endpoint.account.name, exc)
 
     async def _on_customer(self, endpoint: KfEndpoint, msg: KfMessage) -> None:
-        key = WindowKey(endpoint.account.name, msg.open_kfid, msg.external_userid)
-        await self._state.customer_wrote(key, msg.sent_at)
-        if msg.msgtype != "text":
-            await self._reply_text(endpoint, msg, key, NON_TEXT_TEXT)
-        elif len(msg.text) > MAX_QUESTION_CHARS:
-            await self._reply_text(endpoint, msg, key, TOO_LONG_TEXT)
+        address = Address("kf", endpoint.account.name, msg.external_userid, chat=msg.open_kfid)
+        if msg.msgtype != "text" or len(msg.text) > MAX_QUESTION_CHARS:
+            await self._ledger.open(address, msg.sent_at)  # the pipeline does not see it
+            notice = NON_TEXT_TEXT if msg.msgtype != "text" else TOO_LONG_TEXT
+            await self._reply_text(endpoint, msg, address, notice)
         else:
-            reply = await self._handle(self._inbound(endpoint.account, msg))
-            await self._deliver(endpoint, msg, key, reply)
+            reply = await self._handle(self._inbound(endpoint.account, msg, address))
+            await self._deliver(endpoint, msg, address, reply)
 
-    def _inbound(self, account: KfAccount, msg: KfMessage) -> InboundMessage:
+    def _inbound(self, account: KfAccount, msg: KfMessage, address: Address) -> InboundMessage:
         channel = CHANNEL_PREFIX + account.name
         return InboundMessage(
             id=msg.msgid,
@@ -200,37 +208,42 @@ class KfChannel:
             text=msg.text,
             received_at=msg.sent_at,
             store_id=account.store_id,
+            address=address,
         )
 
     async def _deliver(
-        self, endpoint: KfEndpoint, msg: KfMessage, key: WindowKey, reply: Reply
+        self, endpoint: KfEndpoint, msg: KfMessage, address: Address, reply: Reply
     ) -> None:
         if isinstance(reply, NoReply):
             return
-        if not await self._reply_text(endpoint, msg, key, reply.text):
+        if not await self._reply_text(endpoint, msg, address, reply.text):
             return
         if isinstance(reply, HandoffReply):
             await self._hand_off(endpoint, msg)
 
     async def _reply_text(
-        self, endpoint: KfEndpoint, msg: KfMessage, key: WindowKey, text: str
+        self, endpoint: KfEndpoint, msg: KfMessage, address: Address, text: str
     ) -> bool:
-        """Send ``text`` (split by bytes) unless a person serves or the window is closed; True
-        when every part was sent."""
+        """Send ``text`` (split to what the window allows) unless a person serves or the window
+        is closed; True when every part was sent."""
+        name = endpoint.account.name
         if await self._human_serving(endpoint, msg):
-            log.info("kf %s: %s is served by a person: silent", key.account, key.external_userid)
+            log.info("kf %s: %s is served by a person: silent", name, msg.external_userid)
             return False
-        for part, content in enumerate(split_text(text, max_parts=REPLIES_PER_MESSAGE)):
-            if not await self._state.claim_reply(key, self._clock()):
-                log.info("kf %s: window of %s closed: not sent", key.account, key.external_userid)
-                return False
-            if not await self._send(endpoint, msg, key, part, content):
+        limit = self._ledger.limit
+        parts = await fit_window(self._ledger, address, text, self._clock(), max_parts=limit)
+        if not parts:
+            log.info("kf %s: window of %s closed: not sent", name, msg.external_userid)
+            return False
+        for part, content in enumerate(parts):
+            if not await self._send(endpoint, msg, address, part, content):
                 return False
         return True
 
     async def _send(
-        self, endpoint: KfEndpoint, msg: KfMessage, key: WindowKey, part: int, content: str
+        self, endpoint: KfEndpoint, msg: KfMessage, address: Address, part: int, content: str
     ) -> bool:
+        name = endpoint.account.name
         try:
             await endpoint.client.kf_send_text(
                 touser=msg.external_userid,
@@ -239,11 +252,11 @@ class KfChannel:
                 msgid=reply_msgid(msg, part),
             )
         except WindowClosedError as exc:
-            await self._state.close_window(key)
-            log.info("kf %s: platform closed the window of %s: %s", key.account, msg.msgid, exc)
+            await self._ledger.close(address)
+            log.info("kf %s: platform closed the window of %s: %s", name, msg.msgid, exc)
             return False
         except APIError as exc:
-            log.warning("kf %s: reply to %s not sent: %s", key.account, msg.msgid, exc)
+            log.warning("kf %s: reply to %s not sent: %s", name, msg.msgid, exc)
             return False
         return True
 

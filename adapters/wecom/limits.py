@@ -4,15 +4,19 @@ The platforms count UTF-8 bytes, not characters (a Chinese character is 3 bytes,
 and silently drop or reject a message over the limit, so every outbound text is measured here
 before it is sent. A long answer is split where a reader would pause: between paragraphs, then
 after a sentence end, and only as a last resort between characters. A character is never cut, nor
-an emoji sequence (grapheme clusters, :mod:`bot.text`).
+an emoji sequence (grapheme clusters, :mod:`bot.text`). :func:`fit_window` splits an answer to
+what a member's contact window still allows (:mod:`bot.contact`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from datetime import datetime
 
+from bot.contact import ContactLedger
 from bot.text import ELLIPSIS, byte_prefix, graphemes, utf8_len
+from bot.types import Address
 
 TEXT_MAX_BYTES = 2048
 MARKDOWN_MAX_BYTES = 4096
@@ -103,3 +107,27 @@ _LEVELS: list[Callable[[str], list[str]]] = [
     graphemes,
     list,
 ]
+
+
+FIT_ATTEMPTS = 3
+"""How often :func:`fit_window` re-reads a window that another sender used meanwhile."""
+
+
+async def fit_window(
+    ledger: ContactLedger, address: Address, text: str, at: datetime, *, max_parts: int
+) -> list[str]:
+    """``text`` split into as many parts as ``address``'s contact window still allows (at most
+    ``max_parts``), those sends consumed before anything is sent; [] when the window allows none.
+
+    The answer is shortened to fit (its last part ends with "…") rather than cut off after its
+    first parts. When another sender used the window between the read and the consume, it is
+    read again, up to :data:`FIT_ATTEMPTS` times; then nothing is sent.
+    """
+    for _ in range(FIT_ATTEMPTS):
+        allowed = min(await ledger.remaining(address, at), max_parts)
+        if allowed < 1:
+            return []
+        parts = split_text(text, max_parts=allowed)
+        if not parts or await ledger.consume(address, len(parts), at):
+            return parts
+    return []

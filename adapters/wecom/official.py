@@ -13,8 +13,20 @@ Mounted at ``/wechat/oa/``; each account answers at ``/{name}``:
 
 Deadline (DESIGN.md §3): the answer is raced against the account's ``reply_budget_seconds``. If
 it is ready in time it is the passive reply; otherwise the request answers ``success`` and the
-answer goes out through ``message/custom/send`` when it arrives (5 in 48 h: a closed window is
-logged and dropped, never retried).
+answer goes out through ``message/custom/send`` when it arrives.
+
+Contact window: ``custom/send`` allows 5 messages within 48 h of the member's last message. Each
+customer-service message (every part of a split answer) is consumed from the core's contact-window
+ledger (:mod:`bot.contact`, shared with campaign pushes) before it is sent, and a long answer is
+split to what the window still allows; a closed window is logged and nothing is sent, never
+retried. The pipeline opens the window when a text message reaches it (the message carries its
+:class:`bot.types.Address`, ``oa``/account/openid). Decision: the passive reply (the HTTP response
+to the member's message) is not a customer-service message — WeChat allows exactly one per
+message, within the callback's deadline, whatever the 48-hour count — so it is not counted; the
+rest of a long passive answer goes through ``custom/send`` and is. Media and ``subscribe``
+(answered without the pipeline) open no window here: their notice is a passive reply, and under
+overload (sent through the API) it is refused by the ledger unless the member wrote earlier —
+the safe side.
 
 Overload: at most ``answering`` answers run at once (see :mod:`adapters.wecom.callback`, where
 the limit of every channel is decided). When that many are already running or queued, a new
@@ -58,10 +70,12 @@ from adapters.wecom.callback import (
 from adapters.wecom.client import Credentials
 from adapters.wecom.config import OfficialAccountConfig
 from adapters.wecom.crypto import CallbackCrypto, verify_plain
+from adapters.wecom.errors import WindowClosedError
 from adapters.wecom.inflight import Answer, InFlight
-from adapters.wecom.limits import TEXT_MAX_BYTES, split_text
+from adapters.wecom.limits import TEXT_MAX_BYTES, fit_window, split_text
 from adapters.wecom.xmlwire import parse_xml, text_reply_xml
-from bot.types import InboundMessage, MemberRef, MessageHandler
+from bot.contact import ContactLedger
+from bot.types import Address, InboundMessage, MemberRef, MessageHandler
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +85,8 @@ DEFAULT_WELCOME = "感谢关注！有问题直接发消息问我；回复“人�
 MEDIA_TEXT = "目前只能处理文字消息，请用文字描述您的问题。"
 MEDIA_TYPES = frozenset({"image", "voice", "video", "shortvideo"})
 MAX_CUSTOM_PARTS = 3
-"""A long answer is cut to at most this many customer-service messages (5 allowed in 48 h)."""
+"""A long answer is cut to at most this many customer-service messages (fewer when the contact
+window has fewer left)."""
 _Account = Account[OfficialAccountConfig]
 
 Produce = Callable[[], Awaitable[str | None]]
@@ -99,6 +114,7 @@ class OfficialAccountChannel(CallbackEndpoint[OfficialAccountConfig]):
         accounts: Sequence[OfficialAccountConfig],
         *,
         api_base: str,
+        ledger: ContactLedger,
         clock: Clock = utc_now,
         welcome: str = DEFAULT_WELCOME,
         monotonic: Callable[[], float] = time.monotonic,
@@ -109,6 +125,7 @@ class OfficialAccountChannel(CallbackEndpoint[OfficialAccountConfig]):
         EncodingAESKey."""
         super().__init__(accounts, api_base=api_base, **options)
         self._handle = handle
+        self._ledger = ledger
         self._clock = clock
         self._welcome = welcome
         self.inflight = InFlight(monotonic=monotonic)
@@ -143,8 +160,10 @@ class OfficialAccountChannel(CallbackEndpoint[OfficialAccountConfig]):
         if text is None:
             return web.Response(text=SUCCESS)
         user = callback.fields["FromUserName"]
-        first, *rest = split_text(text, TEXT_MAX_BYTES)
-        if rest:  # a passive reply carries one message: the rest goes through the API
+        first = split_text(text, TEXT_MAX_BYTES)[0]
+        # A passive reply carries one message (the first part is a prefix of the stripped text):
+        # the rest goes through the API.
+        if rest := text.strip()[len(first) :].strip():
             self.tasks.spawn(self._send(account, user, rest), what="rest of a long answer")
         return web.Response(text=self._passive(callback, first), content_type="application/xml")
 
@@ -195,6 +214,7 @@ class OfficialAccountChannel(CallbackEndpoint[OfficialAccountConfig]):
             text=text,
             received_at=self._clock(),
             store_id=account.config.store_id,
+            address=_address(account, user),
         )
 
     async def _ask(self, msg: InboundMessage) -> str | None:
@@ -220,13 +240,25 @@ class OfficialAccountChannel(CallbackEndpoint[OfficialAccountConfig]):
     def _finished(self, account: _Account, user: str, answer: Answer) -> None:
         """The answer is ready and no request is waiting for it: send it through the API."""
         if answer.text is not None and answer.claim():
-            work = self._send(account, user, split_text(answer.text, TEXT_MAX_BYTES))
+            work = self._send(account, user, answer.text)
             self.tasks.spawn(work, what="customer-service send")
 
-    async def _send(self, account: _Account, user: str, parts: list[str]) -> None:
+    async def _send(self, account: _Account, user: str, text: str) -> None:
+        """Send ``text`` through ``custom/send``, split to what the contact window allows."""
+        address = _address(account, user)
+        at = self._clock()
+        parts = await fit_window(self._ledger, address, text, at, max_parts=MAX_CUSTOM_PARTS)
+        if not parts:
+            log.info("%s: window of %s closed: answer not sent", account.channel, user)
+            return
         client = self.clients[account.name]
-        for part in parts[:MAX_CUSTOM_PARTS]:
-            await client.custom_send_text(touser=user, content=part)
+        for part in parts:
+            try:
+                await client.custom_send_text(touser=user, content=part)
+            except WindowClosedError as exc:
+                await self._ledger.close(address)
+                log.info("%s: platform closed the window of %s: %s", account.channel, user, exc)
+                return
 
     def _passive(self, callback: _Callback, text: str) -> str:
         """The passive reply XML carrying ``text``, encrypted when the callback was."""
@@ -237,6 +269,10 @@ class OfficialAccountChannel(CallbackEndpoint[OfficialAccountConfig]):
         return callback.crypto.encrypted_reply(
             xml, timestamp=callback.timestamp, nonce=callback.nonce
         )
+
+
+def _address(account: _Account, user: str) -> Address:
+    return Address("oa", account.name, user)
 
 
 def _token(account: _Account) -> str:
@@ -257,7 +293,8 @@ def _constant(text: str) -> Produce:
 def create_official_app(
     handle: MessageHandler, accounts: Sequence[OfficialAccountConfig], **options: Any
 ) -> web.Application:
-    """A sub-application to mount at ``/wechat/oa/`` (``options``: the channel's).
+    """A sub-application to mount at ``/wechat/oa/`` (``options``: the channel's; ``ledger``, the
+    core's contact-window ledger every customer-service send consumes from, is required).
 
     ``app[OA_CHANNEL]`` exposes the in-flight answers and background tasks (tests, shutdown).
     """

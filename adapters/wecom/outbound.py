@@ -3,12 +3,18 @@ configured account, speaking :class:`bot.types.Outbound`.
 
 Routes and their addresses:
 
-- ``kf``: ``account`` (a SIYU_WECOM_KF name), ``open_kfid``, ``external_userid`` →
-  ``kf/send_msg`` with ``msgid`` = the message's key (a repeat is not delivered twice);
-- ``oa``: ``account`` (a SIYU_OFFICIAL_ACCOUNTS name), ``openid`` → ``message/custom/send``;
+- ``kf``: the member's :class:`bot.types.Address` as recorded when they wrote (``account``: a
+  SIYU_WECOM_KF name, ``user``: the external_userid, ``chat``: the open_kfid) → ``kf/send_msg``
+  with ``msgid`` = the message's key (a repeat is not delivered twice);
+- ``oa``: the member's address (``account``: a SIYU_OFFICIAL_ACCOUNTS name, ``user``: the
+  openid) → ``message/custom/send``;
 - ``staff_task``: ``owner`` (the staff member's userid), ``recipients`` = their customers'
   external userids → ``externalcontact/add_msg_template`` (the owner confirms it in WeCom);
-- ``group``: ``robot`` (a SIYU_WECOM_ROBOTS name) → ``webhook/send``.
+- ``group``: ``robot`` (a SIYU_WECOM_ROBOTS name) → ``webhook/send``;
+- ``webhook``: ``bridge`` (a SIYU_WEBHOOKS name with a ``push_url``), ``conversation`` → a signed
+  push to the bridge (:class:`adapters.webhook.WebhookPusher`, push id = the message's key, so
+  the bridge drops a repeat: the route is idempotent). Its errors are already
+  :class:`bot.errors.DeliveryError` (5xx / timeouts retryable, other statuses final).
 
 Platform errors become :class:`bot.errors.DeliveryError`: a closed 48-hour / 5-message window is
 ``window_closed`` (never retried), API frequency limits ``platform_quota`` (retryable), busy
@@ -20,7 +26,7 @@ account that is not configured is ``rejected`` too: the message cannot go anywhe
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal, TypeVar
@@ -28,6 +34,8 @@ from typing import Literal, TypeVar
 import aiohttp
 from pydantic import SecretStr
 
+from adapters.webhook.config import Bridge
+from adapters.webhook.push import WebhookPusher
 from adapters.wecom.client import Credentials, TokenCache, WeComClient
 from adapters.wecom.config import WeComSettings
 from adapters.wecom.errors import (
@@ -40,11 +48,12 @@ from adapters.wecom.errors import (
 )
 from adapters.wecom.robot import RobotWebhook
 from bot.errors import DeliveryError
-from bot.types import Outbound
+from bot.types import Address, Outbound
 
 T = TypeVar("T")
-IDEMPOTENT_ROUTES = frozenset({"kf"})
-"""Routes whose send carries our key (kf ``msgid``): repeating one cannot deliver twice."""
+IDEMPOTENT_ROUTES = frozenset({"kf", "webhook"})
+"""Routes whose send carries our key (kf ``msgid``, the push id): repeating one cannot deliver
+twice."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,7 @@ class PlatformSender:
     oa: Mapping[str, WeComClient]
     contact: WeComClient | None
     robots: Mapping[str, RobotWebhook]
+    bridges: Mapping[str, WebhookPusher]
 
     async def send(self, message: Outbound, /) -> str:
         """Deliver ``message``; the platform's id for it (or the key when it returns none)."""
@@ -77,17 +87,21 @@ class PlatformSender:
     async def _send(self, m: Outbound) -> str:
         a = m.address
         if m.route == "kf":
-            client = _pick(self.kf, a.get("account"), "kf account")
+            to = _member(a)
+            if to.chat is None:
+                raise _unroutable("the kf address lacks its chat (the open_kfid)")
+            client = _pick(self.kf, to.account, "kf account")
             answer = await client.kf_send_text(
-                touser=_need(a, "external_userid"),
-                open_kfid=_need(a, "open_kfid"),
+                touser=to.user,
+                open_kfid=to.chat,
                 content=m.text,
                 msgid=m.key,
             )
             return str(answer.get("msgid") or m.key)
         if m.route == "oa":
-            client = _pick(self.oa, a.get("account"), "Official Account")
-            await client.custom_send_text(touser=_need(a, "openid"), content=m.text)
+            to = _member(a)
+            client = _pick(self.oa, to.account, "Official Account")
+            await client.custom_send_text(touser=to.user, content=m.text)
             return m.key
         if m.route == "staff_task":
             if self.contact is None:
@@ -100,6 +114,9 @@ class PlatformSender:
             robot = _pick(self.robots, a.get("robot"), "group robot")
             await robot.send_text(m.text)
             return m.key
+        if m.route == "webhook":
+            pusher = _pick(self.bridges, a.get("bridge"), "bridge with a push_url")
+            return await pusher.push(_need(a, "conversation"), m.text, message_id=m.key)
         raise _unroutable(f"unknown route {m.route!r}")
 
 
@@ -108,6 +125,14 @@ def _pick(clients: Mapping[str, T], name: str | None, what: str) -> T:
     if client is None:
         raise _unroutable(f"no {what} named {name!r} is configured")
     return client
+
+
+def _member(address: Mapping[str, str]) -> Address:
+    """The member's :class:`bot.types.Address` the kf / oa routes carry."""
+    try:
+        return Address.from_fields(address)
+    except ValueError as exc:
+        raise _unroutable(str(exc)) from exc
 
 
 def _need(address: Mapping[str, str], field: str) -> str:
@@ -127,9 +152,13 @@ def _creds(kind: Literal["wecom", "oa"], app_id: str, secret: SecretStr) -> Cred
 
 @asynccontextmanager
 async def platform_sender(
-    wecom: WeComSettings, *, tokens: TokenCache | None = None
+    wecom: WeComSettings,
+    *,
+    bridges: Sequence[Bridge] = (),
+    tokens: TokenCache | None = None,
 ) -> AsyncIterator[PlatformSender]:
-    """A sender over one HTTP session for every account of ``wecom``, while the block runs."""
+    """A sender over one HTTP session for every account of ``wecom``, while the block runs; the
+    ``bridges`` with a ``push_url`` are the ``webhook`` route's destinations."""
     cache = tokens if tokens is not None else TokenCache()
     api, oa_api = wecom.api_base, wecom.wechat_api_base
     async with aiohttp.ClientSession() as session:
@@ -152,4 +181,5 @@ async def platform_sender(
                 r.name: RobotWebhook(session, r.key.get_secret_value(), base_url=api)
                 for r in wecom.robots
             },
+            bridges={b.name: WebhookPusher(session, b) for b in bridges if b.push_url},
         )

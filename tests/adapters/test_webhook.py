@@ -188,8 +188,9 @@ async def test_push_is_signed_and_failures_are_typed() -> None:
                 "type": "push", "id": push_id, "conversation": "group-9",
                 "text": "今日特价：鲜奶 9.9 元", "mention": ["wx-1"],
             }  # fmt: skip
-            with pytest.raises(PushError, match="HTTP 500"):
+            with pytest.raises(PushError, match="HTTP 500") as failed:
                 await pusher.push("group-9", "again")
+            assert (failed.value.reason, failed.value.retryable) == ("transport", True)
     finally:
         await runner.cleanup()
     async with aiohttp.ClientSession() as http:

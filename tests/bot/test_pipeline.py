@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from bot.commands import (
     OPTED_IN_TEXT,
     OPTED_OUT_TEXT,
 )
-from bot.types import HandoffReply, NoReply, TextReply
+from bot.contact import SENDS_PER_WINDOW
+from bot.types import Address, HandoffReply, NoReply, TextReply
 from knowledge.loaders.markdown import qa_draft
 from knowledge.types import DocumentMeta
 from tests.bot.conftest import (
@@ -73,6 +75,22 @@ async def test_member_is_created_and_last_active_moves(chat: Chat, app: App, clo
     assert member.display_name == "小明"
     assert member.first_seen == NOW
     assert member.last_active == NOW + timedelta(hours=3)
+
+
+async def test_the_address_a_member_writes_from_is_recorded_and_opens_its_window(
+    chat: Chat, app: App
+) -> None:
+    address = Address("oa", "main", "u1")
+    msg = replace(chat.message("会员日是哪天？", msg_id="oa-1"), address=address)
+    await chat.pipeline.handle(msg)
+    member = await app.store.get_member("web", "u1")
+    assert member is not None
+    assert member.id is not None
+    contacts = app.store.contacts
+    assert (await contacts.reach([member.id], NOW))[member.id].address == address
+    assert await contacts.consume(address, SENDS_PER_WINDOW, NOW)  # the bot's sends use it up
+    assert await chat.pipeline.handle(msg) == NoReply("duplicate")  # a retry does not refill it
+    assert await contacts.remaining(address, NOW) == 0
 
 
 async def test_help_explains_what_the_bot_does(chat: Chat) -> None:

@@ -166,6 +166,58 @@ async def test_the_scheduler_fires_a_daily_deal_from_the_settings(
         await proc.wait()
 
 
+async def test_a_preview_writes_nothing_through_the_command_line(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    promo, members = write_inputs(tmp_path)
+    await siyu(env, tmp_path, "ingest", str(promo))
+    await siyu(env, tmp_path, "members", "import", str(members))
+    db = tmp_path / "data" / "siyu.db"
+    with sqlite3.connect(db) as conn:  # c1 asked about 水果: an interest a plan would store
+        conn.execute(
+            "INSERT INTO message_log (session_key, member_id, role, text, citations, created_at)"
+            " VALUES ('x', 1, 'user', '有水果吗', '[]', ?)",
+            (datetime.now(TZ) - timedelta(days=40),),
+        )
+    monkeypatch.setenv("SIYU_DAILY_DEALS", json.dumps([{"store_id": "s1", "groups": ["g1"]}]))
+    before = table_rows(db)
+    deals = await siyu(env, tmp_path, "campaign", "preview", "daily-deals:s1")
+    assert "messages planned: 1 {'group': 1}" in deals  # from the settings, stored or not
+    assert table_rows(db) == before
+    assert before["campaign"] == []
+    assert "not yet" in await siyu(env, tmp_path, "campaign", "list")
+
+    await siyu(env, tmp_path, "campaign", "create", "winback", "--kind", "reengage")
+    before = table_rows(db)
+    assert [row[1] for row in before["campaign"]] == ["daily-deals:s1", "winback"]
+    winback = await siyu(env, tmp_path, "campaign", "preview", "winback")
+    assert "messages planned: 3" in winback
+    await siyu(env, tmp_path, "campaign", "preview", "daily-deals:s1")
+    assert table_rows(db) == before
+    assert "not yet" not in await siyu(env, tmp_path, "campaign", "list")
+
+
+async def test_a_bad_daily_deals_cron_stops_the_commands_that_write(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIYU_DAILY_DEALS", json.dumps([{"store_id": "s1", "cron": "0 25 * * *"}]))
+    for command in (["campaign", "create", "w", "--kind", "reengage"], ["scheduler"]):
+        out = await siyu(env, tmp_path, *command, ok=False)
+        assert "cron '0 25 * * *' is not valid" in out
+    assert table_rows(tmp_path / "data" / "siyu.db")["campaign"] == []
+
+
+def table_rows(db: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table the models define, by table."""
+    from sqlmodel import SQLModel
+
+    with sqlite3.connect(db, timeout=5) as conn:
+        return {
+            t.name: sorted(conn.execute(f"SELECT * FROM {t.name}").fetchall(), key=repr)
+            for t in SQLModel.metadata.sorted_tables
+        }
+
+
 def query(db: Path, sql: str) -> list[tuple[str, str]]:
     with sqlite3.connect(db, timeout=5) as conn:
         return [tuple(r) for r in conn.execute(sql)]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,9 +32,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.contact import WINDOWS
 from bot.db import create_engine
 from bot.models import Member
 from bot.schema import upgrade
+from bot.types import Address
 from campaigns.models import Campaign, CampaignRun, OutboxRow
 from campaigns.outbox import Outbox, Planned, outbox_key
 from tests.campaigns.delivery_proc import DIED_EXIT_CODE, KF_ACCOUNT, OA_ACCOUNT, DeliveryProc
@@ -108,6 +110,19 @@ async def add_members(
         return {str(ext): int(mid) for ext, mid in found}
 
 
+async def open_windows(engine: AsyncEngine, addresses: Iterable[Address], now: datetime) -> None:
+    """Contact windows opened ``now`` for ``addresses``, inserted in bulk (thousands of members
+    writing at once; :meth:`bot.contact.ContactLedger.open` does it one by one)."""
+    values = [
+        {"route": a.route, "account": a.account, "user_id": a.user, "chat": a.chat or "",
+         "opened_at": now, "used": 0}
+        for a in addresses
+    ]  # fmt: skip
+    async with engine.begin() as conn:
+        for start in range(0, len(values), 1000):
+            await conn.execute(WINDOWS.insert(), values[start : start + 1000])
+
+
 async def seed_kf(engine: AsyncEngine, fake: FakePlatform, count: int) -> int:
     """``count`` kf members, their windows open at the fake, and one run's outbox rows."""
     now = datetime.now(UTC)
@@ -115,11 +130,13 @@ async def seed_kf(engine: AsyncEngine, fake: FakePlatform, count: int) -> int:
     ids = await add_members(engine, f"kf.{KF_ACCOUNT}", users, now)
     for user in users:
         fake.add_kf_message(user, "hi", open_kfid=KFID)
+    addresses = {u: Address("kf", KF_ACCOUNT, u, chat=KFID) for u in users}
+    await open_windows(engine, addresses.values(), now)
     rows = [
         Planned(
             target=f"person:m{ids[u]}", channel="kf", text=f"今日特惠 {u}",
-            address={"account": KF_ACCOUNT, "open_kfid": KFID, "external_userid": u},
-            not_before=now, member_id=ids[u], person=f"m{ids[u]}",
+            address=addresses[u].as_fields(), not_before=now, member_id=ids[u],
+            person=f"m{ids[u]}",
         )
         for u in users
     ]  # fmt: skip
@@ -135,10 +152,12 @@ async def seed_oa(engine: AsyncEngine, fake: FakePlatform, count: int) -> int:
     ids = await add_members(engine, f"oa.{OA_ACCOUNT}", users, now)
     for user in users:
         fake.add_oa_message(user)
+    addresses = {u: Address("oa", OA_ACCOUNT, u) for u in users}
+    await open_windows(engine, addresses.values(), now)
     rows = [
         Planned(
             target=f"person:m{ids[u]}", channel="oa", text=f"今日特惠 {u}",
-            address={"account": OA_ACCOUNT, "openid": u}, not_before=now, member_id=ids[u],
+            address=addresses[u].as_fields(), not_before=now, member_id=ids[u],
             person=f"m{ids[u]}",
         )
         for u in users
@@ -175,7 +194,7 @@ async def expected_msgids(engine: AsyncEngine) -> dict[str, str]:
     """external_userid → the msgid its row must have been delivered with (its outbox key)."""
     async with engine.connect() as conn:
         result = await conn.execute(sa.select(OUTBOX.c.id, OUTBOX.c.address))
-        return {str(address["external_userid"]): outbox_key(int(i)) for i, address in result}
+        return {str(address["user"]): outbox_key(int(i)) for i, address in result}
 
 
 async def assert_each_member_got_one(engine: AsyncEngine, fake: FakePlatform, note: str) -> None:

@@ -3,7 +3,9 @@ SQLite / PostgreSQL members; then the run delivered to the fake platform and rep
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,12 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.answer import ExtractiveAnswerer
+from bot.config import BotConfig
 from bot.models import MessageLog
+from bot.pipeline import Pipeline
+from bot.store import Store
+from bot.types import Address, InboundMessage, MemberRef
 from campaigns.config import OPT_OUT_HINT, CampaignsConfig
 from campaigns.copy import CopyWriter
 from campaigns.members import PROFILE, profile_row
@@ -24,6 +31,7 @@ from knowledge.base import KnowledgeBase
 from knowledge.types import ChunkDraft, DocumentMeta, Kind
 from tests.bot.conftest import PROMOTION_TEXT, document, make_settings, seed
 from tests.campaigns.conftest import T0, add_member
+from tests.sql import snapshot
 
 LOG = MessageLog.__table__  # type: ignore[attr-defined]
 OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
@@ -55,24 +63,55 @@ async def planner(engine: AsyncEngine, knowledge: KnowledgeBase) -> AsyncIterato
         await copy.aclose()
 
 
-async def member(
-    engine: AsyncEngine, external_id: str, *, channel: str, idle: timedelta, **profile: Any
-) -> int:
-    """A member last active ``idle`` before T0, with a profile; kf members with a session."""
-    member_id = await add_member(
-        engine, external_id, channel=channel, last_active=T0 - idle,
-        first_seen=T0 - idle - timedelta(days=100),
-    )  # fmt: skip
-    async with engine.begin() as conn:
-        await conn.execute(PROFILE.insert().values(profile_row(member_id, T0, **profile)))
-        if channel.startswith("kf."):
-            await conn.execute(
-                LOG.insert().values(
-                    session_key=f"{channel}:wkMAIN:{external_id}", member_id=member_id,
-                    role="user", text="你好", citations=[], created_at=T0 - idle,
-                )
+@dataclass
+class Members:
+    """Members made as they come: kf and Official Account members by writing to the bot through
+    the real pipeline (which records the address they wrote from and opens its window), imported
+    ``contact`` members by a direct insert; each with a marketing profile."""
+
+    engine: AsyncEngine
+    store: Store
+    answerer: ExtractiveAnswerer
+    config: BotConfig
+
+    async def wrote(self, address: Address, at: datetime, *, text: str = "你好") -> int:
+        """``address``'s member sends ``text`` at ``at``; the member's id."""
+        pipeline = Pipeline(self.store, self.answerer, self.config, clock=lambda: at)
+        channel = f"{address.route}.{address.account}"  # as the kf / OA adapters name channels
+        sender = MemberRef(channel, address.user)
+        await pipeline.handle(
+            InboundMessage(
+                id=uuid.uuid4().hex, channel=channel, conversation=address.user, sender=sender,
+                text=text, received_at=at, address=address,
+            )
+        )  # fmt: skip
+        found = await self.store.get_member(channel, address.user)
+        assert found is not None
+        assert found.id is not None
+        return found.id
+
+    async def add(self, external_id: str, *, route: str, idle: timedelta, **profile: Any) -> int:
+        """A member last active ``idle`` before T0, first seen 100 days before that."""
+        first_seen = T0 - idle - timedelta(days=100)
+        if route == "contact":
+            member_id = await add_member(
+                self.engine, external_id, channel="contact", last_active=T0 - idle,
+                first_seen=first_seen,
             )  # fmt: skip
-    return member_id
+        else:
+            chat = "wkMAIN" if route == "kf" else None
+            address = Address(route, "main", external_id, chat=chat)
+            await self.wrote(address, first_seen)
+            member_id = await self.wrote(address, T0 - idle)
+        async with self.engine.begin() as conn:
+            await conn.execute(PROFILE.insert().values(profile_row(member_id, T0, **profile)))
+        return member_id
+
+
+@pytest.fixture
+def members(engine: AsyncEngine, knowledge: KnowledgeBase, data_dir: Path) -> Members:
+    config = make_settings(data_dir).bot()
+    return Members(engine, Store(engine), ExtractiveAnswerer(knowledge), config)
 
 
 async def campaign(engine: AsyncEngine, name: str, kind: str, **kw: Any) -> Campaign:
@@ -80,12 +119,13 @@ async def campaign(engine: AsyncEngine, name: str, kind: str, **kw: Any) -> Camp
 
 
 async def test_daily_deals_reach_the_store_groups_and_open_windows(
-    engine: AsyncEngine, planner: Planner
+    engine: AsyncEngine, planner: Planner, members: Members
 ) -> None:
-    await member(engine, "u1", channel="kf.main", idle=timedelta(hours=1), home_store="s1")
-    await member(engine, "o1", channel="oa.main", idle=timedelta(hours=30), home_store="s1")
-    await member(engine, "u2", channel="kf.main", idle=timedelta(days=3), home_store="s1")
-    await member(engine, "u3", channel="kf.main", idle=timedelta(hours=1), home_store="s2")
+    await members.add("u1", route="kf", idle=timedelta(hours=1), home_store="s1")
+    await members.add("o1", route="oa", idle=timedelta(hours=30), home_store="s1")
+    await members.add("u2", route="kf", idle=timedelta(days=3), home_store="s1")
+    await members.add("u3", route="kf", idle=timedelta(hours=1), home_store="s2")
+    await members.add("c1", route="contact", idle=timedelta(hours=1), home_store="s1")
     deals = await campaign(
         engine, "deals", "daily_deals", store_id="s1", options={"groups": ["g1"]}
     )
@@ -94,13 +134,13 @@ async def test_daily_deals_reach_the_store_groups_and_open_windows(
 
     assert sorted(report.promotions) == ["夏日满减", "徐汇烘焙"]
     assert dict(report.by_route) == {"group": 1, "kf": 1, "oa": 1}
-    assert report.not_planned["window_closed"] == 1  # u2 wrote 3 days ago; u3 is another store
+    # u2 wrote 3 days ago; u3 is another store's; c1 was imported and never wrote (no window).
+    assert report.not_planned == {"window_closed": 1}
     rows = await Outbox(engine).claim("t", limit=10, now=T0, lease_seconds=60)
     by_route = {r.channel: r for r in rows}
-    assert by_route["kf"].address == {
-        "account": "main", "open_kfid": "wkMAIN", "external_userid": "u1",
-    }  # fmt: skip
-    assert by_route["oa"].address == {"account": "main", "openid": "o1"}
+    # The addresses the members wrote from, as the adapters recorded them.
+    assert by_route["kf"].address == Address("kf", "main", "u1", chat="wkMAIN").as_fields()
+    assert by_route["oa"].address == Address("oa", "main", "o1").as_fields()
     assert by_route["group"].address == {"robot": "g1"}
     text = by_route["kf"].text
     assert PROMOTION_TEXT in text
@@ -110,8 +150,26 @@ async def test_daily_deals_reach_the_store_groups_and_open_windows(
     assert by_route["kf"].expires_at == datetime(2026, 6, 20, 15, 59, tzinfo=UTC)
 
 
-async def test_a_run_is_planned_once(engine: AsyncEngine, planner: Planner) -> None:
-    await member(engine, "u1", channel="kf.main", idle=timedelta(hours=1), home_store="s1")
+async def test_a_window_used_up_by_answers_gets_no_daily_deal(
+    engine: AsyncEngine, planner: Planner, members: Members
+) -> None:
+    await members.add("u1", route="kf", idle=timedelta(hours=1), home_store="s1")
+    await members.add("u2", route="kf", idle=timedelta(hours=2), home_store="s1")
+    # The bot's answers to u2 used up the window since u2's message.
+    u2 = Address("kf", "main", "u2", chat="wkMAIN")
+    assert await members.store.contacts.consume(u2, 5, T0 - timedelta(hours=1))
+    deals = await campaign(engine, "deals", "daily_deals", store_id="s1")
+    report = await planner.plan(deals, now=T0, run_key="2026-06-10")
+    assert dict(report.by_route) == {"kf": 1}
+    assert report.not_planned == {"window_closed": 1}
+    (row,) = await Outbox(engine).claim("t", limit=10, now=T0, lease_seconds=60)
+    assert row.address["user"] == "u1"
+
+
+async def test_a_run_is_planned_once(
+    engine: AsyncEngine, planner: Planner, members: Members
+) -> None:
+    await members.add("u1", route="kf", idle=timedelta(hours=1), home_store="s1")
     deals = await campaign(engine, "deals", "daily_deals", store_id="s1")
     first = await planner.plan(deals, now=T0, run_key="2026-06-10")
     again = await planner.plan(deals, now=T0 + timedelta(minutes=5), run_key="2026-06-10")
@@ -122,8 +180,10 @@ async def test_a_run_is_planned_once(engine: AsyncEngine, planner: Planner) -> N
     assert await Outbox(engine).pending() == 1
 
 
-async def test_no_valid_promotion_plans_nothing(engine: AsyncEngine, planner: Planner) -> None:
-    await member(engine, "u1", channel="kf.main", idle=timedelta(hours=1), home_store="s1")
+async def test_no_valid_promotion_plans_nothing(
+    engine: AsyncEngine, planner: Planner, members: Members
+) -> None:
+    await members.add("u1", route="kf", idle=timedelta(hours=1), home_store="s1")
     deals = await campaign(engine, "deals", "daily_deals", store_id="s1", options={"groups": ["g"]})
     later = datetime(2026, 8, 1, 2, 0, tzinfo=UTC)  # after every promotion ended
     report = await planner.plan(deals, now=later, run_key="2026-08-01")
@@ -131,43 +191,93 @@ async def test_no_valid_promotion_plans_nothing(engine: AsyncEngine, planner: Pl
     assert "no promotion is valid" in report.notes[0]
 
 
-async def test_preview_writes_nothing(engine: AsyncEngine, planner: Planner) -> None:
-    await member(engine, "u1", channel="kf.main", idle=timedelta(hours=1), home_store="s1")
+async def test_preview_writes_nothing(
+    engine: AsyncEngine, planner: Planner, members: Members
+) -> None:
+    await members.add("u1", route="kf", idle=timedelta(hours=1), home_store="s1")
     deals = await campaign(engine, "deals", "daily_deals", store_id="s1")
+    before = await snapshot(engine)
     report = await planner.plan(deals, now=T0, run_key="preview", write=False)
     assert report.planned == 1
     assert report.run_id is None
     assert list(report.samples) == ["template:daily_deals"]
-    assert await Outbox(engine).pending() == 0
+    assert await snapshot(engine) == before
+
+
+async def test_a_reengagement_preview_writes_nothing_yet_uses_fresh_interests(
+    engine: AsyncEngine, knowledge: KnowledgeBase, members: Members
+) -> None:
+    who = await members.add(
+        "c1", route="contact", idle=timedelta(days=45), owner_userid="z",
+        external_userid="wmA", home_store="s1",
+    )  # fmt: skip
+    await members.add("c2", route="contact", idle=timedelta(days=45), groups=["g1"])
+    async with engine.begin() as conn:  # a question that makes c1 a 烘焙 fan
+        await conn.execute(
+            LOG.insert().values(
+                session_key="x", member_id=who, role="user", text="有没有新鲜的面包？",
+                citations=[], created_at=T0 - timedelta(days=45),
+            )
+        )  # fmt: skip
+    winback = await campaign(engine, "winback", "reengage")
+    config = CampaignsConfig(templates={"dormant": "{brand}给{interest}爱好者：{promotions}"})
+    copy = CopyWriter(config, None, brand="示例咖啡")
+    planner = Planner(engine, knowledge, copy, config)
+    before = await snapshot(engine)
+    preview = await planner.plan(winback, now=T0, run_key="preview", write=False)
+    assert await snapshot(engine) == before  # profiles, runs, outbox: all as they were
+    assert dict(preview.by_route) == {"staff_task": 1, "group": 1}
+    assert any(text.startswith("示例咖啡给烘焙爱好者") for text in preview.samples.values())
+    planned = await planner.plan(winback, now=T0, run_key="r1")  # the real plan agrees
+    assert (planned.by_route, planned.samples) == (preview.by_route, preview.samples)
+    await copy.aclose()
+
+
+async def test_a_group_gets_a_winback_post_once_per_cooldown(
+    engine: AsyncEngine, planner: Planner, members: Members
+) -> None:
+    await members.add("c2", route="contact", idle=timedelta(days=45), groups=["g1"])
+    deals = await campaign(engine, "deals", "daily_deals", options={"groups": ["g1"]})
+    await planner.plan(deals, now=T0, run_key="2026-06-10")  # another kind: does not count
+    winback = await campaign(engine, "winback", "reengage", options={"cooldown_days": 14})
+    first = await planner.plan(winback, now=T0, run_key="r1")
+    same_day = await planner.plan(winback, now=T0 + timedelta(hours=2), run_key="r2")
+    assert dict(first.by_route) == {"group": 1}
+    assert same_day.planned == 0  # still pending from r1: about to be posted
+    assert same_day.not_planned == {"group_only": 1, "group_cooldown": 1}
+    box = Outbox(engine)
+    for row in await box.claim("t", limit=10, now=T0, lease_seconds=60):
+        await box.mark_sent(row.id or 0, "t", now=T0 + timedelta(hours=3), platform_id="x")
+    week = await planner.plan(winback, now=T0 + timedelta(days=7), run_key="r3")
+    later = await planner.plan(winback, now=T0 + timedelta(days=15), run_key="r4")
+    assert week.not_planned["group_cooldown"] == 1
+    assert dict(later.by_route) == {"group": 1}
 
 
 async def test_reengagement_routes_dormant_members_honestly(
-    engine: AsyncEngine, planner: Planner
+    engine: AsyncEngine, planner: Planner, members: Members
 ) -> None:
     dormant = timedelta(days=45)
-    staff = await member(
-        engine, "c1", channel="contact", idle=dormant, owner_userid="zhang",
+    staff = await members.add("c1", route="contact", idle=dormant, owner_userid="zhang",
         external_userid="wmA", home_store="s1", interests=["烘焙"],
     )  # fmt: skip
-    await member(engine, "c2", channel="contact", idle=dormant, groups=["g1"])
-    await member(engine, "c3", channel="contact", idle=dormant)
-    await member(
-        engine,
+    await members.add("c2", route="contact", idle=dormant, groups=["g1"])
+    await members.add("c3", route="contact", idle=dormant)
+    await members.add(
         "c4",
-        channel="contact",
+        route="contact",
         idle=timedelta(days=120),
         owner_userid="li",
         external_userid="wmD",
     )  # fmt: skip  (lost: not in the default segments)
-    await member(
-        engine,
+    await members.add(
         "c5",
-        channel="contact",
+        route="contact",
         idle=timedelta(days=20),
         owner_userid="li",
         external_userid="wmE",
     )  # fmt: skip  (at risk)
-    await member(engine, "c6", channel="contact", idle=dormant, owner_userid="li",
+    await members.add("c6", route="contact", idle=dormant, owner_userid="li",
                  external_userid="wmF", consent=False)  # fmt: skip
     winback = await campaign(engine, "winback", "reengage")
 
@@ -188,9 +298,9 @@ async def test_reengagement_routes_dormant_members_honestly(
 
 
 async def test_cooldown_skips_members_won_back_recently(
-    engine: AsyncEngine, planner: Planner
+    engine: AsyncEngine, planner: Planner, members: Members
 ) -> None:
-    await member(engine, "c1", channel="contact", idle=timedelta(days=45), owner_userid="z",
+    await members.add("c1", route="contact", idle=timedelta(days=45), owner_userid="z",
                  external_userid="wmA")  # fmt: skip
     winback = await campaign(engine, "winback", "reengage", options={"cooldown_days": 14})
     first = await planner.plan(winback, now=T0, run_key="r1")
@@ -204,9 +314,11 @@ async def test_cooldown_skips_members_won_back_recently(
     assert later.planned == 1
 
 
-async def test_reports_count_states_and_reactivation(engine: AsyncEngine, planner: Planner) -> None:
+async def test_reports_count_states_and_reactivation(
+    engine: AsyncEngine, planner: Planner, members: Members
+) -> None:
     ids = [
-        await member(engine, f"c{i}", channel="contact", idle=timedelta(days=45),
+        await members.add(f"c{i}", route="contact", idle=timedelta(days=45),
                      owner_userid="z", external_userid=f"wm{i}")
         for i in range(3)
     ]  # fmt: skip
@@ -237,10 +349,9 @@ async def test_reports_count_states_and_reactivation(engine: AsyncEngine, planne
 
 
 async def test_interests_from_questions_reach_the_profile_before_copy(
-    engine: AsyncEngine, planner: Planner
+    engine: AsyncEngine, planner: Planner, members: Members
 ) -> None:
-    who = await member(
-        engine, "c1", channel="contact", idle=timedelta(days=45), owner_userid="z",
+    who = await members.add("c1", route="contact", idle=timedelta(days=45), owner_userid="z",
         external_userid="wmA",
     )  # fmt: skip
     async with engine.begin() as conn:
@@ -259,3 +370,23 @@ async def test_interests_from_questions_reach_the_profile_before_copy(
             ._mapping["interests"]
         )
     assert interests == ["烘焙"]
+
+
+async def test_bridge_groups_are_pushed_and_a_malformed_one_is_refused(
+    engine: AsyncEngine, planner: Planner
+) -> None:
+    deals = await campaign(
+        engine, "deals", "daily_deals", store_id="s1",
+        options={"groups": ["g1"], "bridge_groups": ["bridge:group-42"]},
+    )  # fmt: skip
+    await planner.plan(deals, now=T0, run_key="2026-06-10")
+    rows = await Outbox(engine).claim("t", limit=10, now=T0, lease_seconds=60)
+    posts = sorted((r.target, r.channel, tuple(sorted(r.address.items()))) for r in rows)
+    assert posts == [
+        ("group:g1", "group", (("robot", "g1"),)),
+        ("group:webhook.bridge:group-42", "webhook",
+         (("bridge", "bridge"), ("conversation", "group-42"))),
+    ]  # fmt: skip
+    bad = await campaign(engine, "bad", "daily_deals", options={"bridge_groups": ["group-42"]})
+    with pytest.raises(ValueError, match="'group-42': expected <bridge>:<conversation>"):
+        await planner.plan(bad, now=T0, run_key="2026-06-10", write=False)

@@ -1,5 +1,7 @@
 """The delivery policy, rule by rule, on real SQLite and PostgreSQL rows (members, profiles, sent
-outbox rows, message logs inserted directly). ``quiet_until`` is pure and tested on its own.
+outbox rows inserted directly); the contact window is the worker's and the ledger's
+(tests/campaigns/test_worker.py, tests/bot/test_contact.py). ``quiet_until`` is pure and tested
+on its own.
 
 Times are written in the brand's local time (:func:`sh`, Asia/Shanghai) because the rules are: a
 local calendar day for the daily cap, a local month for the staff-task quota, local quiet hours.
@@ -16,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.models import Member, MessageLog
+from bot.models import Member
 from campaigns.config import CampaignsConfig
 from campaigns.models import Campaign, CampaignRun, MemberProfile, OutboxRow
 from campaigns.policy import SKIP_REASONS, Decision, DeliveryPolicy, quiet_until
@@ -88,13 +90,6 @@ async def sent(
         member_id=member_id, person=person, channel=channel, address={}, text="deal",
         state=state, attempts=1, not_before=at, created_at=at,
         sent_at=at if state == "sent" else None,
-    )  # fmt: skip
-
-
-async def logged(engine: AsyncEngine, member_id: int, role: str, at: datetime) -> None:
-    await insert(
-        engine, MessageLog, session_key=f"kf:{member_id}", member_id=member_id, role=role,
-        text="hi", citations=[], created_at=at,
     )  # fmt: skip
 
 
@@ -348,39 +343,6 @@ async def test_group_rows_ignore_person_caps(engine: AsyncEngine) -> None:
     # ... and group posts do not use up a person's cap.
     member = await add_member(engine, "kf-1", last_active=now - timedelta(hours=1))
     assert await policy.decide(row(member, f"m{member}"), now) == SEND
-
-
-# --- rule 5: the kf / Official Account session window -------------------------------------------
-
-
-@pytest.mark.parametrize("channel", ["kf", "oa"])
-async def test_session_window_is_48_hours(engine: AsyncEngine, channel: str) -> None:
-    now = sh(6, 10, 10, 0)
-    policy = DeliveryPolicy(engine, CampaignsConfig())
-    recent = await add_member(engine, "a", last_active=now - timedelta(hours=47, minutes=59))
-    stale = await add_member(engine, "b", last_active=now - timedelta(hours=48))
-    assert await policy.decide(row(recent, f"m{recent}", channel), now) == SEND
-    assert await policy.decide(row(stale, f"m{stale}", channel), now) == skip("window_closed")
-
-
-async def test_five_sends_since_the_last_message_close_the_window(engine: AsyncEngine) -> None:
-    now = sh(6, 10, 10, 0)
-    last = now - timedelta(hours=30)
-    member = await add_member(engine, "kf-1", last_active=last)
-    await profile(engine, member, "p")
-    policy = DeliveryPolicy(engine, LOOSE)
-    await sent(engine, last - timedelta(minutes=1), member_id=member, person="p")  # before it
-    await sent(
-        engine, last + timedelta(hours=1), member_id=member, person="p", channel="staff_task"
-    )
-    for hours in (1, 2, 3):
-        await sent(engine, last + timedelta(hours=hours), member_id=member, person="p")
-    await logged(engine, member, "user", last)
-    await logged(engine, member, "bot", last)  # the reply to it, same instant: counts
-    await logged(engine, member, "bot", last - timedelta(seconds=1))  # before it: does not
-    assert await policy.decide(row(member, "p"), now) == SEND  # 4 sent in the window
-    await logged(engine, member, "bot", last + timedelta(hours=4))
-    assert await policy.decide(row(member, "p"), now) == skip("window_closed")
 
 
 # --- rule 6: add_msg_template quota -------------------------------------------------------------

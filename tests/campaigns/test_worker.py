@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -20,8 +20,11 @@ from adapters.wecom.config import (
     WeComSettings,
 )
 from adapters.wecom.outbound import PlatformSender, platform_sender
+from bot.contact import ContactLedger
 from bot.models import Member
+from bot.types import Address
 from campaigns.config import CampaignsConfig, RateLimits
+from campaigns.locks import SendLocks
 from campaigns.outbox import Outbox, Planned
 from campaigns.worker import UNKNOWN_OUTCOME, DeliveryWorker
 from tests.campaigns.conftest import T0, add_member
@@ -68,18 +71,24 @@ async def sender(wecom_server: FakePlatform) -> AsyncIterator[PlatformSender]:
 
 
 async def kf_rows(
-    engine: AsyncEngine, fake: FakePlatform, users: list[str], *, open_window: bool = True
-) -> list[Planned]:
+    engine: AsyncEngine, fake: FakePlatform, users: list[str], *, wrote: bool = True,
+    platform_window: bool = True,
+) -> list[Planned]:  # fmt: skip
+    """kf members and a message for each. ``wrote``: the member's message reached the core (its
+    address recorded, its contact window open); ``platform_window``: the fake saw it too."""
     rows = []
     for user in users:
         member = await add_member(engine, user, channel="kf.main", last_active=T0)
-        if open_window:
+        address = Address("kf", "main", user, chat=KFID)
+        if wrote:
+            await ContactLedger(engine).arrived(member, address, T0)
+        if platform_window:
             fake.add_kf_message(user, "你好", open_kfid=KFID)
         rows.append(
             Planned(
                 target=f"person:m{member}", channel="kf", text=f"今日特惠 {user}",
-                address={"account": "main", "open_kfid": KFID, "external_userid": user},
-                not_before=T0, member_id=member, person=f"m{member}", segment="active",
+                address=address.as_fields(), not_before=T0, member_id=member,
+                person=f"m{member}", segment="active",
             )
         )  # fmt: skip
     return rows
@@ -88,9 +97,11 @@ async def kf_rows(
 async def oa_row(engine: AsyncEngine, fake: FakePlatform) -> Planned:
     """An Official Account member whose 48-hour window is open, and a message for them."""
     member = await add_member(engine, "o1", channel="oa.oa1", last_active=T0)
+    address = Address("oa", "oa1", "o1")
+    await ContactLedger(engine).arrived(member, address, T0)
     fake.add_oa_message("o1")
     return Planned(
-        target="person:o1", channel="oa", text="hi", address={"account": "oa1", "openid": "o1"},
+        target="person:o1", channel="oa", text="hi", address=address.as_fields(),
         not_before=T0, member_id=member, person=f"m{member}",
     )  # fmt: skip
 
@@ -154,15 +165,58 @@ async def test_quiet_hours_defer_to_the_morning(
     assert await states(engine, run) == {("sent", None): 1}
 
 
+async def test_a_closed_contact_window_is_a_skip_without_a_platform_call(
+    engine: AsyncEngine, wecom_server: FakePlatform, sender: PlatformSender
+) -> None:
+    run = await new_run(engine)
+    rows = await kf_rows(engine, wecom_server, ["u1"], wrote=False)
+    await Outbox(engine).add(run, rows, T0)
+    await worker(engine, sender, Clock()).drain()
+    assert await states(engine, run) == {("skipped", "window_closed"): 1}
+    assert wecom_server.count("/cgi-bin/kf/send_msg") == 0
+
+
+async def test_a_used_up_window_skips_the_push(
+    engine: AsyncEngine, wecom_server: FakePlatform, sender: PlatformSender
+) -> None:
+    run = await new_run(engine)
+    (row,) = await kf_rows(engine, wecom_server, ["u1"])
+    # The bot's answers used the whole window since the member's message.
+    assert await ContactLedger(engine).consume(Address.from_fields(row.address), 5, T0)
+    await Outbox(engine).add(run, [row], T0)
+    await worker(engine, sender, Clock()).drain()
+    assert await states(engine, run) == {("skipped", "window_closed"): 1}
+    assert wecom_server.count("/cgi-bin/kf/send_msg") == 0
+
+
+async def test_a_row_without_a_recorded_address_fails_clearly(
+    engine: AsyncEngine, wecom_server: FakePlatform, sender: PlatformSender
+) -> None:
+    """A kf row whose address is not an :class:`Address` (planned before addresses were
+    recorded: the open_kfid parsed out of a session key) fails as refused, naming what lacks."""
+    run = await new_run(engine)
+    (row,) = await kf_rows(engine, wecom_server, ["u1"])
+    old = replace(row, address={"account": "main", "open_kfid": KFID, "external_userid": "u1"})
+    await Outbox(engine).add(run, [old], T0)
+    await worker(engine, sender, Clock()).drain()
+    assert await states(engine, run) == {("failed", "rejected"): 1}
+    async with engine.connect() as conn:
+        error = (await conn.execute(sa.text("SELECT error FROM outbox"))).scalar_one()
+    assert "an address without route, user" in error
+    assert wecom_server.count("/cgi-bin/kf/send_msg") == 0
+
+
 async def test_a_closed_platform_window_is_a_skip_not_a_retry(
     engine: AsyncEngine, wecom_server: FakePlatform, sender: PlatformSender
 ) -> None:
     run = await new_run(engine)
-    rows = await kf_rows(engine, wecom_server, ["u1"], open_window=False)
-    await Outbox(engine).add(run, rows, T0)
+    (row,) = await kf_rows(engine, wecom_server, ["u1"], platform_window=False)
+    await Outbox(engine).add(run, [row], T0)
     await worker(engine, sender, Clock()).drain()
     assert await states(engine, run) == {("skipped", "window_closed"): 1}
     assert wecom_server.count("/cgi-bin/kf/send_msg") == 1
+    # The platform knows best: the ledger's window is closed too until the member writes.
+    assert await ContactLedger(engine).remaining(Address.from_fields(row.address), T0) == 0
 
 
 async def test_a_busy_platform_is_retried_later_with_backoff(
@@ -200,6 +254,26 @@ async def test_an_interrupted_non_idempotent_send_is_not_repeated(
     assert error == UNKNOWN_OUTCOME
 
 
+async def test_an_interrupted_send_stays_unrepeated_while_its_person_is_busy(
+    engine: AsyncEngine, wecom_server: FakePlatform, sender: PlatformSender
+) -> None:
+    run = await new_run(engine)
+    row = await oa_row(engine, wecom_server)
+    box = Outbox(engine)
+    await box.add(run, [row], T0)
+    (claimed,) = await box.claim("dead", limit=1, now=T0, lease_seconds=1)
+    assert await box.begin_attempt(claimed.id or 0, "dead", now=T0, lease_seconds=1)
+    locks = SendLocks(engine)
+    assert await locks.acquire(f"person:{row.person}", "other", 60)  # another send to them
+    clock = Clock(T0 + timedelta(seconds=5))
+    await worker(engine, sender, clock).drain()
+    await locks.release(f"person:{row.person}", "other")
+    clock.now += timedelta(minutes=1)
+    await worker(engine, sender, clock).drain()
+    assert await states(engine, run) == {("failed", None): 1}
+    assert wecom_server.custom_sent == []
+
+
 async def test_staff_tasks_are_grouped_per_owner(
     engine: AsyncEngine, wecom_server: FakePlatform, sender: PlatformSender
 ) -> None:
@@ -221,6 +295,53 @@ async def test_staff_tasks_are_grouped_per_owner(
     assert await states(engine, run) == {("sent", None): 4}
     tasks = {t["sender"]: sorted(t["external_userid"]) for t in wecom_server.templates_sent}
     assert tasks == {"zhang": ["wm0", "wm1", "wm3"], "li": ["wm2"]}
+
+
+async def staff_rows(engine: AsyncEngine, owners: dict[str, int]) -> list[Planned]:
+    """Dormant customers of each staff owner (``owner`` → how many), one win-back text."""
+    rows = []
+    for owner, count in owners.items():
+        for i in range(count):
+            member = await add_member(
+                engine, f"{owner}{i}", channel="contact", last_active=T0 - timedelta(days=40)
+            )
+            rows.append(
+                Planned(
+                    target=f"person:m{member}", channel="staff_task", text="好久不见，本周特惠",
+                    address={"owner": owner, "external_userid": f"wm-{owner}{i}"},
+                    not_before=T0, member_id=member, person=f"m{member}", segment="dormant",
+                )
+            )  # fmt: skip
+    return rows
+
+
+async def test_an_owner_gets_one_task_per_run_and_text_across_claims(
+    engine: AsyncEngine, wecom_server: FakePlatform, sender: PlatformSender
+) -> None:
+    run = await new_run(engine)
+    await Outbox(engine).add(run, await staff_rows(engine, {"zhang": 25, "li": 3}), T0)
+    w1 = DeliveryWorker(engine, sender, CONFIG, owner="w1", clock=Clock(), batch=10)
+    w2 = DeliveryWorker(engine, sender, CONFIG, owner="w2", clock=Clock(), batch=10)
+    await asyncio.gather(w1.drain(), w2.drain())  # two workers, claims of 10
+    assert await states(engine, run) == {("sent", None): 28}
+    tasks = sorted((t["sender"], len(t["external_userid"])) for t in wecom_server.templates_sent)
+    assert tasks == [("li", 3), ("zhang", 25)]
+
+
+async def test_a_task_interrupted_mid_send_is_never_sent_again(
+    engine: AsyncEngine, wecom_server: FakePlatform, sender: PlatformSender
+) -> None:
+    run = await new_run(engine)
+    box = Outbox(engine)
+    await box.add(run, await staff_rows(engine, {"zhang": 25}), T0)
+    # A worker claimed 20, gathered the task's 25, recorded the attempt, then died in the call.
+    first, *_ = await box.claim("dead", limit=20, now=T0, lease_seconds=1)
+    whole = await box.claim_task(first, "dead", now=T0, lease_seconds=1, due=T0)
+    ids = [r.id or 0 for r in whole]
+    assert len(await box.begin_attempts(ids, "dead", now=T0, lease_seconds=1)) == 25
+    await worker(engine, sender, Clock(T0 + timedelta(seconds=5))).drain()
+    assert await states(engine, run) == {("failed", None): 25}
+    assert wecom_server.templates_sent == []
 
 
 async def test_group_posts_and_expired_promotions(

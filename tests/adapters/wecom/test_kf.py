@@ -22,13 +22,14 @@ from adapters.wecom.config import KfAccount
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.kf import KF_RUNTIME, create_kf_app
 from adapters.wecom.kf_channel import NON_TEXT_TEXT
-from adapters.wecom.kf_state import REPLIES_PER_MESSAGE, KfState, WindowKey
+from adapters.wecom.kf_state import KfState
 from adapters.wecom.xmlwire import build_xml
 from bot.app import App
 from bot.commands import HANDOFF_TEXT
+from bot.contact import SENDS_PER_WINDOW
 from bot.demo import DEMO_DIR
 from bot.settings import Settings
-from bot.types import InboundMessage, MessageHandler, Reply, TextReply
+from bot.types import Address, InboundMessage, MessageHandler, Reply, TextReply
 from tests.fakes.wecom_server import FakePlatform
 
 AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
@@ -39,6 +40,12 @@ SYNC = "/cgi-bin/kf/sync_msg"
 STATE_GET = "/cgi-bin/kf/service_state/get"
 TRANS = "/cgi-bin/kf/service_state/trans"
 EXPIRY_ANSWER = "次年 12 月 31 日"
+WM1 = Address("kf", "shop", "wm-1", chat=KFID)
+
+
+def now(server: FakePlatform) -> datetime:
+    """The fake platform's time, which the channel under test uses as its clock."""
+    return datetime.fromtimestamp(server.clock(), UTC)
 
 
 @pytest.fixture
@@ -89,7 +96,7 @@ async def start_kf(wecom_server: FakePlatform, core: App) -> AsyncIterator[Start
         accounts = options.pop("accounts", None) or [account(wecom_server)]
         sub = create_kf_app(
             handle or core.pipeline.handle, accounts, api_base=wecom_server.url,
-            engine=core.engine, clock=lambda: datetime.fromtimestamp(wecom_server.clock(), UTC),
+            engine=core.engine, clock=lambda: now(wecom_server),
             backoff=0.0, **options,
         )  # fmt: skip
         root = web.Application()
@@ -159,6 +166,12 @@ async def test_callback_pulls_and_answers_from_the_faq(
     sync = next(r for r in wecom_server.requests if r.api == SYNC)
     assert sync.json["token"] == wecom_server.kf_callback_token
     assert await KfState(core.engine).cursor("shop", KFID) == "cur1"
+    # The pipeline recorded where the member wrote from; the answer used one send of the window.
+    member = await core.store.get_member("kf.shop", "wm-1")
+    assert member is not None
+    assert member.id is not None
+    reach = (await core.store.contacts.reach([member.id], now(wecom_server)))[member.id]
+    assert (reach.address, reach.remaining) == (WM1, SENDS_PER_WINDOW - 1)
 
 
 async def test_get_verifies_the_url(wecom_server: FakePlatform, start_kf: StartKf) -> None:
@@ -303,6 +316,7 @@ async def test_a_long_answer_is_capped_at_five_messages(
     wecom_server: FakePlatform, start_kf: StartKf, core: App
 ) -> None:
     async def verbose(msg: InboundMessage) -> Reply:
+        await core.pipeline.handle(msg)  # records the member and opens the window
         return TextReply("这是一个非常长的回答。" * 1000)
 
     wecom_server.add_kf_message("wm-1", "说说你们的一切")
@@ -310,12 +324,10 @@ async def test_a_long_answer_is_capped_at_five_messages(
     kf = await start_kf(verbose)
     await callback(kf, wecom_server)
     parts = sent_to(wecom_server, "wm-1")
-    assert len(parts) == REPLIES_PER_MESSAGE
+    assert len(parts) == SENDS_PER_WINDOW
     assert all(len(p.encode()) <= 2048 for p in parts)
     assert parts[-1].endswith("…")
-    window = await KfState(core.engine).window(WindowKey("shop", KFID, "wm-1"))
-    assert window is not None
-    assert window.replies == REPLIES_PER_MESSAGE
+    assert await core.store.contacts.remaining(WM1, now(wecom_server)) == 0
 
 
 async def test_window_closed_by_the_platform_is_recorded(
@@ -327,11 +339,7 @@ async def test_window_closed_by_the_platform_is_recorded(
     await callback(kf, wecom_server)
     assert wecom_server.kf_sent == []
     assert wecom_server.count(SEND) == 1
-    state = KfState(core.engine)
-    window = await state.window(WindowKey("shop", KFID, "wm-1"))
-    assert window is not None
-    assert window.replies == REPLIES_PER_MESSAGE
-    assert not await state.claim_reply(WindowKey("shop", KFID, "wm-1"), datetime.now(UTC))
+    assert await core.store.contacts.remaining(WM1, now(wecom_server)) == 0
 
 
 @pytest.mark.parametrize("state", [2, 3])

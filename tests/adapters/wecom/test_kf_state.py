@@ -1,27 +1,20 @@
-"""The kf channel's durable state over real SQLite: cursors and the 48 h / 5-reply windows; and
-the reading of ``msg_list`` entries."""
+"""The kf channel's durable state over real SQLite (sync cursors), and the reading of ``msg_list``
+entries. The reply windows are the core's contact-window ledger (tests/bot/test_contact.py)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.wecom.kf_messages import BadKfMessage, parse_kf_message, reply_msgid
-from adapters.wecom.kf_state import (
-    REPLIES_PER_MESSAGE,
-    WINDOW,
-    KfState,
-    WindowKey,
-)
+from adapters.wecom.kf_state import KfState
 from tests.sql import migrated
 
 T0 = datetime(2026, 3, 8, 10, 0, tzinfo=UTC)
-KEY = WindowKey("shop", "wkfake", "wm-1")
 
 
 @pytest.fixture
@@ -43,60 +36,9 @@ async def test_cursor_is_saved_per_account_and_kf_id(engine: AsyncEngine) -> Non
     assert await KfState(engine).cursor("other", "wkfake") == "x9"  # durable, not in memory
 
 
-async def test_five_replies_per_customer_message(engine: AsyncEngine) -> None:
-    state = KfState(engine)
-    assert not await state.claim_reply(KEY, T0)  # the customer never wrote
-    await state.customer_wrote(KEY, T0)
-    claims = [await state.claim_reply(KEY, T0 + timedelta(minutes=i)) for i in range(7)]
-    assert claims == [True] * REPLIES_PER_MESSAGE + [False, False]
-    await state.customer_wrote(KEY, T0 + timedelta(hours=1))  # a new message: a new window
-    assert await state.claim_reply(KEY, T0 + timedelta(hours=1))
-
-
-async def test_a_redelivered_older_message_does_not_reopen_the_window(
-    engine: AsyncEngine,
-) -> None:
-    state = KfState(engine)
-    await state.customer_wrote(KEY, T0)
-    for _ in range(REPLIES_PER_MESSAGE):
-        assert await state.claim_reply(KEY, T0)
-    await state.customer_wrote(KEY, T0 - timedelta(minutes=5))
-    await state.customer_wrote(KEY, T0)
-    window = await state.window(KEY)
-    assert window is not None
-    assert (window.last_customer_at, window.replies) == (T0, REPLIES_PER_MESSAGE)
-    assert not await state.claim_reply(KEY, T0)
-
-
-async def test_the_window_closes_after_48_hours(engine: AsyncEngine) -> None:
-    state = KfState(engine)
-    await state.customer_wrote(KEY, T0)
-    assert await state.claim_reply(KEY, T0 + WINDOW)
-    assert not await state.claim_reply(KEY, T0 + WINDOW + timedelta(seconds=1))
-    window = await state.window(KEY)
-    assert window is not None
-    assert window.replies == 1  # a refused claim counts nothing
-
-
-async def test_close_window_refuses_until_the_customer_writes(engine: AsyncEngine) -> None:
-    state = KfState(engine)
-    await state.customer_wrote(KEY, T0)
-    await state.close_window(KEY)
-    assert not await state.claim_reply(KEY, T0)
-    await state.customer_wrote(KEY, T0 + timedelta(seconds=1))
-    assert await state.claim_reply(KEY, T0 + timedelta(seconds=1))
-
-
-async def test_concurrent_claims_never_exceed_the_window(engine: AsyncEngine) -> None:
-    state = KfState(engine)
-    await state.customer_wrote(KEY, T0)
-    claims = await asyncio.gather(*(state.claim_reply(KEY, T0) for _ in range(12)))
-    assert sum(claims) == REPLIES_PER_MESSAGE
-
-
 async def test_naive_datetimes_are_refused(engine: AsyncEngine) -> None:
     with pytest.raises(ValueError, match="naive"):
-        await KfState(engine).customer_wrote(KEY, datetime(2026, 3, 8, 10, 0))
+        await KfState(engine).save_cursor("shop", "wkfake", "c1", datetime(2026, 3, 8, 10, 0))
 
 
 def test_msg_list_entries_are_read_or_refused_clearly() -> None:

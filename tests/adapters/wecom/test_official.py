@@ -5,9 +5,11 @@ one answer across WeChat's retries (sequential and concurrent), hostile callback
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -25,7 +27,8 @@ from adapters.wecom.official import (
     create_official_app,
 )
 from adapters.wecom.xmlwire import build_xml, parse_xml
-from bot.types import MessageHandler
+from bot.contact import SENDS_PER_WINDOW, ContactLedger
+from bot.types import Address, MessageHandler
 from tests.adapters.wecom.wire import (
     AES_KEY,
     TIMESTAMP,
@@ -41,10 +44,12 @@ from tests.adapters.wecom.wire import (
     until,
 )
 from tests.fakes.wecom_server import FakePlatform
+from tests.sql import sql_engine
 
 TOKEN = "oa-callback-token"
 OURS = "gh_1234567890ab"
 USER = "oUser-openid-1"
+ADDRESS = Address("oa", "brand", USER)
 FAST = 4.5
 SLOW = 0.2
 Mode = Literal["plain", "compatible", "safe"]
@@ -83,7 +88,21 @@ StartChannel = Callable[..., Awaitable[Running]]
 
 
 @pytest.fixture
-async def start(wecom_server: FakePlatform) -> AsyncIterator[StartChannel]:
+async def ledger(data_dir: Path) -> AsyncIterator[ContactLedger]:
+    """The core's contact-window ledger on a real SQLite database."""
+    async with sql_engine("sqlite", data_dir) as engine:
+        yield ContactLedger(engine)
+
+
+async def member_wrote(server: FakePlatform, ledger: ContactLedger) -> None:
+    """USER writes now: the platform and the ledger both open a window (the pipeline opens the
+    ledger's when a message reaches it; these tests' handlers stand in for the pipeline)."""
+    server.add_oa_message(USER)
+    await ledger.open(ADDRESS, datetime.now(UTC))
+
+
+@pytest.fixture
+async def start(wecom_server: FakePlatform, ledger: ContactLedger) -> AsyncIterator[StartChannel]:
     """Start the channel around a handler with one account; closed after the test."""
     async with AsyncExitStack() as stack:
 
@@ -94,7 +113,7 @@ async def start(wecom_server: FakePlatform) -> AsyncIterator[StartChannel]:
                 encoding_aes_key=None if mode == "plain" else SecretStr(AES_KEY),
                 reply_budget_seconds=budget, store_id="sh-xuhui",
             )  # fmt: skip
-            sub = create_official_app(handle, [account], api_base=wecom_server.url)
+            sub = create_official_app(handle, [account], api_base=wecom_server.url, ledger=ledger)
             url = await stack.enter_async_context(serve("/wechat/oa/", sub))
             crypto = CallbackCrypto(TOKEN, AES_KEY, wecom_server.oa_app_id)
             return Running(url + "brand", sub[OA_CHANNEL], crypto, mode)
@@ -156,11 +175,11 @@ async def test_modes_refuse_the_other_kind_of_callback(start: StartChannel) -> N
 
 
 async def test_slow_answer_goes_through_custom_send_once(
-    start: StartChannel, wecom_server: FakePlatform
+    start: StartChannel, wecom_server: FakePlatform, ledger: ContactLedger
 ) -> None:
     bot = SlowBot()
     running = await start(bot, budget=SLOW)
-    wecom_server.add_oa_message(USER)
+    await member_wrote(wecom_server, ledger)
     assert await running.send("慢问题", "200001") == (200, "success")
     assert await running.send("慢问题", "200001") == (200, "success")  # retry, still working
     bot.release.set()
@@ -174,11 +193,11 @@ async def test_slow_answer_goes_through_custom_send_once(
 
 
 async def test_concurrent_retries_of_a_slow_message_answer_once(
-    start: StartChannel, wecom_server: FakePlatform
+    start: StartChannel, wecom_server: FakePlatform, ledger: ContactLedger
 ) -> None:
     bot = SlowBot()
     running = await start(bot, budget=SLOW)
-    wecom_server.add_oa_message(USER)
+    await member_wrote(wecom_server, ledger)
     replies = await asyncio.gather(*(running.send("慢问题", "200002") for _ in range(3)))
     assert replies == [(200, "success")] * 3
     bot.release.set()
@@ -188,11 +207,11 @@ async def test_concurrent_retries_of_a_slow_message_answer_once(
 
 
 async def test_a_retry_still_open_when_the_answer_lands_replies_passively(
-    start: StartChannel, wecom_server: FakePlatform
+    start: StartChannel, wecom_server: FakePlatform, ledger: ContactLedger
 ) -> None:
     bot = SlowBot()
     running = await start(bot, budget=1.0)
-    wecom_server.add_oa_message(USER)
+    await member_wrote(wecom_server, ledger)
     assert await running.send("慢问题", "200003") == (200, "success")
     retry = asyncio.create_task(running.send("慢问题", "200003"))
     await until(
@@ -217,32 +236,51 @@ async def test_fast_retries_get_success_after_the_passive_reply(start: StartChan
     assert len(bot.seen) == 1
 
 
-async def test_closed_window_is_logged_and_dropped(
+async def test_no_custom_send_without_an_open_window(
     start: StartChannel, wecom_server: FakePlatform, caplog: pytest.LogCaptureFixture
 ) -> None:
-    bot = SlowBot()
-    running = await start(bot, budget=SLOW)  # the fake has seen no message from USER: 45015
+    bot = SlowBot()  # stands in for the pipeline and opens no window: the member never wrote
+    running = await start(bot, budget=SLOW)
     assert await running.send("慢问题", "400001") == (200, "success")
     bot.release.set()
-    await running.channel.tasks.drain()
+    with caplog.at_level(logging.INFO, logger="adapters.wecom.official"):
+        await running.channel.tasks.drain()
+    assert wecom_server.count("/cgi-bin/message/custom/send") == 0  # refused by us
+    assert "window of oUser-openid-1 closed" in caplog.text
+
+
+async def test_a_window_the_platform_closed_is_closed_in_the_ledger(
+    start: StartChannel, wecom_server: FakePlatform, ledger: ContactLedger,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    bot = SlowBot()
+    running = await start(bot, budget=SLOW)
+    await ledger.open(ADDRESS, datetime.now(UTC))  # the fake has seen no message from USER: 45015
+    assert await running.send("慢问题", "400001") == (200, "success")
+    bot.release.set()
+    with caplog.at_level(logging.INFO, logger="adapters.wecom.official"):
+        await running.channel.tasks.drain()
     assert wecom_server.custom_sent == []
     assert wecom_server.count("/cgi-bin/message/custom/send") == 1  # never retried
     assert "45015" in caplog.text
+    assert await ledger.remaining(ADDRESS, datetime.now(UTC)) == 0
 
 
 async def test_long_passive_answer_sends_the_rest_through_the_api(
-    start: StartChannel, wecom_server: FakePlatform
+    start: StartChannel, wecom_server: FakePlatform, ledger: ContactLedger
 ) -> None:
     bot = SlowBot(answer=lambda msg: "长" * 1000)  # 3000 bytes: two messages
     bot.release.set()
     running = await start(bot, mode="plain")
-    wecom_server.add_oa_message(USER)
+    await member_wrote(wecom_server, ledger)
     _, text = await running.send("说长一点", "400002")
     await running.channel.tasks.drain()
     first = running.open_reply(text)["Content"]
     rest = [sent["text"]["content"] for sent in wecom_server.custom_sent]
     assert len(rest) == 1
     assert first + rest[0] == "长" * 1000
+    # The passive reply is not a customer-service message; the rest is one.
+    assert await ledger.remaining(ADDRESS, datetime.now(UTC)) == SENDS_PER_WINDOW - 1
 
 
 def event(kind: str, **extra: str) -> dict[str, str]:
@@ -312,20 +350,20 @@ async def test_real_core_answers_from_the_demo_faq_and_survives_a_restart(
         assert await restarted.send("积分会过期吗？", "700001") == (200, "success")
 
 
-def test_an_encrypted_mode_account_needs_a_key() -> None:
+def test_an_encrypted_mode_account_needs_a_key(ledger: ContactLedger) -> None:
     account = OfficialAccountConfig(
         name="nokey", token=SecretStr("t"), app_id="wx1", secret=SecretStr("s"), mode="safe"
     )
     with pytest.raises(ValueError, match="needs a key"):
-        create_official_app(fast_bot(), [account], api_base="http://127.0.0.1:9")
+        create_official_app(fast_bot(), [account], api_base="http://127.0.0.1:9", ledger=ledger)
 
 
 async def test_overload_acknowledges_at_once_and_answers_through_the_api(
-    start: StartChannel, wecom_server: FakePlatform
+    start: StartChannel, wecom_server: FakePlatform, ledger: ContactLedger
 ) -> None:
     bot = SlowBot()
     running = await start(bot, budget=FAST)
-    wecom_server.add_oa_message(USER)
+    await member_wrote(wecom_server, ledger)
     busy = [
         asyncio.create_task(running.send(f"问题{i}", f"3000{i:02d}")) for i in range(MAX_ANSWERING)
     ]
