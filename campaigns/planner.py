@@ -407,7 +407,7 @@ def _bridge_groups(value: Any) -> list[tuple[str, dict[str, str]]]:
     a name without both parts or too long to be a target."""
     out = []
     for name in _names(value):
-        bridge, _, conversation = name.partition(":")
+        bridge, _, conversation = name.partition(":")  # operator syntax, as the docs give it
         if not bridge or not conversation:
             raise ValueError(f"bridge group {name!r}: expected <bridge>:<conversation>")
         target = f"group:webhook.{bridge}:{conversation}"
