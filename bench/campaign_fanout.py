@@ -8,15 +8,17 @@ against the fake platform under a configured kf rate limit.
 Prints one JSON object.
 
 **Planning.** A temporary SQLite database holds ``members`` kf identities (account ``main``)
-active within the last day, each with one message-log row whose session key
-``kf.main:<open_kfid>:<external_userid>`` gives the planner its kf address; the knowledge base
+active within the last day, each with the address it last wrote from and its open contact window
+(``member_address``, ``contact_window``: what the pipeline records when a member writes); the
+knowledge base
 (``bot.app.App``: hash embeddings, no LLM) holds one promotion valid today. ``Planner.plan`` of a
 daily-deals campaign (template copy) is timed ``repeat`` times, each with a new run key, so each
 writes a whole new run; the median is reported as seconds and rows/s. Setup is not timed.
 
 **Delivery.** The fake platform runs as its own process (``bench.fake_platform``); its kf windows
 are opened for ``deliver`` users through ``/bench/kf_messages``. A second SQLite database holds
-those members and one run of ``deliver`` kf outbox rows; ``workers`` processes of
+those members (with their addresses and open windows) and one run of ``deliver`` kf outbox rows;
+``workers`` processes of
 :mod:`tests.campaigns.delivery_proc` drain it with the kf limit set to ``rate`` per minute (the
 shared GCRA limiter of :mod:`campaigns.ratelimit`). From the real times at which the fake accepted
 each send (``/bench/kf_send_times``):
@@ -57,10 +59,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import campaigns.models  # noqa: F401  (registers the campaigns' tables)
 from bench.fake_platform import child
 from bot.app import App
+from bot.contact import ADDRESSES, WINDOWS
 from bot.db import create_engine
-from bot.models import Member, MessageLog
+from bot.models import Member
 from bot.schema import upgrade
 from bot.settings import Settings
+from bot.types import Address
 from campaigns.config import OPT_OUT_HINT, CampaignsConfig
 from campaigns.copy import CopyWriter
 from campaigns.models import Campaign, CampaignRun
@@ -77,7 +81,6 @@ INSERT_BATCH = 5000
 TARGET_RATIO, MAX_WINDOW_RATIO = 0.95, 1.0
 SPACING_KS = (1, 2, 5, 10, 50, 100, 500)
 MEMBER: sa.Table = Member.__table__  # type: ignore[attr-defined]
-LOG: sa.Table = MessageLog.__table__  # type: ignore[attr-defined]
 CAMPAIGN: sa.Table = Campaign.__table__  # type: ignore[attr-defined]
 RUN: sa.Table = CampaignRun.__table__  # type: ignore[attr-defined]
 
@@ -99,7 +102,7 @@ async def member_ids(engine: AsyncEngine, channel: str) -> dict[str, int]:
 
 
 async def seed_planning(engine: AsyncEngine, count: int, now: datetime) -> None:
-    """``count`` kf members active within the last day, each with its session's log row."""
+    """``count`` kf members active within the last day, each with its address and window."""
     rng = random.Random(4)
     channel = f"kf.{KF_ACCOUNT}"
     active = [now - timedelta(seconds=rng.uniform(60, 86_000)) for _ in range(count)]
@@ -113,13 +116,23 @@ async def seed_planning(engine: AsyncEngine, count: int, now: datetime) -> None:
         ],
     )  # fmt: skip
     ids = await member_ids(engine, channel)
+    await seed_windows(
+        engine, {ids[f"wm-plan-{n}"]: (f"wm-plan-{n}", active[n]) for n in range(count)}
+    )
+
+
+async def seed_windows(engine: AsyncEngine, members: dict[int, tuple[str, datetime]]) -> None:
+    """The kf address each member (id → (external_userid, last message)) wrote from, and the
+    window that message opened: what :class:`bot.contact.ContactLedger` records."""
+    key = {"route": "kf", "account": KF_ACCOUNT, "chat": KFID}
     await insert_many(
-        engine, LOG,
-        [
-            {"session_key": f"{channel}:{KFID}:wm-plan-{n}", "member_id": ids[f"wm-plan-{n}"],
-             "role": "user", "text": "有什么优惠？", "citations": [], "created_at": active[n]}
-            for n in range(count)
-        ],
+        engine, ADDRESSES,
+        [{"member_id": mid, "user_id": user, "last_inbound_at": at, **key}
+         for mid, (user, at) in members.items()],
+    )  # fmt: skip
+    await insert_many(
+        engine, WINDOWS,
+        [{"user_id": user, "opened_at": at, "used": 0, **key} for user, at in members.values()],
     )  # fmt: skip
 
 
@@ -196,6 +209,7 @@ async def seed_delivery(engine: AsyncEngine, count: int, now: datetime) -> int:
         ],
     )  # fmt: skip
     ids = await member_ids(engine, channel)
+    await seed_windows(engine, {ids[u]: (u, now) for u in users})
     campaign = await new_campaign(engine, "deliver", "daily_deals", now)
     async with engine.begin() as conn:
         result = await conn.execute(
@@ -210,7 +224,7 @@ async def seed_delivery(engine: AsyncEngine, count: int, now: datetime) -> int:
     rows = [
         Planned(
             target=f"person:m{ids[u]}", channel="kf", text=f"{PROMOTION}\n{OPT_OUT_HINT}",
-            address={"account": KF_ACCOUNT, "open_kfid": KFID, "external_userid": u},
+            address=Address("kf", KF_ACCOUNT, u, KFID).as_fields(),
             not_before=now, member_id=ids[u], person=f"m{ids[u]}",
         )
         for u in users

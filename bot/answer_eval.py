@@ -135,15 +135,15 @@ async def evaluate_answers(
             update["llm_model"] = None
         elif not settings.llm().enabled:
             raise ConfigError("--llm needs an LLM (SIYU_LLM_MODEL and SIYU_LLM_BASE_URL)")
-        built = await App.build(settings.model_copy(update=update))
+        app = await App.build(settings.model_copy(update=update))
         try:
-            results = await ingest_files(built.knowledge, knowledge_files(kb), MetaOverrides())
+            results = await ingest_files(app.knowledge, knowledge_files(kb), MetaOverrides())
             refused = [f"{r.path.name}: {r.error}" for r in results if r.error]
             tally = Tally()
             for q in asked:
                 tally.add(
-                    q, await built.preview_answer(q.question, store_id=q.store_id, at=utc_now())
+                    q, await app.preview_answer(q.question, store_id=q.store_id, at=utc_now())
                 )
         finally:
-            await built.close()
+            await app.close()
     return tally.report(llm=llm, loaded=len(results) - len(refused), refused=refused)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,7 +25,7 @@ from bot.retail.writer import LLMRetailWriter
 from bot.schema import upgrade
 from bot.settings import Settings
 from bot.store import Store
-from campaigns.config import CampaignsConfig, RateLimits, RetentionConfig
+from campaigns.config import CampaignsConfig
 from knowledge.base import KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -99,33 +99,8 @@ class App:
 
 
 def campaigns_config(settings: Settings) -> CampaignsConfig:
-    """The campaigns' settings section."""
-    start, end = (time.fromisoformat(t) for t in settings.campaign_quiet_hours.split("-"))
-    return CampaignsConfig(
-        timezone=ZoneInfo(settings.timezone),
-        quiet_start=start,
-        quiet_end=end,
-        cap_per_day=settings.campaign_cap_per_day,
-        cap_per_week=settings.campaign_cap_per_week,
-        reengage_cooldown_days=settings.campaign_reengage_cooldown_days,
-        staff_task_per_month=settings.campaign_staff_task_per_month,
-        rates=RateLimits(
-            kf_per_minute=settings.campaign_kf_per_minute,
-            oa_per_minute=settings.campaign_oa_per_minute,
-            staff_task_per_minute=settings.campaign_staff_task_per_minute,
-            robot_per_minute=settings.campaign_robot_per_minute,
-            webhook_per_minute=settings.campaign_webhook_per_minute,
-        ),
-        sensitive_words=tuple(settings.campaign_sensitive_words),
-        templates=dict(settings.campaign_templates),
-        retention=RetentionConfig(
-            seen_messages_days=settings.retention_seen_days,
-            message_log_days=settings.retention_message_log_days,
-            outbox_days=settings.retention_outbox_days,
-            runs_days=settings.retention_runs_days,
-            cron=settings.retention_cron,
-        ),
-    )
+    """The campaigns' section, in the brand's timezone."""
+    return settings.campaigns.config(ZoneInfo(settings.timezone))
 
 
 def _choose_answerer(

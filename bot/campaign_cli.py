@@ -34,6 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bot.app import App, campaigns_config
+from bot.clock import utc_now
 from bot.settings import Settings
 from campaigns.copy import CopyWriter
 from campaigns.members import ImportFileError, import_members
@@ -50,7 +51,7 @@ from campaigns.registry import (
     sync_daily_deals,
 )
 from campaigns.reports import reactivation, run_counts
-from campaigns.worker import DeliveryWorker, utc_now
+from campaigns.worker import DeliveryWorker
 
 members_app = typer.Typer(help="Import and inspect members.")
 campaign_app = typer.Typer(help="Plan, run and report campaigns.")
@@ -68,45 +69,45 @@ def _run_key(now: datetime) -> str:
 
 
 @asynccontextmanager
-async def _built() -> AsyncIterator[App]:
-    built = await App.build(Settings())
+async def _app() -> AsyncIterator[App]:
+    app = await App.build(Settings())
     try:
-        yield built
+        yield app
     finally:
-        await built.close()
+        await app.close()
 
 
-async def _sync_settings(built: App) -> None:
+async def _sync_settings(app: App) -> None:
     """Store the settings' daily-deals campaigns (only commands that write call this)."""
-    await sync_daily_deals(built.engine, built.settings.daily_deals, now=utc_now())
+    await sync_daily_deals(app.engine, app.settings.campaigns.daily_deals, now=utc_now())
 
 
-async def _previewed(built: App, name: str) -> Campaign:
+async def _previewed(app: App, name: str) -> Campaign:
     """The campaign a preview plans: the settings' daily-deals definition of that name (what
     the next write would store), else the stored campaign."""
-    for wanted in daily_deals_definitions(built.settings.daily_deals, now=utc_now()):
+    for wanted in daily_deals_definitions(app.settings.campaigns.daily_deals, now=utc_now()):
         if wanted.name == name:
             return wanted
-    return await get_campaign(built.engine, name)
+    return await get_campaign(app.engine, name)
 
 
 @asynccontextmanager
-async def _planner(built: App) -> AsyncIterator[Planner]:
-    config = campaigns_config(built.settings)
-    copy = CopyWriter(config, built.settings.llm(), brand=built.settings.brand_name)
+async def _planner(app: App) -> AsyncIterator[Planner]:
+    config = campaigns_config(app.settings)
+    copy = CopyWriter(config, app.settings.llm(), brand=app.settings.brand_name)
     try:
-        yield Planner(built.engine, built.knowledge, copy, config)
+        yield Planner(app.engine, app.knowledge, copy, config)
     finally:
         await copy.aclose()
 
 
 @asynccontextmanager
-async def _worker(built: App, owner: str) -> AsyncIterator[DeliveryWorker]:
+async def _worker(app: App, owner: str) -> AsyncIterator[DeliveryWorker]:
     from adapters.wecom.outbound import platform_sender
 
-    settings = built.settings
+    settings = app.settings
     async with platform_sender(settings.wecom, bridges=settings.webhook.bridges) as sender:
-        yield DeliveryWorker(built.engine, sender, campaigns_config(settings), owner=owner)
+        yield DeliveryWorker(app.engine, sender, campaigns_config(settings), owner=owner)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -127,9 +128,9 @@ def members_import(
     data = path.read_bytes()
 
     async def main() -> None:
-        async with _built() as built:
-            tz = built.settings.bot().timezone
-            report = await import_members(built.engine, data, now=utc_now(), tz=tz)
+        async with _app() as app:
+            tz = app.settings.bot().timezone
+            report = await import_members(app.engine, data, now=utc_now(), tz=tz)
         console.print(f"✓ {report.created} created, {report.updated} updated, "
                       f"{len(report.rejected)} rejected")  # fmt: skip
         for rejected in report.rejected[:50]:
@@ -173,10 +174,10 @@ def campaign_create(
         options["cooldown_days"] = cooldown_days
 
     async def main() -> None:
-        async with _built() as built:
-            await _sync_settings(built)
+        async with _app() as app:
+            await _sync_settings(app)
             await create_campaign(
-                built.engine, name=name, kind=kind, now=utc_now(), store_id=store, cron=cron,
+                app.engine, name=name, kind=kind, now=utc_now(), store_id=store, cron=cron,
                 options=options,
             )  # fmt: skip
 
@@ -193,9 +194,9 @@ def campaign_list() -> None:
     will store them ("stored" says whether the table has them yet)."""
 
     async def main() -> list[tuple[Campaign, bool]]:
-        async with _built() as built:
-            stored = {c.name: c for c in await list_campaigns(built.engine)}
-            settings = daily_deals_definitions(built.settings.daily_deals, now=utc_now())
+        async with _app() as app:
+            stored = {c.name: c for c in await list_campaigns(app.engine)}
+            settings = daily_deals_definitions(app.settings.campaigns.daily_deals, now=utc_now())
             merged = {**stored, **{c.name: c for c in settings}}
             return [(merged[name], name in stored) for name in sorted(merged)]
 
@@ -231,8 +232,8 @@ def campaign_preview(name: str) -> None:
     """Show who would get what, through which route, without writing anything."""
 
     async def main() -> PlanReport:
-        async with _built() as built, _planner(built) as planner:
-            campaign = await _previewed(built, name)
+        async with _app() as app, _planner(app) as planner:
+            campaign = await _previewed(app, name)
             now = utc_now()
             return await planner.plan(campaign, now=now, run_key=_run_key(now), write=False)
 
@@ -250,18 +251,18 @@ def campaign_run(
     """Plan a run now; deliver what is due now unless --no-deliver (a worker does the rest)."""
 
     async def main() -> None:
-        async with _built() as built:
-            await _sync_settings(built)
-            async with _planner(built) as planner:
-                campaign = await get_campaign(built.engine, name)
+        async with _app() as app:
+            await _sync_settings(app)
+            async with _planner(app) as planner:
+                campaign = await get_campaign(app.engine, name)
                 now = utc_now()
                 report = await planner.plan(campaign, now=now, run_key=_run_key(now))
             _print_plan(report)
             if deliver and report.run_id is not None:
-                async with _worker(built, _owner()) as worker:
+                async with _worker(app, _owner()) as worker:
                     handled = await worker.drain()
                 console.print(f"\ndelivered: {handled} rows handled")
-                console.print(await run_counts(built.engine, report.run_id))
+                console.print(await run_counts(app.engine, report.run_id))
 
     try:
         asyncio.run(main())
@@ -277,17 +278,17 @@ def campaign_report(
     """Counts by state and reason, and reactivation within 72 h per segment and variant."""
 
     async def main() -> None:
-        async with _built() as built:
-            campaign = await get_campaign(built.engine, name)
-            runs = await runs_of(built.engine, campaign.id or 0)
+        async with _app() as app:
+            campaign = await get_campaign(app.engine, name)
+            runs = await runs_of(app.engine, campaign.id or 0)
             chosen = [r for r in runs if run is None or r.id == run][:1]
             if not chosen:
                 raise CampaignError(f"{name} has no run {run or ''}".strip())
             r = chosen[0]
             console.print(f"[bold]{name}[/bold] run #{r.id} {r.run_key} ({r.state})")
-            console.print(await run_counts(built.engine, r.id or 0))
+            console.print(await run_counts(app.engine, r.id or 0))
             table = Table("segment", "variant", "sent", "wrote back ≤72h", "rate")
-            for line in await reactivation(built.engine, r.id or 0):
+            for line in await reactivation(app.engine, r.id or 0):
                 table.add_row(line.segment, line.variant, str(line.sent),
                               str(line.reactivated), f"{line.rate:.1%}")  # fmt: skip
             console.print(table)
@@ -305,8 +306,8 @@ def worker() -> None:
     """Deliver outbox messages until stopped (run several for more throughput)."""
 
     async def main() -> None:
-        async with _built() as built, _worker(built, _owner()) as delivery:
-            built.settle()
+        async with _app() as app, _worker(app, _owner()) as delivery:
+            app.settle()
             console.print(f"worker {_owner()} delivering; Ctrl-C stops")
             await delivery.run()
 
@@ -322,25 +323,25 @@ def scheduler() -> None:
     from campaigns.scheduler import CampaignScheduler
 
     async def main() -> None:
-        async with _built() as built, _planner(built) as planner:
-            await _sync_settings(built)
+        async with _app() as app, _planner(app) as planner:
+            await _sync_settings(app)
 
             async def fire(campaign_id: int, run_key: str) -> str:
-                campaign = await get_campaign_by_id(built.engine, campaign_id)
+                campaign = await get_campaign_by_id(app.engine, campaign_id)
                 if campaign is None or not campaign.enabled:
                     return "campaign gone or disabled"
                 report = await planner.plan(campaign, now=utc_now(), run_key=run_key)
                 return f"planned {report.planned}, added {report.added}"
 
-            retention = campaigns_config(built.settings).retention
+            retention = campaigns_config(app.settings).retention
 
             async def maintain() -> str:
-                return summary(await prune(built.engine, retention, now=utc_now()))
+                return summary(await prune(app.engine, retention, now=utc_now()))
 
-            tz = built.settings.bot().timezone
-            url = built.settings.resolved_database_url
+            tz = app.settings.bot().timezone
+            url = app.settings.resolved_database_url
             runner = CampaignScheduler(
-                built.engine, url, fire, tz=tz, owner=_owner(), maintenance=maintain,
+                app.engine, url, fire, tz=tz, owner=_owner(), maintenance=maintain,
                 maintenance_cron=retention.cron,
             )  # fmt: skip
             console.print(f"scheduler {_owner()} waiting for leadership; Ctrl-C stops")

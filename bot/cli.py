@@ -38,21 +38,21 @@ from knowledge.loaders import MetaOverrides
 from knowledge.metadata import parse_datetime
 from knowledge.types import Kind
 
-app = typer.Typer(help="Siyu (私域): customer-care bot for retail brands on WeChat / WeCom.")
+cli = typer.Typer(help="Siyu (私域): customer-care bot for retail brands on WeChat / WeCom.")
 eval_app = typer.Typer(help="Measure retrieval and answer quality.")
-app.add_typer(eval_app, name="eval")
-app.add_typer(db_cli.db_app, name="db")
-app.command()(report_cli.report)
+cli.add_typer(eval_app, name="eval")
+cli.add_typer(db_cli.db_app, name="db")
+cli.command()(report_cli.report)
 console = Console()
 
 
 def _campaign_commands() -> None:
     from bot import campaign_cli
 
-    app.add_typer(campaign_cli.members_app, name="members")
-    app.add_typer(campaign_cli.campaign_app, name="campaign")
-    app.command()(campaign_cli.worker)
-    app.command()(campaign_cli.scheduler)
+    cli.add_typer(campaign_cli.members_app, name="members")
+    cli.add_typer(campaign_cli.campaign_app, name="campaign")
+    cli.command()(campaign_cli.worker)
+    cli.command()(campaign_cli.scheduler)
 
 
 T = TypeVar("T")
@@ -62,11 +62,11 @@ def _run(factory: Callable[[App], Awaitable[T]], settings: Settings | None = Non
     """Build the app, run one coroutine with it, always close it."""
 
     async def main() -> T:
-        built = await App.build(settings or Settings())
+        app = await App.build(settings or Settings())
         try:
-            return await factory(built)
+            return await factory(app)
         finally:
-            await built.close()
+            await app.close()
 
     return asyncio.run(main())
 
@@ -79,7 +79,7 @@ def _progress() -> Progress:
 
 
 async def _ingest_all(
-    built: App, paths: list[Path], overrides: MetaOverrides, *, strict: bool = False
+    app: App, paths: list[Path], overrides: MetaOverrides, *, strict: bool = False
 ) -> int:
     """Ingest ``paths`` (store files first); returns how many were refused.
 
@@ -106,7 +106,7 @@ async def _ingest_all(
                 progress.console.print(line, soft_wrap=True)
 
         results = await ingest_files(
-            built.knowledge, paths, overrides, progress=bar, done=show, strict=strict
+            app.knowledge, paths, overrides, progress=bar, done=show, strict=strict
         )
     refused = sum(1 for r in results if r.error is not None)
     warned = sum(len(r.warnings) for r in results)
@@ -132,7 +132,7 @@ def _result_lines(result: FileResult) -> list[str]:
     return lines + [f"[yellow]  ⚠ {escape(w)}[/yellow]" for w in r.warnings]
 
 
-@app.command()
+@cli.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(exists=True, help="Files to load.")],
     kind: Annotated[Kind | None, typer.Option(help="faq | promotion | product | policy")] = None,
@@ -156,9 +156,7 @@ def ingest(
         valid_to=parse_datetime(valid_to, tz, end_of_day=True) if valid_to else None,
         tags=tuple(t.strip() for t in tags.split(",") if t.strip()) if tags else None,
     )
-    refused = _run(
-        lambda built: _ingest_all(built, list(paths), overrides, strict=strict), settings
-    )
+    refused = _run(lambda app: _ingest_all(app, list(paths), overrides, strict=strict), settings)
     if refused:
         raise typer.Exit(1)
 
@@ -167,10 +165,10 @@ def _docs_commands() -> None:
     """``siyu docs`` (the listing), ``docs show|rm|disable|enable ID``: :mod:`bot.docs_cli`."""
     from bot import docs_cli
 
-    app.add_typer(docs_cli.docs_app, name="docs")
+    cli.add_typer(docs_cli.docs_app, name="docs")
 
 
-@app.command()
+@cli.command()
 def ask(
     question: str,
     store: Annotated[str | None, typer.Option(help="Ask as a member of this store.")] = None,
@@ -180,8 +178,8 @@ def ask(
     settings = Settings()
     when = parse_datetime(at, settings.bot().timezone) if at else None
 
-    async def show(built: App) -> None:
-        result = await built.knowledge.search(question, store_id=store, at=when)
+    async def show(app: App) -> None:
+        result = await app.knowledge.search(question, store_id=store, at=when)
         table = Table("#", "confidence", "score", "by", "source", "text")
         for i, hit in enumerate(result.hits, 1):
             text = hit.chunk.draft.text.replace("\n", " ")[:60]
@@ -195,27 +193,27 @@ def ask(
             )
         console.print(table)
         console.print(f"threshold {result.threshold:.3f} → found={result.found}")
-        answer = await built.preview_answer(question, store_id=store, at=when)
+        answer = await app.preview_answer(question, store_id=store, at=when)
         console.print(f"\n[bold]{settings.bot_name}[/bold]: {answer}")
 
     _run(show, settings)
 
 
-@app.command()
+@cli.command()
 def chat(
     store: Annotated[str | None, typer.Option(help="Chat as a member of this store.")] = None,
 ) -> None:
     """Talk to the bot in the terminal (Ctrl-D or /quit to leave)."""
     from adapters.console import run_console
 
-    async def talk(built: App) -> None:
-        console.print(f"[bold]{built.settings.bot_name}[/bold] 在线。输入问题，/quit 退出。")
-        await run_console(built.pipeline.handle, store_id=store)
+    async def talk(app: App) -> None:
+        console.print(f"[bold]{app.settings.bot_name}[/bold] 在线。输入问题，/quit 退出。")
+        await run_console(app.pipeline.handle, store_id=store)
 
     _run(talk)
 
 
-def _channel_apps(built: App) -> list[tuple[str, web.Application]]:
+def _channel_apps(app: App) -> list[tuple[str, web.Application]]:
     """The configured channels' sub-applications and the prefix each is mounted under."""
     from adapters.webhook import create_webhook_app
     from adapters.wecom.app_channel import create_wecom_app_channel
@@ -223,7 +221,7 @@ def _channel_apps(built: App) -> list[tuple[str, web.Application]]:
     from adapters.wecom.kf import create_kf_app
     from adapters.wecom.official import create_official_app
 
-    settings, handle = built.settings, built.pipeline.handle
+    settings, handle = app.settings, app.pipeline.handle
     mounted: list[tuple[str, web.Application]] = []
     wecom = settings.wecom
     if bridges := settings.webhook.bridges:
@@ -232,8 +230,8 @@ def _channel_apps(built: App) -> list[tuple[str, web.Application]]:
     answering = answering_limit(llm=settings.llm().enabled)  # the same for every channel
     if wecom.kf:
         kf = create_kf_app(
-            handle, wecom.kf, api_base=wecom.api_base, engine=built.engine,
-            session_ended=built.pipeline.human_session_ended, answering=answering,
+            handle, wecom.kf, api_base=wecom.api_base, engine=app.engine,
+            session_ended=app.pipeline.human_session_ended, answering=answering,
         )  # fmt: skip
         mounted.append(("/wecom/kf/", kf))
     if wecom.apps:
@@ -244,7 +242,7 @@ def _channel_apps(built: App) -> list[tuple[str, web.Application]]:
     if wecom.official_accounts:
         oa = create_official_app(
             handle, wecom.official_accounts, api_base=wecom.wechat_api_base, answering=answering,
-            ledger=built.store.contacts,
+            ledger=app.store.contacts,
         )  # fmt: skip
         mounted.append(("/wechat/oa/", oa))
     return mounted
@@ -262,19 +260,19 @@ def _channel_urls(settings: Settings, base: str) -> list[str]:
     ]
 
 
-async def _serve(built: App) -> None:
+async def _serve(app: App) -> None:
     from adapters.web import CannotListen, create_web_app, serve
 
-    settings = built.settings
+    settings = app.settings
 
     def stores() -> list[tuple[str, str]]:  # asked per request: the directory may be reloaded
-        return [(s.store_id, s.name) for s in built.knowledge.catalogue().stores.stores]
+        return [(s.store_id, s.name) for s in app.knowledge.catalogue().stores.stores]
 
     web_app = create_web_app(
-        built.pipeline.handle, settings.web, bot_name=settings.bot_name,
+        app.pipeline.handle, settings.web, bot_name=settings.bot_name,
         brand=settings.brand_name, stores=stores,
     )  # fmt: skip
-    for prefix, sub_app in _channel_apps(built):
+    for prefix, sub_app in _channel_apps(app):
         web_app.add_subapp(prefix, sub_app)
 
     def announce(url: str) -> None:
@@ -283,7 +281,7 @@ async def _serve(built: App) -> None:
             console.print(line)
         console.print("Ctrl-C stops.")
 
-    built.settle()
+    app.settle()
     try:
         await serve(web_app, settings.web, on_started=announce)
     except CannotListen as exc:
@@ -306,7 +304,7 @@ def _ready_to_serve(settings: Settings) -> None:
         raise _cannot_listen(exc) from exc
 
 
-@app.command()
+@cli.command()
 def serve() -> None:
     """Serve the web chat (1:1 and group rooms) and /healthz."""
     settings = Settings()
@@ -317,7 +315,7 @@ def serve() -> None:
         console.print("stopped")
 
 
-@app.command()
+@cli.command()
 def demo(
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
 ) -> None:
@@ -335,11 +333,11 @@ def demo(
     # A copy with the promotions' dates moved to this month, so the demo stays current.
     files = write_current_demo(settings.data_dir / "demo-knowledge", today)
 
-    async def main(built: App) -> None:
-        await _ingest_all(built, files, MetaOverrides())
+    async def main(app: App) -> None:
+        await _ingest_all(app, files, MetaOverrides())
         console.print("Try asking: " + " / ".join(SAMPLE_QUESTIONS[:5]))
         if serve_after:
-            await _serve(built)
+            await _serve(app)
 
     try:
         _run(main, settings)
@@ -347,7 +345,7 @@ def demo(
         console.print("stopped")
 
 
-@app.command("robot-send")
+@cli.command("robot-send")
 def robot_send(
     name: Annotated[str, typer.Argument(help="The robot's name in SIYU_WECOM_ROBOTS.")],
     text: Annotated[str, typer.Argument(help="What to post into the group.")],
@@ -428,7 +426,7 @@ def main() -> None:
     data dir, a busy port) end in one line each and exit status 2 (see :mod:`bot.startup`)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app()
+        cli()
     except (ValidationError, SettingsError) as exc:
         _fail(["invalid settings:", *(f"  {line}" for line in settings_problems(exc))])
     except ConfigError as exc:

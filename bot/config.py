@@ -34,6 +34,18 @@ class Section(BaseSettings):
     )  # fmt: skip
 
 
+def clock_range(value: str) -> str:
+    """``value`` if it is ``HH:MM-HH:MM`` with real times (``25:00`` is refused)."""
+    from datetime import time
+
+    start, sep, end = value.partition("-")
+    if not sep:
+        raise ValueError(f"expected HH:MM-HH:MM, got {value!r}")
+    for part in (start, end):
+        time.fromisoformat(part)
+    return value
+
+
 class _Named(Protocol):
     @property
     def name(self) -> str: ...

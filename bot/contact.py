@@ -50,12 +50,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 
 from bot.models import UTCDateTime, require_aware
 from bot.types import Address
+from knowledge.sql import upsert
 
 WINDOW = timedelta(hours=48)
 """How long after the member's last message a windowed route accepts our messages."""
@@ -141,30 +142,26 @@ class ContactLedger:
 
     async def arrived(self, member_id: int, address: Address, at: datetime) -> None:
         """A member wrote from ``address`` at ``at``: remember it as their latest address and,
-        on a windowed route, open the window."""
+        on a windowed route, open the window; one transaction of two upserts."""
         require_aware(at)
-        values = {**_key(address), "last_inbound_at": at}
-        update = (
-            ADDRESSES.update()
-            .where(ADDRESSES.c.member_id == member_id, ADDRESSES.c.last_inbound_at <= at)
-            .values(**values)
-        )
-        await _update_else_insert(
-            self._engine, update, ADDRESSES.insert().values(member_id=member_id, **values)
-        )
-        await self.open(address, at)
+        async with self._engine.begin() as conn:
+            latest = upsert(
+                conn.dialect, ADDRESSES, ["member_id"], replace=[*KEY_COLUMNS, "last_inbound_at"],
+                where=ADDRESSES.c.last_inbound_at <= at,
+            )  # fmt: skip
+            await conn.execute(
+                latest.values(member_id=member_id, **_key(address), last_inbound_at=at)
+            )
+            if address.route in WINDOWED_ROUTES:
+                await conn.execute(_open(conn.dialect, address, at))
 
     async def open(self, address: Address, at: datetime) -> None:
         """The member wrote at ``at``: a fresh window, unless a later message opened one."""
         require_aware(at)
         if address.route not in WINDOWED_ROUTES:
             return
-        where = _where(WINDOWS, address)
-        update = (
-            WINDOWS.update().where(where, WINDOWS.c.opened_at < at).values(opened_at=at, used=0)
-        )
-        insert = WINDOWS.insert().values(**_key(address), opened_at=at, used=0)
-        await _update_else_insert(self._engine, update, insert)
+        async with self._engine.begin() as conn:
+            await conn.execute(_open(conn.dialect, address, at))
 
     async def consume(self, address: Address, n: int, at: datetime) -> bool:
         """Use ``n`` sends of the window at ``at``; False (nothing used) when the window is
@@ -238,15 +235,10 @@ def _reach_query(member_ids: list[int]) -> sa.Select[Any]:
     )
 
 
-async def _update_else_insert(engine: AsyncEngine, update: sa.Update, insert: sa.Insert) -> None:
-    """Portable upsert: the conditional update, else the insert; a lost insert race (the row
-    exists now) runs the update once more, whose condition decides."""
-    async with engine.begin() as conn:
-        if (await conn.execute(update)).rowcount:
-            return
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(insert)
-    except IntegrityError:
-        async with engine.begin() as conn:
-            await conn.execute(update)
+def _open(dialect: Dialect, address: Address, at: datetime) -> sa.Insert:
+    """Insert the window opened at ``at``, or move a stored one to ``at`` with nothing used,
+    unless it was opened later (a redelivered older message changes nothing)."""
+    statement = upsert(
+        dialect, WINDOWS, KEY_COLUMNS, replace=("opened_at", "used"), where=WINDOWS.c.opened_at < at
+    )
+    return statement.values(**_key(address), opened_at=at, used=0)

@@ -103,18 +103,18 @@ def _when(moment: datetime | None, tz: tzinfo) -> str:
 
 
 @asynccontextmanager
-async def _built() -> AsyncIterator[App]:
-    built = await App.build(Settings())
+async def _app() -> AsyncIterator[App]:
+    app = await App.build(Settings())
     try:
-        yield built
+        yield app
     finally:
-        await built.close()
+        await app.close()
 
 
 def _run(work: Callable[[App], Awaitable[T]]) -> T:
     async def main() -> T:
-        async with _built() as built:
-            return await work(built)
+        async with _app() as app:
+            return await work(app)
 
     return asyncio.run(main())
 
@@ -130,14 +130,14 @@ def listing(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is not None:
         return
 
-    async def show(built: App) -> None:
-        tz = built.settings.bot().timezone
+    async def show(app: App) -> None:
+        tz = app.settings.bot().timezone
         chunks: dict[str, list[Chunk]] = {}
-        for chunk in await built.knowledge.stored_chunks():
+        for chunk in await app.knowledge.stored_chunks():
             chunks.setdefault(chunk.doc_id, []).append(chunk)
         doc_id = Column("doc_id", overflow="fold")  # shown whole: operators copy it
         table = Table(doc_id, "status", "kinds", "stores", "validity", "version", "entries")
-        for d in await built.knowledge.documents():
+        for d in await app.knowledge.documents():
             s = summarise(chunks.get(d.doc_id, []), tz)
             table.add_row(
                 escape(d.doc_id), _status(d), s.kinds, escape(s.stores), s.validity,
@@ -152,16 +152,16 @@ def listing(ctx: typer.Context) -> None:
 def show(doc_id: _ID) -> None:
     """List a document's entries: kind, stores, validity and the start of each text."""
 
-    async def main(built: App) -> DocumentInfo | None:
-        info = next((d for d in await built.knowledge.documents() if d.doc_id == doc_id), None)
+    async def main(app: App) -> DocumentInfo | None:
+        info = next((d for d in await app.knowledge.documents() if d.doc_id == doc_id), None)
         if info is None:
             return None
-        tz = built.settings.bot().timezone
+        tz = app.settings.bot().timezone
         console.print(
             f"{escape(info.doc_id)}: v{info.version}, {info.chunks} entries, {_status(info)}"
         )
         table = Table("#", "kind", "stores", "validity", "text")
-        for c in await built.knowledge.stored_chunks(doc_id):
+        for c in await app.knowledge.stored_chunks(doc_id):
             text = " ".join(c.draft.text.split())
             short = text if len(text) <= _TEXT else text[: _TEXT - 1] + "…"
             stores = ", ".join(c.meta.stores) or "all"
@@ -179,7 +179,7 @@ def show(doc_id: _ID) -> None:
 @docs_app.command("rm")
 def rm(doc_id: _ID) -> None:
     """Remove a document and its entries (enabled or not)."""
-    if not _run(lambda built: built.knowledge.delete(doc_id)):
+    if not _run(lambda app: app.knowledge.delete(doc_id)):
         raise _unknown(doc_id)
     console.print(f"✓ removed {escape(doc_id)}")
 
@@ -187,7 +187,7 @@ def rm(doc_id: _ID) -> None:
 @docs_app.command("disable")
 def disable(doc_id: _ID) -> None:
     """Stop searching a document and leave it out of the catalogue; it stays stored."""
-    if _run(lambda built: built.knowledge.disable(doc_id)) is None:
+    if _run(lambda app: app.knowledge.disable(doc_id)) is None:
         raise _unknown(doc_id)
     console.print(f"✓ disabled {escape(doc_id)} (siyu docs enable {escape(doc_id)} brings it back)")
 
@@ -195,7 +195,7 @@ def disable(doc_id: _ID) -> None:
 @docs_app.command("enable")
 def enable(doc_id: _ID) -> None:
     """Search a disabled document again (nothing is re-embedded)."""
-    if _run(lambda built: built.knowledge.enable(doc_id)) is None:
+    if _run(lambda app: app.knowledge.enable(doc_id)) is None:
         raise _unknown(doc_id)
     console.print(f"✓ enabled {escape(doc_id)}")
 

@@ -3,7 +3,8 @@
 Each package owns the section it reads, and each component receives only its own: the channels'
 sections are ``settings.web`` (:class:`adapters.web.config.WebSettings`), ``settings.webhook``
 (:class:`adapters.webhook.config.WebhookSettings`) and ``settings.wecom``
-(:class:`adapters.wecom.config.WeComSettings`); the core's are built by :meth:`Settings.knowledge`,
+(:class:`adapters.wecom.config.WeComSettings`), and campaigns' is ``settings.campaigns``
+(:class:`campaigns.config.CampaignSettings`); the core's are built by :meth:`Settings.knowledge`,
 :meth:`Settings.llm` and :meth:`Settings.bot`. Every variable keeps its ``SIYU_*`` name (see
 :mod:`bot.config`) and is documented in ``.env.example``. This module composes the sections, so it
 belongs to the composition root with :mod:`bot.app` and :mod:`bot.cli` (the import contracts say
@@ -16,15 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.web.config import WebSettings
 from adapters.webhook.config import WebhookSettings
 from adapters.wecom.config import WeComSettings
-from bot.config import BotConfig, LLMConfig, Section
+from bot.config import BotConfig, LLMConfig, Section, clock_range
 from bot.hours import ServiceHours
-from campaigns.config import DailyDeals
+from campaigns.config import CampaignSettings
 from knowledge.config import EmbeddingConfig, KnowledgeConfig, RetrievalConfig
 
 
@@ -70,24 +71,7 @@ class Settings(BaseSettings):
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     wecom: WeComSettings = Field(default_factory=WeComSettings)
 
-    daily_deals: list[DailyDeals] = Field(default_factory=list)
-    campaign_quiet_hours: str = Field(default="21:30-08:30", pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$")
-    campaign_cap_per_day: int = Field(default=1, ge=0)
-    campaign_cap_per_week: int = Field(default=3, ge=0)
-    campaign_reengage_cooldown_days: int = Field(default=14, ge=0)
-    campaign_staff_task_per_month: int = Field(default=4, ge=0)
-    campaign_kf_per_minute: float = Field(default=600.0, gt=0)
-    campaign_oa_per_minute: float = Field(default=600.0, gt=0)
-    campaign_staff_task_per_minute: float = Field(default=60.0, gt=0)
-    campaign_robot_per_minute: float = Field(default=20.0, gt=0, le=20.0)
-    campaign_webhook_per_minute: float = Field(default=60.0, gt=0)
-    campaign_sensitive_words: list[str] = Field(default_factory=list)
-    campaign_templates: dict[str, str] = Field(default_factory=dict)
-    retention_seen_days: int = Field(default=7, ge=1)
-    retention_message_log_days: int = Field(default=180, ge=1)
-    retention_outbox_days: int = Field(default=90, ge=32)
-    retention_runs_days: int = Field(default=90, ge=1)
-    retention_cron: str = "30 4 * * *"
+    campaigns: CampaignSettings = Field(default_factory=CampaignSettings)
 
     def __init__(self, **values: Any) -> None:
         # A section not given is read from the same place as the rest: ``Settings(_env_file=None)``
@@ -118,24 +102,10 @@ class Settings(BaseSettings):
                 return info.validation_alias
         return None
 
-    @model_validator(mode="after")
-    def _outbox_outlives_the_cooldown(self) -> Settings:
-        if self.retention_outbox_days <= self.campaign_reengage_cooldown_days:
-            raise ValueError(
-                f"SIYU_RETENTION_OUTBOX_DAYS ({self.retention_outbox_days}) must exceed "
-                f"SIYU_CAMPAIGN_REENGAGE_COOLDOWN_DAYS ({self.campaign_reengage_cooldown_days}): "
-                "the cooldown is read from the outbox"
-            )
-        return self
-
-    @field_validator("campaign_quiet_hours", "handoff_hours")
+    @field_validator("handoff_hours")
     @classmethod
-    def _clock_times(cls, value: str) -> str:
-        from datetime import time
-
-        for part in value.split("-"):
-            time.fromisoformat(part)  # raises for 25:00 and the like
-        return value
+    def _clock_range(cls, value: str) -> str:
+        return clock_range(value)
 
     @field_validator("timezone")
     @classmethod
@@ -199,4 +169,5 @@ _SECTIONS: dict[str, type[Section]] = {
     "web": WebSettings,
     "webhook": WebhookSettings,
     "wecom": WeComSettings,
+    "campaigns": CampaignSettings,
 }

@@ -1,4 +1,6 @@
-"""The campaigns' settings section, built by the composition root from ``SIYU_CAMPAIGN_*``.
+"""The campaigns' settings section (:class:`CampaignSettings`, read from ``SIYU_CAMPAIGN_*``,
+``SIYU_RETENTION_*`` and ``SIYU_DAILY_DEALS``) and the values it gives the planner, the policy and
+the worker (:class:`CampaignsConfig`).
 
 Defaults follow DESIGN.md §4: quiet hours 21:30–08:30 in the brand's timezone, at most one
 marketing message per person per day and three per week, a cooldown between win-back attempts,
@@ -12,7 +14,9 @@ from dataclasses import dataclass, field
 from datetime import time
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from bot.config import Section, clock_range
 
 OPT_OUT_HINT = '回复"退订"不再接收'
 """Appended to every marketing message (the core's opt-out command understands 退订)."""
@@ -87,3 +91,85 @@ class DailyDeals(BaseModel):
     cron: str = "0 9 * * *"
     groups: list[str] = Field(default_factory=list)
     bridge_groups: list[str] = Field(default_factory=list)
+
+
+class CampaignSettings(Section):
+    """The campaigns' section of the settings; each field reads the variable its alias names."""
+
+    daily_deals: list[DailyDeals] = Field(default_factory=list, validation_alias="SIYU_DAILY_DEALS")
+    quiet_hours: str = Field(default="21:30-08:30", validation_alias="SIYU_CAMPAIGN_QUIET_HOURS")
+    cap_per_day: int = Field(default=1, ge=0, validation_alias="SIYU_CAMPAIGN_CAP_PER_DAY")
+    cap_per_week: int = Field(default=3, ge=0, validation_alias="SIYU_CAMPAIGN_CAP_PER_WEEK")
+    reengage_cooldown_days: int = Field(
+        default=14, ge=0, validation_alias="SIYU_CAMPAIGN_REENGAGE_COOLDOWN_DAYS"
+    )
+    staff_task_per_month: int = Field(
+        default=4, ge=0, validation_alias="SIYU_CAMPAIGN_STAFF_TASK_PER_MONTH"
+    )
+    kf_per_minute: float = Field(
+        default=600.0, gt=0, validation_alias="SIYU_CAMPAIGN_KF_PER_MINUTE"
+    )
+    oa_per_minute: float = Field(
+        default=600.0, gt=0, validation_alias="SIYU_CAMPAIGN_OA_PER_MINUTE"
+    )
+    staff_task_per_minute: float = Field(
+        default=60.0, gt=0, validation_alias="SIYU_CAMPAIGN_STAFF_TASK_PER_MINUTE"
+    )
+    robot_per_minute: float = Field(
+        default=20.0, gt=0, le=20.0, validation_alias="SIYU_CAMPAIGN_ROBOT_PER_MINUTE"
+    )
+    webhook_per_minute: float = Field(
+        default=60.0, gt=0, validation_alias="SIYU_CAMPAIGN_WEBHOOK_PER_MINUTE"
+    )
+    sensitive_words: list[str] = Field(
+        default_factory=list, validation_alias="SIYU_CAMPAIGN_SENSITIVE_WORDS"
+    )
+    templates: dict[str, str] = Field(
+        default_factory=dict, validation_alias="SIYU_CAMPAIGN_TEMPLATES"
+    )
+    retention_seen_days: int = Field(default=7, ge=1, validation_alias="SIYU_RETENTION_SEEN_DAYS")
+    retention_message_log_days: int = Field(
+        default=180, ge=1, validation_alias="SIYU_RETENTION_MESSAGE_LOG_DAYS"
+    )
+    retention_outbox_days: int = Field(
+        default=90, ge=32, validation_alias="SIYU_RETENTION_OUTBOX_DAYS"
+    )
+    retention_runs_days: int = Field(default=90, ge=1, validation_alias="SIYU_RETENTION_RUNS_DAYS")
+    retention_cron: str = Field(default="30 4 * * *", validation_alias="SIYU_RETENTION_CRON")
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _clock_range(cls, value: str) -> str:
+        return clock_range(value)
+
+    @model_validator(mode="after")
+    def _outbox_outlives_the_cooldown(self) -> CampaignSettings:
+        if self.retention_outbox_days <= self.reengage_cooldown_days:
+            raise ValueError(
+                f"SIYU_RETENTION_OUTBOX_DAYS ({self.retention_outbox_days}) must exceed "
+                f"SIYU_CAMPAIGN_REENGAGE_COOLDOWN_DAYS ({self.reengage_cooldown_days}): "
+                "the cooldown is read from the outbox"
+            )
+        return self
+
+    def config(self, timezone: ZoneInfo) -> CampaignsConfig:
+        """What the planner, policy and worker need, in the brand's ``timezone``."""
+        start, end = (time.fromisoformat(t) for t in self.quiet_hours.split("-"))
+        return CampaignsConfig(
+            timezone=timezone, quiet_start=start, quiet_end=end,
+            cap_per_day=self.cap_per_day, cap_per_week=self.cap_per_week,
+            reengage_cooldown_days=self.reengage_cooldown_days,
+            staff_task_per_month=self.staff_task_per_month,
+            rates=RateLimits(
+                kf_per_minute=self.kf_per_minute, oa_per_minute=self.oa_per_minute,
+                staff_task_per_minute=self.staff_task_per_minute,
+                robot_per_minute=self.robot_per_minute, webhook_per_minute=self.webhook_per_minute,
+            ),
+            sensitive_words=tuple(self.sensitive_words), templates=dict(self.templates),
+            retention=RetentionConfig(
+                seen_messages_days=self.retention_seen_days,
+                message_log_days=self.retention_message_log_days,
+                outbox_days=self.retention_outbox_days, runs_days=self.retention_runs_days,
+                cron=self.retention_cron,
+            ),
+        )  # fmt: skip

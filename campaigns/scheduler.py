@@ -45,7 +45,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -57,6 +57,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
+from bot.clock import Clock, utc_now
 from campaigns.leader import Leadership, sync_url
 from campaigns.models import JOBS_TABLE, Campaign, SchedulerFire
 
@@ -165,8 +166,10 @@ class CampaignScheduler:
         sync_seconds: float = 30.0,
         maintenance: Maintenance | None = None,
         maintenance_cron: str = "30 4 * * *",
+        clock: Clock = utc_now,
     ) -> None:
         self._engine = engine
+        self._clock = clock
         self._store_url = sync_url(database_url)
         self._fire = fire
         self._tz = tz
@@ -324,7 +327,7 @@ class CampaignScheduler:
             log.info("%s now runs as %s (%s)", job.id, self._owner, want.name)
 
     async def _fire_scheduled(self, campaign_id: int) -> None:
-        now = datetime.now(UTC)
+        now = self._clock()
         run_key = now.astimezone(self._tz).date().isoformat()
         await self._recorded(
             f"{JOB_PREFIX}{campaign_id}", now, lambda: self._fire(campaign_id, run_key),
@@ -336,7 +339,7 @@ class CampaignScheduler:
         if work is None:
             log.error("%s fired but this scheduler has no maintenance", MAINTENANCE_JOB)
             return
-        await self._recorded(MAINTENANCE_JOB, datetime.now(UTC), work, "maintenance failed")
+        await self._recorded(MAINTENANCE_JOB, self._clock(), work, "maintenance failed")
 
     async def _recorded(
         self, job_id: str, now: datetime, work: Callable[[], Awaitable[str]], failure: str

@@ -39,11 +39,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.clock import Clock, utc_now
 from bot.contact import WINDOWED_ROUTES, ContactLedger
 from bot.errors import DeliveryError
 from bot.types import Address, Outbound, OutboundSender
@@ -66,11 +67,6 @@ PERSON_BUSY_SECONDS = 2.0
 UNKNOWN_OUTCOME = "outcome unknown: a worker stopped during the send; not repeated"
 
 
-def utc_now() -> datetime:
-    """The current time, aware UTC."""
-    return datetime.now(UTC)
-
-
 def rate_key(row: OutboxRow) -> str:
     """The limiter a row's send counts against: its route, its group robot, or its bridge."""
     if row.channel == "group":
@@ -90,7 +86,7 @@ class DeliveryWorker:
         config: CampaignsConfig,
         *,
         owner: str,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
         batch: int = 20,
         idle_seconds: float = 1.0,
         limiter: RateLimiter | None = None,

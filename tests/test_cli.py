@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from adapters.wecom.crypto import plain_signature
-from bot.cli import app
+from bot.cli import cli
 from tests.fakes.wecom_server import FakePlatform, wecom_server
 from tests.knowledge.filemakers import write_xlsx
 
@@ -45,7 +45,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 
 def run(*args: str, code: int = 0) -> str:
-    result = CliRunner().invoke(app, list(args))
+    result = CliRunner().invoke(cli, list(args))
     assert result.exit_code == code, result.output
     return result.output
 
@@ -79,7 +79,7 @@ def test_ingest_reports_a_broken_file_and_goes_on(env: dict[str, str], tmp_path:
 def test_ingest_rejects_a_bad_date(env: dict[str, str], tmp_path: Path) -> None:
     faq = tmp_path / "faq.csv"
     faq.write_text(FAQ_CSV, encoding="utf-8")
-    result = CliRunner().invoke(app, ["ingest", str(faq), "--valid-to", "next tuesday"])
+    result = CliRunner().invoke(cli, ["ingest", str(faq), "--valid-to", "next tuesday"])
     assert result.exit_code != 0
 
 
@@ -370,12 +370,12 @@ async def test_every_channel_answers_as_many_at_once_by_kind_of_answer(
         _env_file=None, data_dir=data_dir, embedding="hash", wecom=channels,
         llm_model=llm_model, llm_base_url="http://127.0.0.1:9/v1",
     )  # fmt: skip
-    built = await App.build(settings)
+    app = await App.build(settings)
     try:
-        apps = dict(_channel_apps(built))
+        apps = dict(_channel_apps(app))
         assert apps["/wecom/kf/"][KF_RUNTIME].tasks.answering == expected
         assert apps["/wecom/app/"][APP_CHANNEL].tasks.answering == expected
         assert apps["/wechat/oa/"][OA_CHANNEL].tasks.answering == expected
         assert expected == (MAX_ANSWERING if llm_model else MAX_ANSWERING_CPU)
     finally:
-        await built.close()
+        await app.close()

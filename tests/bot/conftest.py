@@ -123,8 +123,8 @@ def clock() -> Clock:
 @pytest.fixture
 async def app(data_dir: Path) -> AsyncIterator[App]:
     """An App without an LLM (extractive answers), seeded."""
-    async for built in built_app(make_settings(data_dir)):
-        yield built
+    async for app in built_app(make_settings(data_dir)):
+        yield app
 
 
 @pytest.fixture
@@ -134,8 +134,8 @@ async def llm_app(data_dir: Path, openai_server: FakeOpenAI) -> AsyncIterator[Ap
         data_dir, llm_base_url=openai_server.base_url, llm_model="fake-chat",
         llm_timeout=0.5, llm_max_retries=0,
     )  # fmt: skip
-    async for built in built_app(settings):
-        yield built
+    async for app in built_app(settings):
+        yield app
 
 
 def pipeline_for(app: App, clock: Clock) -> Pipeline:

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.app import App
-from bot.cli import app as cli
+from bot.cli import cli
 from bot.report_cli import period, report_dict
 from bot.settings import Settings
 from tests.bot.conftest import NOW, Chat, Clock, built_app, make_settings, pipeline_for
@@ -71,8 +71,8 @@ def test_siyu_report_prints_json(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def seed() -> None:
-        async for built in built_app(make_settings(data_dir)):
-            await script(built, Clock())
+        async for app in built_app(make_settings(data_dir)):
+            await script(app, Clock())
 
     asyncio.run(seed())
     monkeypatch.chdir(tmp_path)  # no developer .env

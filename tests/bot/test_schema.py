@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from typer.testing import CliRunner
 
 from bot.app import App
-from bot.cli import app
+from bot.cli import cli
 from bot.contact import ContactLedger
 from bot.db import create_engine
 from bot.errors import SchemaError
@@ -171,7 +171,7 @@ def db_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def siyu(*args: str) -> str:
-    result = CliRunner().invoke(app, list(args))
+    result = CliRunner().invoke(cli, list(args))
     assert result.exit_code == 0, (result.output, result.exception)
     return result.output.strip()
 
@@ -279,7 +279,7 @@ def test_a_database_made_before_migrations_that_differs_is_refused_and_left_as_i
 
     on(db_file, add_a_column)
     before = on(db_file, tables)
-    result = CliRunner().invoke(app, ["db", "upgrade"])
+    result = CliRunner().invoke(cli, ["db", "upgrade"])
     assert isinstance(result.exception, SchemaError)
     assert "made before migrations and differs" in str(result.exception)
     assert "not_a_siyu_column" in str(result.exception)
@@ -297,7 +297,7 @@ async def test_foreign_keys_are_on_again_after_an_upgrade(data_dir: Path) -> Non
 
 def test_a_database_with_some_of_our_tables_but_not_the_core_is_refused(db_file: Path) -> None:
     earlier_siyu(db_file, leave_out={"member", "message_log", "member_profile", "outbox"})
-    result = CliRunner().invoke(app, ["db", "upgrade"])
+    result = CliRunner().invoke(cli, ["db", "upgrade"])
     assert isinstance(result.exception, SchemaError)
     assert "not member, message_log" in str(result.exception)
     assert "alembic_version" not in on(db_file, tables)

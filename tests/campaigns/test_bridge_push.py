@@ -89,8 +89,8 @@ async def sender(bridge: FakeBridge) -> AsyncIterator[PlatformSender]:
     unused = "http://127.0.0.1:9"  # no WeCom account is configured: nothing goes there
     wecom = WeComSettings(_env_file=None, api_base=unused, wechat_api_base=unused)
     bridges = [Bridge(name="bridge", secret=SECRET, push_url=bridge.url)]
-    async with platform_sender(wecom, bridges=bridges) as built:
-        yield built
+    async with platform_sender(wecom, bridges=bridges) as sender:
+        yield sender
 
 
 async def fire_daily_deals(engine: AsyncEngine, knowledge: KnowledgeBase, data_dir: Path) -> int:

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from typer.testing import CliRunner
 
-from bot.cli import app
+from bot.cli import cli
 from tests.fakes.wecom_server import FakePlatform, wecom_server
 
 __all__ = ["wecom_server"]
@@ -50,7 +50,7 @@ def env(
 
 async def siyu(env: dict[str, str], cwd: Path, *args: str, ok: bool = True) -> str:
     """Run ``siyu *args`` in a thread (the fake platform keeps serving on this loop)."""
-    result = await asyncio.to_thread(CliRunner().invoke, app, list(args))
+    result = await asyncio.to_thread(CliRunner().invoke, cli, list(args))
     text = result.output + (repr(result.exception) if result.exception else "")
     assert (result.exit_code == 0) == ok, text
     return text

@@ -192,17 +192,20 @@ def test_the_outbox_must_outlive_the_cooldown_and_a_month(monkeypatch: pytest.Mo
 
     from bot.app import campaigns_config
     from bot.settings import Settings
+    from campaigns.config import CampaignSettings
 
     for key in ("SIYU_RETENTION_OUTBOX_DAYS", "SIYU_CAMPAIGN_REENGAGE_COOLDOWN_DAYS"):
         monkeypatch.delenv(key, raising=False)
     with pytest.raises(
         ValidationError, match=r"OUTBOX_DAYS \(40\) must exceed .*COOLDOWN_DAYS \(60\)"
     ):
-        Settings(retention_outbox_days=40, campaign_reengage_cooldown_days=60)
+        CampaignSettings(_env_file=None, retention_outbox_days=40, reengage_cooldown_days=60)
     with pytest.raises(ValidationError, match="greater than or equal to 32"):
-        Settings(retention_outbox_days=20, campaign_reengage_cooldown_days=7)
-    settings = Settings(retention_message_log_days=365, retention_cron="0 3 * * *")
-    retention = campaigns_config(settings).retention
+        CampaignSettings(_env_file=None, retention_outbox_days=20, reengage_cooldown_days=7)
+    # The section reads the variables the README names.
+    monkeypatch.setenv("SIYU_RETENTION_MESSAGE_LOG_DAYS", "365")
+    monkeypatch.setenv("SIYU_RETENTION_CRON", "0 3 * * *")
+    retention = campaigns_config(Settings(_env_file=None)).retention
     assert (retention.message_log_days, retention.outbox_days, retention.cron) == (
         365, 90, "0 3 * * *",
     )  # fmt: skip

@@ -66,8 +66,8 @@ async def sender(wecom_server: FakePlatform) -> AsyncIterator[PlatformSender]:
         contact=ContactAccount(corp_id=fake.corp_id, secret=SecretStr(fake.corp_secret)),
         api_base=fake.url, wechat_api_base=fake.url,
     )  # fmt: skip
-    async with platform_sender(wecom) as built:
-        yield built
+    async with platform_sender(wecom) as sender:
+        yield sender
 
 
 async def kf_rows(
