@@ -207,7 +207,7 @@ class ContactLedger:
         found: dict[int, Reach] = {}
         for start in range(0, len(ids), ID_BATCH):
             async with self._engine.connect() as conn:
-                rows = await conn.execute(_reach_query(ids[start : start + ID_BATCH]))
+                rows = (await conn.execute(_reach_query(ids[start : start + ID_BATCH]))).all()
             for row in rows:
                 left = 0 if row.opened_at is None else self._left(row.opened_at, row.used, at)
                 address = Address(row.route, row.account, row.user_id, row.chat or None)
