@@ -316,11 +316,9 @@ def _settings(data_dir: Path, embedding: str) -> Settings:
     return Settings(
         _env_file=None,
         data_dir=data_dir,
-        embedding=embedding,
-        llm_model=None,
-        llm_base_url=None,
         database_url=None,
-        chroma_url=None,
+        knowledge={"embedding": embedding},
+        llm={},
     )
 
 

@@ -111,8 +111,8 @@ def oa_account() -> OfficialAccountConfig:
 def settings(data_dir: Path, embedding: str) -> Settings:
     """The core's settings: a fresh data dir, no LLM (extractive answers), no external stores."""
     return Settings(
-        _env_file=None, data_dir=data_dir, embedding=embedding, llm_model=None,
-        llm_base_url=None, database_url=None, chroma_url=None, knowledge_refresh_seconds=0,
+        _env_file=None, data_dir=data_dir, database_url=None,
+        knowledge={"embedding": embedding, "refresh_seconds": 0}, llm={},
     )  # fmt: skip
 
 

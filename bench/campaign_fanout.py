@@ -158,8 +158,8 @@ async def new_campaign(engine: AsyncEngine, name: str, kind: str, now: datetime)
 
 async def bench_planning(members: int, repeat: int, data_dir: Path) -> dict[str, Any]:
     settings = Settings(
-        _env_file=None, data_dir=data_dir, embedding="hash", llm_model=None, database_url=None,
-        chroma_url=None, knowledge_refresh_seconds=0,
+        _env_file=None, data_dir=data_dir, database_url=None,
+        knowledge={"embedding": "hash", "refresh_seconds": 0}, llm={},
     )  # fmt: skip
     app = await App.build(settings)
     try:

@@ -128,12 +128,14 @@ async def evaluate_answers(
     asked = read_questions(questions)
     with tempfile.TemporaryDirectory(prefix="siyu-eval-") as tmp:
         update: dict[str, Any] = {
-            "data_dir": Path(tmp), "database_url": None, "chroma_url": None,
-            "knowledge_refresh_seconds": 0.0,
+            "data_dir": Path(tmp), "database_url": None,
+            "knowledge": settings.knowledge.model_copy(
+                update={"chroma_url": None, "refresh_seconds": 0.0}
+            ),
         }  # fmt: skip
         if not llm:
-            update["llm_model"] = None
-        elif not settings.llm().enabled:
+            update["llm"] = settings.llm.model_copy(update={"model": None})
+        elif not settings.llm.enabled:
             raise ConfigError("--llm needs an LLM (SIYU_LLM_MODEL and SIYU_LLM_BASE_URL)")
         app = await App.build(settings.model_copy(update=update))
         try:

@@ -10,7 +10,6 @@ import gc
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -50,19 +49,20 @@ class App:
         engine = create_engine(settings.resolved_database_url)
         try:
             await upgrade(engine)
-            knowledge = await KnowledgeBase.open(settings.knowledge(), engine)
+            config = settings.knowledge.config(settings.data_dir)
+            knowledge = await KnowledgeBase.open(config, engine)
         except BaseException:
             await engine.dispose()
             raise
-        tz = settings.bot().timezone
-        llm = settings.llm()
-        writer = LLMRetailWriter(llm, brand=settings.brand_name) if llm.enabled else None
+        tz = settings.bot.timezone
+        llm = settings.llm.config()
+        writer = LLMRetailWriter(llm, brand=settings.bot.brand) if llm.enabled else None
         fallback = _choose_answerer(settings, knowledge)
         floor = FLOORS.get(knowledge.embedding_backend)
         exemplars = ExemplarIntents(knowledge, floor) if floor is not None else None
         answerer = RetailAnswerer(knowledge, fallback, tz=tz, writer=writer, exemplars=exemplars)
         store = Store(engine)
-        pipeline = Pipeline(store, answerer, settings.bot())
+        pipeline = Pipeline(store, answerer, settings.bot.config())
         return cls(settings, engine, knowledge, pipeline, store, answerer)
 
     async def preview_answer(
@@ -100,15 +100,15 @@ class App:
 
 def campaigns_config(settings: Settings) -> CampaignsConfig:
     """The campaigns' section, in the brand's timezone."""
-    return settings.campaigns.config(ZoneInfo(settings.timezone))
+    return settings.campaigns.config(settings.bot.timezone)
 
 
 def _choose_answerer(
     settings: Settings, knowledge: KnowledgeBase
 ) -> ExtractiveAnswerer | LLMAnswerer:
-    llm = settings.llm()
+    llm = settings.llm.config()
     if llm.enabled:
         log.info("answering with the LLM %s at %s", llm.model, llm.base_url or "api.openai.com")
-        return LLMAnswerer(knowledge, llm, brand=settings.brand_name)
+        return LLMAnswerer(knowledge, llm, brand=settings.bot.brand)
     log.info("no LLM configured (SIYU_LLM_MODEL): answering extractively")
     return ExtractiveAnswerer(knowledge)

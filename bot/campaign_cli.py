@@ -94,7 +94,7 @@ async def _previewed(app: App, name: str) -> Campaign:
 @asynccontextmanager
 async def _planner(app: App) -> AsyncIterator[Planner]:
     config = campaigns_config(app.settings)
-    copy = CopyWriter(config, app.settings.llm(), brand=app.settings.brand_name)
+    copy = CopyWriter(config, app.settings.llm.config(), brand=app.settings.bot.brand)
     try:
         yield Planner(app.engine, app.knowledge, copy, config)
     finally:
@@ -129,7 +129,7 @@ def members_import(
 
     async def main() -> None:
         async with _app() as app:
-            tz = app.settings.bot().timezone
+            tz = app.settings.bot.timezone
             report = await import_members(app.engine, data, now=utc_now(), tz=tz)
         console.print(f"✓ {report.created} created, {report.updated} updated, "
                       f"{len(report.rejected)} rejected")  # fmt: skip
@@ -338,7 +338,7 @@ def scheduler() -> None:
             async def maintain() -> str:
                 return summary(await prune(app.engine, retention, now=utc_now()))
 
-            tz = app.settings.bot().timezone
+            tz = app.settings.bot.timezone
             url = app.settings.resolved_database_url
             runner = CampaignScheduler(
                 app.engine, url, fire, tz=tz, owner=_owner(), maintenance=maintain,

@@ -148,7 +148,7 @@ def ingest(
     file was refused. Warnings (unused columns, skipped rows, a copy of another file) print under
     their file and exit 0, unless --strict."""
     settings = Settings()
-    tz = settings.bot().timezone
+    tz = settings.bot.timezone
     overrides = MetaOverrides(
         kind=kind,
         store_id=store,
@@ -176,7 +176,7 @@ def ask(
 ) -> None:
     """Show what the bot would answer, with the retrieved entries and their scores."""
     settings = Settings()
-    when = parse_datetime(at, settings.bot().timezone) if at else None
+    when = parse_datetime(at, settings.bot.timezone) if at else None
 
     async def show(app: App) -> None:
         result = await app.knowledge.search(question, store_id=store, at=when)
@@ -194,7 +194,7 @@ def ask(
         console.print(table)
         console.print(f"threshold {result.threshold:.3f} → found={result.found}")
         answer = await app.preview_answer(question, store_id=store, at=when)
-        console.print(f"\n[bold]{settings.bot_name}[/bold]: {answer}")
+        console.print(f"\n[bold]{settings.bot.name}[/bold]: {answer}")
 
     _run(show, settings)
 
@@ -207,7 +207,7 @@ def chat(
     from adapters.console import run_console
 
     async def talk(app: App) -> None:
-        console.print(f"[bold]{app.settings.bot_name}[/bold] 在线。输入问题，/quit 退出。")
+        console.print(f"[bold]{app.settings.bot.name}[/bold] 在线。输入问题，/quit 退出。")
         await run_console(app.pipeline.handle, store_id=store)
 
     _run(talk)
@@ -227,7 +227,7 @@ def _channel_apps(app: App) -> list[tuple[str, web.Application]]:
     if bridges := settings.webhook.bridges:
         limit = settings.web.max_body_bytes
         mounted.append(("/hooks/", create_webhook_app(handle, bridges, max_body_bytes=limit)))
-    answering = answering_limit(llm=settings.llm().enabled)  # the same for every channel
+    answering = answering_limit(llm=settings.llm.enabled)  # the same for every channel
     if wecom.kf:
         kf = create_kf_app(
             handle, wecom.kf, api_base=wecom.api_base, engine=app.engine,
@@ -269,8 +269,8 @@ async def _serve(app: App) -> None:
         return [(s.store_id, s.name) for s in app.knowledge.catalogue().stores.stores]
 
     web_app = create_web_app(
-        app.pipeline.handle, settings.web, bot_name=settings.bot_name,
-        brand=settings.brand_name, stores=stores,
+        app.pipeline.handle, settings.web, bot_name=settings.bot.name,
+        brand=settings.bot.brand, stores=stores,
     )  # fmt: skip
     for prefix, sub_app in _channel_apps(app):
         web_app.add_subapp(prefix, sub_app)
@@ -329,7 +329,7 @@ def demo(
         _ready_to_serve(settings)
     else:
         check_data_dir(settings.data_dir)
-    today = datetime.now(settings.bot().timezone).date()
+    today = datetime.now(settings.bot.timezone).date()
     # A copy with the promotions' dates moved to this month, so the demo stays current.
     files = write_current_demo(settings.data_dir / "demo-knowledge", today)
 
@@ -395,7 +395,7 @@ def eval_retrieval(
             engine = create_engine(f"sqlite+aiosqlite:///{Path(tmp) / 'eval.db'}")
             try:
                 await upgrade(engine)
-                config = settings.knowledge()
+                config = settings.knowledge.config(settings.data_dir)
                 return await evaluate_retrieval(faq, queries, config, engine, limit=limit)
             finally:
                 await engine.dispose()
@@ -416,7 +416,7 @@ def eval_answers(
     from bot.answer_eval import evaluate_answers
 
     settings = Settings()
-    at = parse_datetime(f"{today} 12:00", settings.bot().timezone) if today else None
+    at = parse_datetime(f"{today} 12:00", settings.bot.timezone) if today else None
     report = asyncio.run(evaluate_answers(kb, questions, settings, llm=llm, at=at))
     typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
 

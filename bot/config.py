@@ -1,5 +1,7 @@
-"""The base every settings section derives from, so that each package owns its own section, and
-the core's own configuration values (:class:`LLMConfig`, :class:`BotConfig`).
+"""The base every settings section derives from, so that each package owns its own section; the
+core's sections (:class:`KnowledgeSettings`, :class:`LLMSettings`, :class:`BotSettings`) and the
+values they build for the components (:class:`LLMConfig`, :class:`BotConfig`,
+:class:`knowledge.config.KnowledgeConfig`).
 
 A section is a ``pydantic-settings`` model read from the environment and an optional ``.env``
 file. Every variable keeps its ``SIYU_*`` name: a section's field names its variable in full with
@@ -7,19 +9,30 @@ file. Every variable keeps its ``SIYU_*`` name: a section's field names its vari
 so an error about a field already names the variable to fix. Fields are still settable by name in
 code (``WebSettings(port=0)``), which is how tests build them.
 
-:class:`bot.settings.Settings` composes the sections; a component receives only its section.
+:class:`bot.settings.Settings` composes the sections; a component receives only its section, or
+the value its section builds (``settings.llm.config()``). The knowledge package never reads the
+environment, so its section lives here, beside the core's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, TypeVar
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.hours import DEFAULT_HANDOFF_HOURS, ServiceHours
+from knowledge.config import (
+    EmbeddingBackend,
+    EmbeddingConfig,
+    FusionMethod,
+    KnowledgeConfig,
+    RetrievalConfig,
+)
 
 ENV_FILE = ".env"
 
@@ -89,3 +102,109 @@ class BotConfig:
     history_turns: int
     timezone: ZoneInfo
     handoff_hours: ServiceHours = DEFAULT_HANDOFF_HOURS
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+class KnowledgeSettings(Section):
+    """Where Chroma lives and how to embed and retrieve (``SIYU_CHROMA_*``, ``SIYU_EMBEDDING*``,
+    ``SIYU_RETRIEVAL_*``)."""
+
+    chroma_url: str | None = Field(default=None, validation_alias="SIYU_CHROMA_URL")
+    collection: str = Field(default="siyu_knowledge", validation_alias="SIYU_CHROMA_COLLECTION")
+    embedding: EmbeddingBackend = Field(default="local", validation_alias="SIYU_EMBEDDING")
+    embedding_base_url: str | None = Field(default=None, validation_alias="SIYU_EMBEDDING_BASE_URL")
+    embedding_model: str | None = Field(default=None, validation_alias="SIYU_EMBEDDING_MODEL")
+    embedding_api_key: SecretStr | None = Field(
+        default=None, validation_alias="SIYU_EMBEDDING_API_KEY"
+    )
+    top_k: int = Field(default=5, ge=1, le=50, validation_alias="SIYU_RETRIEVAL_TOP_K")
+    fusion: FusionMethod = Field(default="weighted", validation_alias="SIYU_RETRIEVAL_FUSION")
+    dense_weight: float = Field(
+        default=0.8, ge=0.0, le=1.0, validation_alias="SIYU_RETRIEVAL_DENSE_WEIGHT"
+    )
+    min_confidence: float | None = Field(
+        default=None, ge=0.0, le=1.0, validation_alias="SIYU_RETRIEVAL_MIN_CONFIDENCE"
+    )
+    refresh_seconds: float = Field(
+        default=5.0, ge=0.0, validation_alias="SIYU_KNOWLEDGE_REFRESH_SECONDS"
+    )
+
+    def config(self, data_dir: Path) -> KnowledgeConfig:
+        """The knowledge base's configuration, its embedded Chroma (if any) under ``data_dir``."""
+        return KnowledgeConfig(
+            data_dir=data_dir, chroma_url=self.chroma_url, collection=self.collection,
+            embedding=EmbeddingConfig(
+                backend=self.embedding, base_url=self.embedding_base_url,
+                model=self.embedding_model, api_key=_secret(self.embedding_api_key),
+            ),
+            retrieval=RetrievalConfig(
+                top_k=self.top_k, fusion=self.fusion, dense_weight=self.dense_weight,
+                min_confidence=self.min_confidence,
+            ),
+            refresh_seconds=self.refresh_seconds,
+        )  # fmt: skip
+
+
+class LLMSettings(Section):
+    """The OpenAI-compatible chat endpoint (``SIYU_LLM_*``); none configured means offline."""
+
+    base_url: str | None = Field(default=None, validation_alias="SIYU_LLM_BASE_URL")
+    model: str | None = Field(default=None, validation_alias="SIYU_LLM_MODEL")
+    api_key: SecretStr | None = Field(default=None, validation_alias="SIYU_LLM_API_KEY")
+    timeout: float = Field(default=20.0, gt=0, validation_alias="SIYU_LLM_TIMEOUT")
+    max_retries: int = Field(default=1, ge=0, le=5, validation_alias="SIYU_LLM_MAX_RETRIES")
+    temperature: float = Field(default=0.2, ge=0.0, le=2.0, validation_alias="SIYU_LLM_TEMPERATURE")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.model)
+
+    def config(self) -> LLMConfig:
+        return LLMConfig(
+            base_url=self.base_url, model=self.model, api_key=_secret(self.api_key),
+            timeout=self.timeout, max_retries=self.max_retries, temperature=self.temperature,
+        )  # fmt: skip
+
+
+class BotSettings(Section):
+    """How the bot talks and when people take over (``SIYU_BOT_NAME``, ``SIYU_BRAND_NAME``,
+    ``SIYU_REPLY_MAX_BYTES``, ``SIYU_HISTORY_TURNS``, ``SIYU_TIMEZONE``, ``SIYU_HANDOFF_HOURS``).
+
+    ``timezone`` is the brand's: handoff hours, campaign crons and quiet hours, and "today" in
+    the answers are all read in it.
+    """
+
+    name: str = Field(default="小域", validation_alias="SIYU_BOT_NAME")
+    brand: str = Field(default="Siyu", validation_alias="SIYU_BRAND_NAME")
+    reply_max_bytes: int = Field(default=2048, ge=200, validation_alias="SIYU_REPLY_MAX_BYTES")
+    history_turns: int = Field(default=6, ge=0, le=50, validation_alias="SIYU_HISTORY_TURNS")
+    timezone: ZoneInfo = Field(default=ZoneInfo("Asia/Shanghai"), validation_alias="SIYU_TIMEZONE")
+    handoff_hours: str = Field(
+        default="09:00-21:00", pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$",
+        validation_alias="SIYU_HANDOFF_HOURS",
+    )  # fmt: skip
+
+    @field_validator("timezone", mode="before")
+    @classmethod
+    def _known_timezone(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as exc:  # a KeyError pydantic would miss
+                raise ValueError(f"unknown time zone {value!r}, e.g. Asia/Shanghai") from exc
+        return value
+
+    @field_validator("handoff_hours")
+    @classmethod
+    def _clock_range(cls, value: str) -> str:
+        return clock_range(value)
+
+    def config(self) -> BotConfig:
+        return BotConfig(
+            name=self.name, brand=self.brand, reply_max_bytes=self.reply_max_bytes,
+            history_turns=self.history_turns, timezone=self.timezone,
+            handoff_hours=ServiceHours.parse(self.handoff_hours),
+        )  # fmt: skip

@@ -131,7 +131,7 @@ def listing(ctx: typer.Context) -> None:
         return
 
     async def show(app: App) -> None:
-        tz = app.settings.bot().timezone
+        tz = app.settings.bot.timezone
         chunks: dict[str, list[Chunk]] = {}
         for chunk in await app.knowledge.stored_chunks():
             chunks.setdefault(chunk.doc_id, []).append(chunk)
@@ -156,7 +156,7 @@ def show(doc_id: _ID) -> None:
         info = next((d for d in await app.knowledge.documents() if d.doc_id == doc_id), None)
         if info is None:
             return None
-        tz = app.settings.bot().timezone
+        tz = app.settings.bot.timezone
         console.print(
             f"{escape(info.doc_id)}: v{info.version}, {info.chunks} entries, {_status(info)}"
         )

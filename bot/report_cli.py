@@ -65,7 +65,7 @@ async def conversation_report(
         counts = await Store(engine).counts(since, until)
     finally:
         await engine.dispose()
-    return report_dict(counts, since, until, settings.bot().timezone)
+    return report_dict(counts, since, until, settings.bot.timezone)
 
 
 def report(
@@ -78,7 +78,7 @@ def report(
     """Conversation counts over a period as JSON: messages, answers by kind, handoffs,
     complaints."""
     settings = Settings()
-    tz = settings.bot().timezone
+    tz = settings.bot.timezone
     try:
         start, end = period(since, days, tz, datetime.now(tz))
     except KnowledgeError as exc:

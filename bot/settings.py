@@ -4,29 +4,28 @@ Each package owns the section it reads, and each component receives only its own
 sections are ``settings.web`` (:class:`adapters.web.config.WebSettings`), ``settings.webhook``
 (:class:`adapters.webhook.config.WebhookSettings`) and ``settings.wecom``
 (:class:`adapters.wecom.config.WeComSettings`), and campaigns' is ``settings.campaigns``
-(:class:`campaigns.config.CampaignSettings`); the core's are built by :meth:`Settings.knowledge`,
-:meth:`Settings.llm` and :meth:`Settings.bot`. Every variable keeps its ``SIYU_*`` name (see
-:mod:`bot.config`) and is documented in ``.env.example``. This module composes the sections, so it
-belongs to the composition root with :mod:`bot.app` and :mod:`bot.cli` (the import contracts say
-so); nothing in the core imports it.
+(:class:`campaigns.config.CampaignSettings`); the core's are ``settings.knowledge``,
+``settings.llm`` and ``settings.bot`` (:mod:`bot.config`). Only the data dir and the database
+URL sit at the top, read by every part that stores something.
+
+Every variable keeps its ``SIYU_*`` name (see :mod:`bot.config`) and is documented in
+``.env.example``. This module composes the sections, so it belongs to the composition root with
+:mod:`bot.app` and :mod:`bot.cli` (the import contracts say so); nothing in the core imports it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.web.config import WebSettings
 from adapters.webhook.config import WebhookSettings
 from adapters.wecom.config import WeComSettings
-from bot.config import BotConfig, LLMConfig, Section, clock_range
-from bot.hours import ServiceHours
+from bot.config import BotSettings, KnowledgeSettings, LLMSettings, Section
 from campaigns.config import CampaignSettings
-from knowledge.config import EmbeddingConfig, KnowledgeConfig, RetrievalConfig
 
 
 class Settings(BaseSettings):
@@ -40,32 +39,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     database_url: str | None = None
 
-    chroma_url: str | None = None
-    chroma_collection: str = "siyu_knowledge"
-    embedding: Literal["local", "openai", "hash"] = "local"
-    embedding_base_url: str | None = None
-    embedding_model: str | None = None
-    embedding_api_key: SecretStr | None = None
-
-    retrieval_top_k: int = Field(default=5, ge=1, le=50)
-    retrieval_fusion: Literal["rrf", "weighted"] = "weighted"
-    retrieval_dense_weight: float = Field(default=0.8, ge=0.0, le=1.0)
-    retrieval_min_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
-    knowledge_refresh_seconds: float = Field(default=5.0, ge=0.0)
-
-    llm_base_url: str | None = None
-    llm_model: str | None = None
-    llm_api_key: SecretStr | None = None
-    llm_timeout: float = Field(default=20.0, gt=0)
-    llm_max_retries: int = Field(default=1, ge=0, le=5)
-    llm_temperature: float = Field(default=0.2, ge=0.0, le=2.0)
-
-    bot_name: str = "小域"
-    brand_name: str = "Siyu"
-    reply_max_bytes: int = Field(default=2048, ge=200)
-    history_turns: int = Field(default=6, ge=0, le=50)
-    timezone: str = "Asia/Shanghai"
-    handoff_hours: str = Field(default="09:00-21:00", pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$")
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    bot: BotSettings = Field(default_factory=BotSettings)
 
     web: WebSettings = Field(default_factory=WebSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
@@ -102,20 +78,6 @@ class Settings(BaseSettings):
                 return info.validation_alias
         return None
 
-    @field_validator("handoff_hours")
-    @classmethod
-    def _clock_range(cls, value: str) -> str:
-        return clock_range(value)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:  # a KeyError pydantic would not catch
-            raise ValueError(f"unknown time zone {value!r}, e.g. Asia/Shanghai") from exc
-        return value
-
     @property
     def resolved_database_url(self) -> str:
         """``database_url``, or SQLite in the data dir."""
@@ -123,49 +85,11 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'siyu.db').resolve()}"
 
-    def knowledge(self) -> KnowledgeConfig:
-        key = self.embedding_api_key.get_secret_value() if self.embedding_api_key else None
-        return KnowledgeConfig(
-            data_dir=self.data_dir,
-            chroma_url=self.chroma_url,
-            collection=self.chroma_collection,
-            embedding=EmbeddingConfig(
-                backend=self.embedding,
-                base_url=self.embedding_base_url,
-                model=self.embedding_model,
-                api_key=key,
-            ),
-            retrieval=RetrievalConfig(
-                top_k=self.retrieval_top_k,
-                fusion=self.retrieval_fusion,
-                dense_weight=self.retrieval_dense_weight,
-                min_confidence=self.retrieval_min_confidence,
-            ),
-            refresh_seconds=self.knowledge_refresh_seconds,
-        )
-
-    def llm(self) -> LLMConfig:
-        return LLMConfig(
-            base_url=self.llm_base_url,
-            model=self.llm_model,
-            api_key=self.llm_api_key.get_secret_value() if self.llm_api_key else None,
-            timeout=self.llm_timeout,
-            max_retries=self.llm_max_retries,
-            temperature=self.llm_temperature,
-        )
-
-    def bot(self) -> BotConfig:
-        return BotConfig(
-            name=self.bot_name,
-            brand=self.brand_name,
-            reply_max_bytes=self.reply_max_bytes,
-            history_turns=self.history_turns,
-            timezone=ZoneInfo(self.timezone),
-            handoff_hours=ServiceHours.parse(self.handoff_hours),
-        )
-
 
 _SECTIONS: dict[str, type[Section]] = {
+    "knowledge": KnowledgeSettings,
+    "llm": LLMSettings,
+    "bot": BotSettings,
     "web": WebSettings,
     "webhook": WebhookSettings,
     "wecom": WeComSettings,

@@ -1,7 +1,8 @@
 """Configuration of the knowledge package, handed in by the composition root.
 
-The knowledge package never reads the environment itself: ``bot.settings.Settings`` reads it once
-and builds a :class:`KnowledgeConfig` (see ``Settings.knowledge``).
+The knowledge package never reads the environment itself: the core's section
+``bot.config.KnowledgeSettings`` (``settings.knowledge``) reads it once and builds a
+:class:`KnowledgeConfig`.
 """
 
 from __future__ import annotations

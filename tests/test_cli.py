@@ -367,8 +367,8 @@ async def test_every_channel_answers_as_many_at_once_by_kind_of_answer(
         "official_accounts": [{"name": "oa1", "app_id": "wxapp", **wecom}],
     })  # fmt: skip
     settings = Settings(
-        _env_file=None, data_dir=data_dir, embedding="hash", wecom=channels,
-        llm_model=llm_model, llm_base_url="http://127.0.0.1:9/v1",
+        _env_file=None, data_dir=data_dir, knowledge={"embedding": "hash"}, wecom=channels,
+        llm={"model": llm_model, "base_url": "http://127.0.0.1:9/v1"},
     )  # fmt: skip
     app = await App.build(settings)
     try:

@@ -114,8 +114,9 @@ class Brand:
 @pytest.fixture
 async def brand(tmp_path: Path, wecom_server: FakePlatform) -> AsyncIterator[Brand]:
     settings = Settings(
-        _env_file=None, data_dir=tmp_path / "data", embedding="hash", llm_model=None,
-        knowledge_refresh_seconds=0, handoff_hours="00:00-00:00",
+        _env_file=None, data_dir=tmp_path / "data", llm={},
+        knowledge={"embedding": "hash", "refresh_seconds": 0},
+        bot={"handoff_hours": "00:00-00:00"},
     )  # fmt: skip
     core = await App.build(settings)
     fake = wecom_server

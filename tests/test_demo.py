@@ -268,12 +268,12 @@ def test_demo_brand_is_the_stores_brand_and_shown_unless_set(
     for key in ("SIYU_BRAND_NAME", "SIYU_WEB_SUGGESTIONS"):
         monkeypatch.delenv(key, raising=False)
     shown = demo_settings(Settings(_env_file=None))  # type: ignore[call-arg]
-    assert shown.brand_name == DEMO_BRAND
-    assert shown.bot().brand == DEMO_BRAND, "help text and greetings use the bot section"
+    assert shown.bot.brand == DEMO_BRAND
+    assert shown.bot.config().brand == DEMO_BRAND, "help text and greetings use the bot section"
     assert shown.web.suggestions == tuple(SAMPLE_QUESTIONS[: len(shown.web.suggestions)])
     assert 4 <= len(shown.web.suggestions) <= 8
     monkeypatch.setenv("SIYU_BRAND_NAME", "山茶花超市")
     monkeypatch.setenv("SIYU_WEB_SUGGESTIONS", '["会员日是哪天？"]')
     own = demo_settings(Settings(_env_file=None))  # type: ignore[call-arg]
-    assert own.brand_name == "山茶花超市"
+    assert own.bot.brand == "山茶花超市"
     assert own.web.suggestions == ("会员日是哪天？",)

@@ -75,8 +75,8 @@ def demo_settings(settings: Settings) -> Settings:
     """``settings`` as the demo brand: its name and sample questions, except where the user set
     ``SIYU_BRAND_NAME`` / ``SIYU_WEB_SUGGESTIONS`` (or passed them) explicitly."""
     update: dict[str, object] = {}
-    if "brand_name" not in settings.model_fields_set:
-        update["brand_name"] = DEMO_BRAND
+    if "brand" not in settings.bot.model_fields_set:
+        update["bot"] = settings.bot.model_copy(update={"brand": DEMO_BRAND})
     if "suggestions" not in settings.web.model_fields_set:
         chips = tuple(SAMPLE_QUESTIONS[:CHIPS])
         update["web"] = settings.web.model_copy(update={"suggestions": chips})

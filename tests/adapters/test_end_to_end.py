@@ -32,10 +32,9 @@ async def test_web_chat_and_console_answer_from_the_knowledge_base(
     settings = Settings(
         _env_file=None,
         data_dir=tmp_path / "data",
-        embedding="hash",
-        llm_model=None,
-        bot_name="小域",
-        brand_name="禾町生活",
+        knowledge={"embedding": "hash"},
+        llm={},
+        bot={"name": "小域", "brand": "禾町生活"},
         web=WebSettings(port=0),
     )
     app = await App.build(settings)

@@ -7,18 +7,22 @@ module costs one interpreter start-up, not seven).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic_settings import BaseSettings
 
 from bot.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
+ENV_EXAMPLE = REPO / ".env.example"
 SIYU = str(Path(sys.executable).with_name("siyu"))
 TIMEOUT_S = 120
 
@@ -144,5 +148,48 @@ def test_env_example_copied_to_env_is_valid(monkeypatch: pytest.MonkeyPatch) -> 
         if key.startswith("SIYU_"):
             monkeypatch.delenv(key)
     settings = Settings(_env_file=REPO / ".env.example")  # type: ignore[call-arg]
-    assert settings.retrieval_min_confidence is None
+    assert settings.knowledge.min_confidence is None
     assert settings.web.port == 8080
+
+
+def _variables(model: type[BaseSettings], prefix: str = "SIYU_") -> set[str]:
+    """Every variable ``model`` reads: a section's fields by their alias, the top by name."""
+    names = set()
+    for name, field in model.model_fields.items():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseSettings):
+            names |= _variables(kind)
+        elif isinstance(field.validation_alias, str):
+            names.add(field.validation_alias)
+        else:
+            names.add(prefix + name.upper())
+    return names
+
+
+def test_every_setting_is_in_env_example_and_read_by_its_section(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``.env.example`` documents exactly the variables the sections read, and each section reads
+    its own (``SIYU_LLM_MODEL`` lands in ``settings.llm``, not at the top)."""
+    documented = set(re.findall(r"^#? ?(SIYU_[A-Z0-9_]+)=", ENV_EXAMPLE.read_text(), re.M))
+    assert documented == _variables(Settings)
+    for key in list(os.environ):
+        if key.startswith("SIYU_"):
+            monkeypatch.delenv(key)
+    for key, value in {
+        "SIYU_LLM_MODEL": "qwen-plus", "SIYU_LLM_TIMEOUT": "7", "SIYU_BRAND_NAME": "禾町生活",
+        "SIYU_TIMEZONE": "Asia/Urumqi", "SIYU_RETRIEVAL_TOP_K": "9", "SIYU_EMBEDDING": "hash",
+        "SIYU_KNOWLEDGE_REFRESH_SECONDS": "0",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (settings.llm.model, settings.llm.timeout, settings.llm.enabled) == (
+        "qwen-plus",
+        7,
+        True,
+    )
+    assert settings.bot.config().brand == "禾町生活"
+    assert settings.bot.timezone == ZoneInfo("Asia/Urumqi")
+    knowledge = settings.knowledge.config(settings.data_dir)
+    assert (knowledge.retrieval.top_k, knowledge.embedding.backend) == (9, "hash")
+    assert knowledge.refresh_seconds == 0

@@ -39,8 +39,9 @@ MAX_BODY = 65_536
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[str]:
     settings = Settings(
-        _env_file=None, data_dir=tmp_path / "data", embedding="hash", llm_model=None,
-        bot_name="小域", knowledge_refresh_seconds=0,
+        _env_file=None, data_dir=tmp_path / "data", llm={},
+        knowledge={"embedding": "hash", "refresh_seconds": 0},
+        bot={"name": "小域"},
     )  # fmt: skip
     app = await App.build(settings)
     await app.knowledge.ingest_path(DEMO_DIR / "faq.csv")

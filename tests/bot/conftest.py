@@ -58,11 +58,19 @@ async def seed(kb: KnowledgeBase) -> None:
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
-    """Settings that ignore any developer .env: hash embeddings, SQLite in ``data_dir``."""
+    """Settings that ignore the environment: hash embeddings, SQLite in ``data_dir``.
+
+    ``overrides`` are top-level values, or a section's fields as a dict merged over these
+    defaults (``bot={"reply_max_bytes": 300}``). A section given as a dict reads nothing from the
+    environment; the others read the process environment but no ``.env``.
+    """
     values: dict[str, Any] = {
-        "data_dir": data_dir, "embedding": "hash", "bot_name": "小域", "brand_name": "示例咖啡",
+        "data_dir": data_dir, "knowledge": {"embedding": "hash"},
+        "bot": {"name": "小域", "brand": "示例咖啡"},
     }  # fmt: skip
-    values.update(overrides)
+    for key, value in overrides.items():
+        given = values.get(key)
+        values[key] = {**given, **value} if isinstance(given, dict) else value
     return Settings(_env_file=None, **values)
 
 
@@ -131,8 +139,9 @@ async def app(data_dir: Path) -> AsyncIterator[App]:
 async def llm_app(data_dir: Path, openai_server: FakeOpenAI) -> AsyncIterator[App]:
     """An App answering with the fake LLM (0.5 s client timeout, no retries), seeded."""
     settings = make_settings(
-        data_dir, llm_base_url=openai_server.base_url, llm_model="fake-chat",
-        llm_timeout=0.5, llm_max_retries=0,
+        data_dir,
+        llm={"base_url": openai_server.base_url, "model": "fake-chat", "timeout": 0.5,
+             "max_retries": 0},
     )  # fmt: skip
     async for app in built_app(settings):
         yield app
@@ -140,7 +149,7 @@ async def llm_app(data_dir: Path, openai_server: FakeOpenAI) -> AsyncIterator[Ap
 
 def pipeline_for(app: App, clock: Clock) -> Pipeline:
     """A pipeline over the app's store and answerer, on the test's clock."""
-    return Pipeline(app.store, app.answerer, app.settings.bot(), clock)
+    return Pipeline(app.store, app.answerer, app.settings.bot.config(), clock)
 
 
 @pytest.fixture

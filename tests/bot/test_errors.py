@@ -23,8 +23,9 @@ from tests.fakes.openai_server import FakeOpenAI
 @pytest.fixture
 async def remote_app(data_dir: Path, openai_server: FakeOpenAI) -> AsyncIterator[App]:
     settings = make_settings(
-        data_dir, embedding="openai", embedding_base_url=openai_server.base_url,
-        embedding_model="fake-embed",
+        data_dir,
+        knowledge={"embedding": "openai", "embedding_base_url": openai_server.base_url,
+                   "embedding_model": "fake-embed"},
     )  # fmt: skip
     async for app in built_app(settings):
         yield app

@@ -64,12 +64,12 @@ def test_next_opening_is_said_as_members_read_it() -> None:
 
 
 def test_settings_carry_the_hours_and_refuse_bad_ones(data_dir: Path) -> None:
-    config = make_settings(data_dir, handoff_hours="10:00-18:30").bot()
+    config = make_settings(data_dir, bot={"handoff_hours": "10:00-18:30"}).bot.config()
     assert config.handoff_hours == ServiceHours(time(10, 0), time(18, 30))
-    assert make_settings(data_dir).bot().handoff_hours == DEFAULT_HANDOFF_HOURS
+    assert make_settings(data_dir).bot.config().handoff_hours == DEFAULT_HANDOFF_HOURS
     for bad in ("25:00-18:00", "9:00-18:00", "09:00"):
         with pytest.raises(ValidationError):
-            make_settings(data_dir, handoff_hours=bad)
+            make_settings(data_dir, bot={"handoff_hours": bad})
 
 
 async def test_inside_service_hours_a_person_answers_soon(chat: Chat) -> None:
@@ -95,7 +95,7 @@ async def test_early_morning_says_today(chat: Chat, clock: Clock) -> None:
 
 @pytest.fixture
 async def evening_desk(data_dir: Path) -> AsyncIterator[App]:
-    async for app in built_app(make_settings(data_dir, handoff_hours="10:00-18:30")):
+    async for app in built_app(make_settings(data_dir, bot={"handoff_hours": "10:00-18:30"})):
         yield app
 
 

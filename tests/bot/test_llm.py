@@ -151,8 +151,9 @@ async def refused_app(data_dir: Path) -> AsyncIterator[App]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     settings = make_settings(
-        data_dir, llm_base_url=f"http://127.0.0.1:{port}/v1", llm_model="fake-chat",
-        llm_timeout=0.5, llm_max_retries=0,
+        data_dir,
+        llm={"base_url": f"http://127.0.0.1:{port}/v1", "model": "fake-chat", "timeout": 0.5,
+             "max_retries": 0},
     )  # fmt: skip
     async for app in built_app(settings):
         yield app

@@ -39,7 +39,7 @@ LONG_RULES = "".join(
 @pytest.fixture
 async def small_limit_chat(data_dir: Path, clock: Clock) -> AsyncIterator[Chat]:
     """A bot whose replies may be at most 300 bytes, with one very long answer."""
-    async for app in built_app(make_settings(data_dir, reply_max_bytes=300)):
+    async for app in built_app(make_settings(data_dir, bot={"reply_max_bytes": 300})):
         rules = DocumentMeta(source="rules.md", title="会员规则")
         await app.knowledge.ingest(document(rules, qa_draft("会员规则有哪些？", LONG_RULES)))
         yield Chat(pipeline_for(app, clock))
@@ -251,7 +251,7 @@ async def test_long_answers_fit_the_byte_limit(small_limit_chat: Chat) -> None:
 
 
 async def test_quoted_group_replies_leave_room_for_the_quote(data_dir: Path, clock: Clock) -> None:
-    async for app in built_app(make_settings(data_dir, reply_max_bytes=300)):
+    async for app in built_app(make_settings(data_dir, bot={"reply_max_bytes": 300})):
         rules = DocumentMeta(source="rules.md", title="会员规则")
         await app.knowledge.ingest(document(rules, qa_draft("会员规则有哪些？", LONG_RULES)))
         group = Chat(pipeline_for(app, clock), conversation="room-1", group=True)

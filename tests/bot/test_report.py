@@ -37,7 +37,7 @@ async def test_counts_after_a_scripted_conversation(app: App, clock: Clock) -> N
     await Chat(pipeline_for(app, clock), member="early", conversation="e").say("你好")
     clock.now = NOW
     await script(app, clock)
-    tz = app.settings.bot().timezone
+    tz = app.settings.bot.timezone
     since, until = NOW - timedelta(days=1), NOW + timedelta(hours=1)
     report = report_dict(await app.store.counts(since, until), since, until, tz)
     assert report == {
@@ -58,7 +58,7 @@ async def test_counts_after_a_scripted_conversation(app: App, clock: Clock) -> N
 
 
 def test_period_from_since_or_up_to_now() -> None:
-    tz = Settings(_env_file=None).bot().timezone
+    tz = Settings(_env_file=None).bot.timezone
     start, end = period("2026-06-01", 7, tz, NOW)
     assert (start.isoformat(), end.isoformat()) == (
         "2026-06-01T00:00:00+08:00",

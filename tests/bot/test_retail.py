@@ -143,7 +143,7 @@ def _faq_file(app: App) -> Path:
 
 async def test_an_unrouted_unanswered_question_goes_to_its_nearest_exemplar(shop: App) -> None:
     fallback = shop.answerer.fallback
-    tz = shop.settings.bot().timezone
+    tz = shop.settings.bot.timezone
     question = "最近有啥好康的"  # no cue word, no FAQ entry
     assert await ask(shop, question) == NOT_FOUND_TEXT  # hash backend: exemplars off
     anything = ExemplarIntents(shop.knowledge, floor=-1.0)
@@ -159,7 +159,7 @@ async def test_an_unrouted_unanswered_question_goes_to_its_nearest_exemplar(shop
 
 @pytest.mark.slow
 async def test_local_model_exemplars_catch_deals_without_cue_words(data_dir: Path) -> None:
-    app = await App.build(make_settings(data_dir, embedding="local"))
+    app = await App.build(make_settings(data_dir, knowledge={"embedding": "local"}))
     try:
         await seed_brand(app.knowledge)
         deals = await ask(app, "最近有啥好康的", store="bj-hd")

@@ -94,8 +94,10 @@ async def seed_grocer(kb: KnowledgeBase) -> None:
 async def grocer(data_dir: Path, openai_server: FakeOpenAI) -> AsyncIterator[App]:
     """An App answering with the fake LLM (0.5 s timeout, no retries), seeded with the grocer."""
     settings = make_settings(
-        data_dir, llm_base_url=openai_server.base_url, llm_model="fake-chat",
-        llm_timeout=TIMEOUT, llm_max_retries=0, brand_name="鲜丰超市",
+        data_dir,
+        llm={"base_url": openai_server.base_url, "model": "fake-chat", "timeout": TIMEOUT,
+             "max_retries": 0},
+        bot={"brand": "鲜丰超市"},
     )  # fmt: skip
     app = await App.build(settings)
     try:

@@ -40,7 +40,7 @@ STORE_PROMO = "徐汇店限定：6月1日至6月20日，烘焙第二件半价。
 
 @pytest.fixture
 async def knowledge(engine: AsyncEngine, data_dir: Path) -> AsyncIterator[KnowledgeBase]:
-    kb = await KnowledgeBase.open(make_settings(data_dir).knowledge(), engine)
+    kb = await KnowledgeBase.open(make_settings(data_dir).knowledge.config(data_dir), engine)
     try:
         await seed(kb)  # an FAQ and the all-store June promotion 夏日满减
         meta = DocumentMeta(
@@ -110,7 +110,7 @@ class Members:
 
 @pytest.fixture
 def members(engine: AsyncEngine, knowledge: KnowledgeBase, data_dir: Path) -> Members:
-    config = make_settings(data_dir).bot()
+    config = make_settings(data_dir).bot.config()
     return Members(engine, Store(engine), ExtractiveAnswerer(knowledge), config)
 
 

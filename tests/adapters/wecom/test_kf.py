@@ -51,8 +51,9 @@ def now(server: FakePlatform) -> datetime:
 @pytest.fixture
 async def core(tmp_path: Path) -> AsyncIterator[App]:
     settings = Settings(
-        _env_file=None, data_dir=tmp_path / "data", embedding="hash", llm_model=None,
-        knowledge_refresh_seconds=0, handoff_hours="00:00-00:00",
+        _env_file=None, data_dir=tmp_path / "data", llm={},
+        knowledge={"embedding": "hash", "refresh_seconds": 0},
+        bot={"handoff_hours": "00:00-00:00"},
     )  # fmt: skip
     app = await App.build(settings)
     await app.knowledge.ingest_path(DEMO_DIR / "faq.csv")

@@ -55,8 +55,8 @@ async def serve(prefix: str, sub: web.Application) -> AsyncIterator[str]:
 async def real_core(tmp_path: Path) -> AsyncIterator[App]:
     """The real core (SQLite, Chroma, hash embedder, no LLM) with the demo FAQ ingested."""
     settings = Settings(
-        _env_file=None, data_dir=tmp_path / "data", embedding="hash", llm_model=None,
-        knowledge_refresh_seconds=0,
+        _env_file=None, data_dir=tmp_path / "data", llm={},
+        knowledge={"embedding": "hash", "refresh_seconds": 0},
     )  # fmt: skip
     app = await App.build(settings)
     try:
