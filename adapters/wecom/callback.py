@@ -20,6 +20,13 @@ answers wait on the network, so :data:`MAX_ANSWERING` run at once; extractive an
 CPU-bound (the query embedding), so :data:`MAX_ANSWERING_CPU`, about two per core: more only
 takes CPU from the acknowledgements (docs/measurements.md). The composition root picks one by
 whether an LLM is configured and passes it to each channel's :class:`BackgroundTasks`.
+
+Answering within a deadline is one helper, :class:`adapters.wecom.inflight.InFlight`. Only the
+Official Account needs it: its passive reply must leave within the 5 s WeChat waits, so the
+answer is raced against ``reply_budget_seconds`` and a retry joins the same answer. kf and the
+WeCom app acknowledge at once and send through the API (no deadline to meet), and the webhook
+and web chat answer in the request, bounded by the pipeline's own timeouts. A channel that
+gains a passive-reply deadline uses ``InFlight``; it is not rewritten per channel.
 """
 
 from __future__ import annotations
