@@ -5,9 +5,9 @@ base.
 
 Prints one JSON object: chunks, messages, embedding, p50_ms, p95_ms, mean_ms, max_ms, ingest_s (plus
 ``cached`` and the ``answered_by`` mix). Each message is a new message id through
-``App.pipeline.handle``: dedupe, member upsert, commands, retrieval, extractive answer, reply guard,
-storing the exchange. The figure that counts is the default ``local`` embedder (target p95 < 50 ms
-on 2 cores); ``hash`` only makes a quick smoke run.
+``App.inbox.handle``: the durable inbox (record, claim, hand out), member upsert, commands,
+retrieval, extractive answer, reply guard, storing the exchange. The figure that counts is the
+default ``local`` embedder (target p95 < 50 ms on 2 cores); ``hash`` only makes a quick smoke run.
 
 The knowledge base is the demo brand plus a synthetic but realistic catalogue (product names from
 brand × variant × base product × spec, FAQ rows from templates × stores × products, store-scoped
@@ -363,7 +363,7 @@ async def measure(args: argparse.Namespace, data_dir: Path, corpus: list[Path]) 
         plan = messages(rng, WARMUP + args.messages, corpus)
         for n, (text, store_id) in enumerate(plan):
             started = time.perf_counter()
-            reply = await app.pipeline.handle(_message(text, store_id, n))
+            reply = await app.inbox.handle(_message(text, store_id, n))
             elapsed = (time.perf_counter() - started) * 1000
             if n >= WARMUP:
                 latencies.append(elapsed)

@@ -159,7 +159,7 @@ async def serve(args: argparse.Namespace) -> None:
         core = await App.build(settings(Path(tmp) / "data", args.embedding))
         try:
             await core.knowledge.ingest_path(DEMO_DIR / "faq.csv")
-            handle = core.pipeline.handle
+            handle = core.inbox.handle
             kf = create_kf_app(handle, [kf_account()], api_base=args.platform, engine=core.engine)
             # No LLM here: extractive answers, CPU-bound, as `siyu serve` configures them.
             oa = create_official_app(

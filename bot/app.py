@@ -1,6 +1,7 @@
 """The composition root: settings in, a running engine, knowledge base and pipeline out.
 
-The CLI and every adapter start here (``App.build``) and feed ``app.pipeline.handle``. Each
+The CLI and every adapter start here (``App.build``) and feed ``app.inbox.handle``: the durable
+inbox (:mod:`bot.inbox`) records each message, then answers it with ``app.pipeline``. Each
 component receives only its own settings section.
 """
 
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.answer import ExtractiveAnswerer
 from bot.clock import utc_now
 from bot.db import create_engine
+from bot.inbox import Inbox
 from bot.llm import LLMAnswerer
 from bot.pipeline import Pipeline
 from bot.retail import RetailAnswerer
@@ -40,6 +42,7 @@ class App:
     pipeline: Pipeline
     store: Store
     answerer: RetailAnswerer
+    inbox: Inbox
 
     @classmethod
     async def build(cls, settings: Settings) -> App:
@@ -63,7 +66,8 @@ class App:
         answerer = RetailAnswerer(knowledge, fallback, tz=tz, writer=writer, exemplars=exemplars)
         store = Store(engine)
         pipeline = Pipeline(store, answerer, settings.bot.config())
-        return cls(settings, engine, knowledge, pipeline, store, answerer)
+        inbox = Inbox(engine, pipeline.handle)
+        return cls(settings, engine, knowledge, pipeline, store, answerer, inbox)
 
     async def preview_answer(
         self, question: str, *, store_id: str | None = None, at: datetime | None = None

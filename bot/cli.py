@@ -208,7 +208,7 @@ def chat(
 
     async def talk(app: App) -> None:
         console.print(f"[bold]{app.settings.bot.name}[/bold] 在线。输入问题，/quit 退出。")
-        await run_console(app.pipeline.handle, store_id=store)
+        await run_console(app.inbox.handle, store_id=store)
 
     _run(talk)
 
@@ -221,7 +221,7 @@ def _channel_apps(app: App) -> list[tuple[str, web.Application]]:
     from adapters.wecom.kf import create_kf_app
     from adapters.wecom.official import create_official_app
 
-    settings, handle = app.settings, app.pipeline.handle
+    settings, handle = app.settings, app.inbox.handle
     mounted: list[tuple[str, web.Application]] = []
     wecom = settings.wecom
     if bridges := settings.webhook.bridges:
@@ -269,7 +269,7 @@ async def _serve(app: App) -> None:
         return [(s.store_id, s.name) for s in app.knowledge.catalogue().stores.stores]
 
     web_app = create_web_app(
-        app.pipeline.handle, settings.web, bot_name=settings.bot.name,
+        app.inbox.handle, settings.web, bot_name=settings.bot.name,
         brand=settings.bot.brand, stores=stores,
     )  # fmt: skip
     for prefix, sub_app in _channel_apps(app):

@@ -5,10 +5,18 @@ SiyuError
 │   └── SchemaError  the database is not one this Siyu can bring to its schema
 ├── AnswerError      the answerer could not produce an answer (the pipeline falls back)
 │   └── LLMError     the LLM call failed or timed out
-└── DeliveryError    a proactive message (bot.types.Outbound) was not delivered
+├── DeliveryError    a proactive message (bot.types.Outbound) was not delivered
+└── Unavailable      a dependency failed: the message waits in the inbox, the caller retries
+
+:func:`is_unavailable` says which exceptions are dependency failures (an outage to wait out)
+rather than bugs or bad input.
 """
 
 from __future__ import annotations
+
+import sqlalchemy.exc
+
+from knowledge.errors import EmbeddingError, StoreError
 
 
 class SiyuError(Exception):
@@ -43,3 +51,33 @@ class DeliveryError(SiyuError):
         super().__init__(message)
         self.reason = reason
         self.retryable = retryable
+
+
+class Unavailable(SiyuError):
+    """A message could not be recorded or answered now because a dependency failed (the
+    database, the vector store, the embeddings server), or its answer is still being made
+    elsewhere. Nothing is lost: the message waits in the inbox (:mod:`bot.inbox`). Channels
+    answer 503 with ``Retry-After: retry_after`` (webhook), an error frame (web chat), or no
+    acknowledgement (platform callbacks), so that the caller retries."""
+
+    def __init__(self, message: str, retry_after: float = 2.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+_OUTAGES: tuple[type[BaseException], ...] = (
+    sqlalchemy.exc.OperationalError,  # the database refused, dropped or timed out
+    sqlalchemy.exc.InterfaceError,  # the connection is gone
+    sqlalchemy.exc.TimeoutError,  # no pooled connection in time
+    OSError,  # refused or reset connections (ConnectionError is one)
+    TimeoutError,
+    EmbeddingError,  # the embeddings server
+    StoreError,  # the vector store
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` is a dependency failure that a retry may not meet again."""
+    if isinstance(exc, (Unavailable, *_OUTAGES)):
+        return True
+    return isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated

@@ -1,4 +1,4 @@
-"""The core's SQL tables: members, the message log (history), and seen message ids (dedupe).
+"""The core's SQL tables: members, the message log (history), and the inbox (dedupe, answers).
 
 Every datetime column uses :class:`UTCDateTime`, which refuses naive datetimes on the way in and
 always hands back aware UTC datetimes (SQLite stores no offset, PostgreSQL ``timestamptz`` does).
@@ -95,13 +95,34 @@ class MessageLog(SQLModel, table=True):
     created_at: datetime = Field(sa_column=_utc_column(nullable=False))
 
 
-class SeenMessage(SQLModel, table=True):
-    """A platform message id already handled; the unique key makes dedupe durable."""
+class InboxMessage(SQLModel, table=True):
+    """One inbound message, recorded before the platform is acknowledged (:mod:`bot.inbox`).
 
-    __tablename__ = "seen_message"
-    __table_args__ = (sa.UniqueConstraint("channel", "message_id", name="uq_seen_channel_msg"),)
+    ``(channel, message_id)`` is unique: the platform's id is the dedupe key, so retries,
+    restarts and replicas agree. ``message`` is the :class:`bot.types.InboundMessage` as JSON (to
+    answer it again after a crash), ``reply`` the answer once recorded. ``state``: ``pending``
+    → ``answering`` (``owner`` holds a lease until ``lease_until``) → ``answered`` →
+    ``delivered``. ``session_key`` orders the messages of one conversation.
+    """
+
+    __tablename__ = "inbox_message"
+    __table_args__ = (
+        sa.UniqueConstraint("channel", "message_id", name="uq_inbox_channel_msg"),
+        sa.Index("ix_inbox_message_session", "session_key", "id"),
+        sa.Index("ix_inbox_message_state_lease", "state", "lease_until"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     channel: str = Field(max_length=64)
     message_id: str = Field(max_length=255)
-    seen_at: datetime = Field(sa_column=_utc_column(nullable=False, index=True))
+    session_key: str = Field(max_length=512)
+    message: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False)
+    )
+    state: str = Field(max_length=16)
+    owner: str | None = Field(default=None, max_length=128)
+    lease_until: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    attempts: int = Field(default=0)
+    reply: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON, nullable=True))
+    received_at: datetime = Field(sa_column=_utc_column(nullable=False))
+    updated_at: datetime = Field(sa_column=_utc_column(nullable=False, index=True))

@@ -3,8 +3,9 @@
 A message runs through an ordered chain of steps; each step gets the message's :class:`Context`
 and the rest of the chain (``call_next``), like middleware. The whole chain, outermost first::
 
-    error boundary   any failure → logged once, polite "not found, ask for a person" reply
-    dedupe           (channel, message id) seen before → NoReply("duplicate"); durable key
+    error boundary   a dependency failure → bot.errors.Unavailable (the inbox keeps the message
+                     for a retry); any other failure → logged once, polite "not found, ask for
+                     a person" reply
     session lock     one message at a time per session, in arrival order
     member           upsert the sender, move last_active; record the address they wrote from
                      and open its contact window (bot.contact)
@@ -22,6 +23,10 @@ and the rest of the chain (``call_next``), like middleware. The whole chain, out
 question the earlier steps cleaned up. Bot rows are logged with ``answered_by``: the answerer's
 kind ("llm", "extractive", "retail", "not_found"), "smalltalk", "command", "handoff",
 "complaint" (a handoff on a complaint) or "error"; ``siyu report`` counts them.
+
+Channels do not call the pipeline directly: :class:`bot.inbox.Inbox` records each message first,
+answers it once with :meth:`Pipeline.handle` (in order per conversation) and hands the answer out
+once; retries of a message are the inbox's business, not the chain's.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from bot.clock import Clock, utc_now
 from bot.commands import ALLOWED_DURING_HANDOFF, Commands, parse_command
 from bot.complaints import is_complaint
 from bot.config import BotConfig
+from bot.errors import Unavailable, is_unavailable
 from bot.groups import Addressing, quote_for
 from bot.guard import guard_text
 from bot.models import Member
@@ -142,7 +148,6 @@ class Pipeline:
         self._chain = build_chain(
             [
                 self._error_boundary,
-                self._dedupe,
                 self._session_lock,
                 self._member,
                 self._address,
@@ -168,15 +173,18 @@ class Pipeline:
     async def _error_boundary(self, ctx: Context, call_next: Next) -> Reply:
         try:
             return await call_next(ctx)
-        except Exception:
+        except Exception as exc:
+            if is_unavailable(exc):  # an outage: the inbox keeps the message, the caller retries
+                why = f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    "message %s on %s waits for a retry: %s", ctx.msg.id, ctx.msg.channel, why
+                )
+                if isinstance(exc, Unavailable):
+                    raise
+                raise Unavailable(f"a dependency failed: {why}") from exc
             # The one place message failures are logged; the member still gets a polite reply.
             log.exception("failed to handle message %s on %s", ctx.msg.id, ctx.msg.channel)
             return TextReply(NOT_FOUND_TEXT, quote=quote_for(ctx.msg), answered_by="error")
-
-    async def _dedupe(self, ctx: Context, call_next: Next) -> Reply:
-        if not await self._store.claim_message(ctx.msg.channel, ctx.msg.id, ctx.now):
-            return NoReply("duplicate")
-        return await call_next(ctx)
 
     async def _session_lock(self, ctx: Context, call_next: Next) -> Reply:
         async with self._locks.hold(ctx.msg.session_key):

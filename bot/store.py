@@ -30,7 +30,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.answer import Turn
 from bot.contact import ContactLedger
-from bot.models import Member, MessageLog, SeenMessage, require_aware
+from bot.models import Member, MessageLog, require_aware
 from bot.types import Address, MemberRef
 from knowledge.types import Citation
 
@@ -71,28 +71,6 @@ class Store:
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
         self.contacts = ContactLedger(engine)
         """Members' addresses and contact windows (:mod:`bot.contact`), on the same engine."""
-
-    async def claim_message(self, channel: str, message_id: str, at: datetime) -> bool:
-        """Record a platform message id; False when it was already recorded (a duplicate).
-
-        The unique key decides, so restarts, replicas and concurrent retries agree.
-        """
-        require_aware(at)
-        try:
-            async with self._engine.begin() as conn:
-                await conn.execute(
-                    SeenMessage.__table__.insert().values(  # type: ignore[attr-defined]
-                        channel=channel, message_id=message_id, seen_at=at
-                    )
-                )
-        except IntegrityError:
-            return False
-        return True
-
-    async def prune_seen(self, before: datetime) -> int:
-        """Forget dedupe keys seen before ``before`` (platforms retry within minutes); how many."""
-        table = SeenMessage.__table__  # type: ignore[attr-defined]
-        return await delete_in_batches(self._engine, table, table.c.seen_at < require_aware(before))
 
     async def prune_log(self, before: datetime) -> int:
         """Delete message-log rows created before ``before``; how many."""

@@ -160,7 +160,9 @@ class SessionEnded(Protocol):
 
 
 class MessageHandler(Protocol):
-    """The one entry point every adapter feeds: ``bot.pipeline.Pipeline.handle`` fits it."""
+    """The one entry point every adapter feeds: ``bot.inbox.Inbox.handle`` fits it (it records
+    the message durably, then answers it once with ``bot.pipeline.Pipeline.handle``, which fits
+    too). It raises :class:`bot.errors.Unavailable` when the message must be retried later."""
 
     async def __call__(self, msg: InboundMessage, /) -> Reply: ...
 

@@ -5,8 +5,9 @@ the brand's timezone, a quiet hour; :mod:`campaigns.scheduler` registers the job
 process prunes). Each table is deleted from in batches of :data:`bot.store.PRUNE_BATCH` rows,
 one short transaction each, and the counts are logged and returned.
 
-- ``seen_message`` (dedupe keys): 7 days (``SIYU_RETENTION_SEEN_DAYS``). The platforms retry a
-  callback within minutes; a week also covers a backlog replayed after an outage.
+- ``inbox_message`` (the durable inbox, :mod:`bot.inbox`: dedupe keys and answers): 7 days after
+  a row last changed (``SIYU_RETENTION_SEEN_DAYS``). The platforms retry a callback within
+  minutes; a week also covers a backlog replayed after an outage.
 - ``message_log``: 180 days (``SIYU_RETENTION_MESSAGE_LOG_DAYS``), the planner's interest
   lookback (:data:`campaigns.planner.INTEREST_LOOKBACK`); a shorter retention shortens that
   lookback to what is kept. Reports and the reactivation figures read the log too.
@@ -38,6 +39,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.contact import ContactLedger
+from bot.inbox import prune_inbox
 from bot.models import require_aware
 from bot.store import Store, delete_in_batches
 from campaigns.config import RetentionConfig
@@ -64,7 +66,7 @@ async def prune(
     no_rows_left = ~sa.exists().where(OUTBOX.c.run_id == RUNS.c.id)
     lock_horizon = (time.time() if wall is None else wall) - STALE_LOCK_SECONDS
     counts = {
-        "seen_message": await store.prune_seen(now - timedelta(days=config.seen_messages_days)),
+        "inbox_message": await prune_inbox(engine, now - timedelta(days=config.seen_messages_days)),
         "message_log": await store.prune_log(now - timedelta(days=config.message_log_days)),
         "outbox": await delete_in_batches(
             engine,

@@ -131,7 +131,7 @@ async def brand(tmp_path: Path, wecom_server: FakePlatform) -> AsyncIterator[Bra
 
     async def handle(msg: InboundMessage) -> Reply:
         """The real pipeline; questions about membership get an answer of three messages."""
-        reply = await core.pipeline.handle(msg)
+        reply = await core.inbox.handle(msg)
         if msg.text == SLOW_QUESTION:
             handled.set()
             await slow.wait()

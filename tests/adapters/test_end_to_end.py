@@ -41,9 +41,7 @@ async def test_web_chat_and_console_answer_from_the_knowledge_base(
     runner = None
     try:
         await app.knowledge.ingest_path(DEMO_DIR / "faq.csv")
-        web_app = create_web_app(
-            app.pipeline.handle, settings.web, bot_name="小域", brand="禾町生活"
-        )
+        web_app = create_web_app(app.inbox.handle, settings.web, bot_name="小域", brand="禾町生活")
         runner, url = await start_web(web_app, settings.web)
 
         direct = await join(session, url, "m-1", "阿花")
@@ -68,9 +66,7 @@ async def test_web_chat_and_console_answer_from_the_knowledge_base(
         assert reply["quote"] == "阿宝"
 
         out: list[str] = []
-        await run_console(
-            app.pipeline.handle, input_lines=_lines("积分会过期吗？"), write=out.append
-        )
+        await run_console(app.inbox.handle, input_lines=_lines("积分会过期吗？"), write=out.append)
         assert EXPIRY in out[0]
         assert out[1].startswith("  [1] ")
     finally:

@@ -47,7 +47,7 @@ async def server(tmp_path: Path) -> AsyncIterator[str]:
     await app.knowledge.ingest_path(DEMO_DIR / "faq.csv")
     root = web.Application(client_max_size=MAX_BODY)
     root.add_subapp(
-        "/hooks/", create_webhook_app(app.pipeline.handle, [BRIDGE], max_body_bytes=MAX_BODY)
+        "/hooks/", create_webhook_app(app.inbox.handle, [BRIDGE], max_body_bytes=MAX_BODY)
     )
     runner = web.AppRunner(root)
     await runner.setup()

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from bot.app import App
+from bot.inbox import Inbox
 from bot.pipeline import Pipeline
 from bot.settings import Settings
 from bot.types import InboundMessage, MemberRef, Reply
@@ -89,9 +90,9 @@ class Clock:
 
 @dataclass
 class Chat:
-    """Sends a member's messages to a pipeline, with fresh message ids."""
+    """Sends a member's messages to the app's inbox (as the channels do), with fresh ids."""
 
-    pipeline: Pipeline
+    pipeline: Inbox
     member: str = "u1"
     name: str = "小明"
     conversation: str = "c1"
@@ -147,9 +148,11 @@ async def llm_app(data_dir: Path, openai_server: FakeOpenAI) -> AsyncIterator[Ap
         yield app
 
 
-def pipeline_for(app: App, clock: Clock) -> Pipeline:
-    """A pipeline over the app's store and answerer, on the test's clock."""
-    return Pipeline(app.store, app.answerer, app.settings.bot.config(), clock)
+def pipeline_for(app: App, clock: Clock) -> Inbox:
+    """The app's way in, on the test's clock: an inbox over a pipeline over the app's store and
+    answerer (``.handle`` as the channels call it)."""
+    pipeline = Pipeline(app.store, app.answerer, app.settings.bot.config(), clock)
+    return Inbox(app.engine, pipeline.handle, clock=clock)
 
 
 @pytest.fixture

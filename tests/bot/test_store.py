@@ -1,4 +1,4 @@
-"""Members, dedupe keys and the message log on real SQLite, and on real PostgreSQL when
+"""Members and the message log on real SQLite, and on real PostgreSQL when
 ``SIYU_TEST_POSTGRES_URL`` is set (each test in a schema of its own, dropped afterwards)."""
 
 from __future__ import annotations
@@ -29,25 +29,6 @@ async def engine(request: pytest.FixtureRequest, data_dir: Path) -> AsyncIterato
 @pytest.fixture
 def store(engine: AsyncEngine) -> Store:
     return Store(engine)
-
-
-async def test_claim_message_once(store: Store) -> None:
-    assert await store.claim_message("web", "m1", T0)
-    assert not await store.claim_message("web", "m1", T0)
-    assert await store.claim_message("wecom", "m1", T0)  # ids are unique per channel
-
-
-async def test_concurrent_claims_have_one_winner(store: Store) -> None:
-    results = await asyncio.gather(*(store.claim_message("web", "m2", T0) for _ in range(5)))
-    assert sorted(results) == [False, False, False, False, True]
-
-
-async def test_prune_seen_forgets_old_keys(store: Store) -> None:
-    await store.claim_message("web", "old", T0)
-    await store.claim_message("web", "new", T0 + timedelta(days=2))
-    assert await store.prune_seen(T0 + timedelta(days=1)) == 1
-    assert await store.claim_message("web", "old", T0 + timedelta(days=3))
-    assert not await store.claim_message("web", "new", T0 + timedelta(days=3))
 
 
 async def test_upsert_creates_then_moves_last_active(store: Store) -> None:

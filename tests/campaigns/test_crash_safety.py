@@ -48,7 +48,7 @@ MEMBERS = 5000
 KFID = "wkcrash"
 KILLS = 4
 READY_WITHIN_S = 60.0
-FINISH_WITHIN_S = 120.0
+FINISH_WITHIN_S = 300.0  # "does not hang": 5,000 sends on a loaded 2-core machine took >120 s
 OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
 MEMBER = Member.__table__  # type: ignore[attr-defined]
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.contact import ContactLedger
 from bot.db import create_engine
-from bot.models import MessageLog, SeenMessage
+from bot.models import InboxMessage, MessageLog
 from bot.schema import upgrade
 from bot.store import delete_in_batches
 from bot.types import Address
@@ -36,12 +36,20 @@ from tests.campaigns.test_scheduler import leading
 
 NOW = T0 + timedelta(days=365)
 WALL = NOW.timestamp()
-SEEN: sa.Table = SeenMessage.__table__  # type: ignore[attr-defined]
+SEEN: sa.Table = InboxMessage.__table__  # type: ignore[attr-defined]
 LOG: sa.Table = MessageLog.__table__  # type: ignore[attr-defined]
 OUTBOX: sa.Table = OutboxRow.__table__  # type: ignore[attr-defined]
 RUNS: sa.Table = CampaignRun.__table__  # type: ignore[attr-defined]
 FIRES: sa.Table = SchedulerFire.__table__  # type: ignore[attr-defined]
 LOCKS: sa.Table = SendLock.__table__  # type: ignore[attr-defined]
+
+
+def seen(message_id: str, at: datetime) -> dict[str, Any]:
+    """An inbox row of a message delivered at ``at``."""
+    return {
+        "channel": "kf", "message_id": message_id, "session_key": "s", "message": {},
+        "state": "delivered", "attempts": 1, "received_at": at, "updated_at": at,
+    }  # fmt: skip
 
 
 def ago(days: float) -> datetime:
@@ -77,8 +85,8 @@ async def outbox_rows(engine: AsyncEngine, run: int, rows: dict[str, tuple[str, 
 async def test_old_rows_are_pruned_and_recent_ones_kept(engine: AsyncEngine) -> None:
     member = await add_member(engine, "u1")
     await insert(engine, SEEN, [
-        {"channel": "kf", "message_id": "old", "seen_at": ago(8)},
-        {"channel": "kf", "message_id": "new", "seen_at": ago(6)},
+        seen("old", ago(8)),
+        seen("new", ago(6)),
     ])  # fmt: skip
     await insert(engine, LOG, [
         {"session_key": "s", "member_id": member, "role": "user", "text": t, "citations": [],
@@ -109,7 +117,7 @@ async def test_old_rows_are_pruned_and_recent_ones_kept(engine: AsyncEngine) -> 
     counts = await prune(engine, RetentionConfig(), now=NOW, wall=WALL)
 
     assert counts == {
-        "seen_message": 1, "message_log": 1, "outbox": 3, "campaign_run": 1,
+        "inbox_message": 1, "message_log": 1, "outbox": 3, "campaign_run": 1,
         "scheduler_fire": 1, "send_lock": 1, "contact_window": 1,
     }  # fmt: skip
     assert await column(engine, SEEN.c.message_id) == ["new"]
@@ -119,15 +127,15 @@ async def test_old_rows_are_pruned_and_recent_ones_kept(engine: AsyncEngine) -> 
     assert await column(engine, FIRES.c.job_id) == ["j89"]
     assert await column(engine, LOCKS.c.key) == ["live"]
     assert await ledger.remaining(still_open, NOW) == 5  # the open window is untouched
-    assert summary(counts).startswith("pruned seen_message 1, message_log 1, outbox 3")
+    assert summary(counts).startswith("pruned inbox_message 1, message_log 1, outbox 3")
     assert await prune(engine, RetentionConfig(), now=NOW, wall=WALL) == dict.fromkeys(counts, 0)
 
 
 async def test_deletes_go_in_batches(engine: AsyncEngine) -> None:
     await insert(engine, SEEN, [
-        {"channel": "kf", "message_id": str(i), "seen_at": ago(30)} for i in range(7)
+        seen(str(i), ago(30)) for i in range(7)
     ])  # fmt: skip
-    assert await delete_in_batches(engine, SEEN, SEEN.c.seen_at < NOW, batch=3) == 7
+    assert await delete_in_batches(engine, SEEN, SEEN.c.updated_at < NOW, batch=3) == 7
     assert await column(engine, SEEN.c.id) == []
 
 
@@ -164,7 +172,7 @@ async def test_only_the_leader_runs_the_daily_prune(
         )  # fmt: skip
 
     month_ago = datetime.now(UTC) - timedelta(days=30)
-    await insert(engine, SEEN, [{"channel": "kf", "message_id": "old", "seen_at": month_ago}])
+    await insert(engine, SEEN, [seen("old", month_ago)])
     leader, standby = scheduler("a"), scheduler("b")
     async with leading(leader):
         waiting = asyncio.create_task(standby.run())
@@ -184,7 +192,7 @@ async def test_only_the_leader_runs_the_daily_prune(
             await conn.execute(sa.select(FIRES.c.job_id, FIRES.c.owner, FIRES.c.outcome))
         ).all()
     assert [(j, o) for j, o, _ in fired] == [(MAINTENANCE_JOB, "a")]
-    assert fired[0][2].startswith("pruned seen_message 1")
+    assert fired[0][2].startswith("pruned inbox_message 1")
 
 
 def test_the_outbox_must_outlive_the_cooldown_and_a_month(monkeypatch: pytest.MonkeyPatch) -> None:

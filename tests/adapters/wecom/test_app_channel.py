@@ -139,7 +139,7 @@ async def test_faq_answer_end_to_end_and_retries_answer_once(
     start: StartChannel, wecom_server: FakePlatform, tmp_path: Path
 ) -> None:
     async with real_core(tmp_path) as core:
-        running = await start(core.pipeline.handle)
+        running = await start(core.inbox.handle)
         assert await running.send(QUESTION, "8001") == (200, "")
         for _ in range(2):  # WeCom's sequential retries of the same MsgId
             assert await running.send(QUESTION, "8001") == (200, "")

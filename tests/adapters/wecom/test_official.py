@@ -342,11 +342,11 @@ async def test_real_core_answers_from_the_demo_faq_and_survives_a_restart(
     start: StartChannel, tmp_path: Path
 ) -> None:
     async with real_core(tmp_path) as core:
-        running = await start(core.pipeline.handle, mode="safe")
+        running = await start(core.inbox.handle, mode="safe")
         status, text = await running.send("积分会过期吗？", "700001")
         assert status == 200
         assert "次年 12 月 31 日" in running.open_reply(text)["Content"]
-        restarted = await start(core.pipeline.handle, mode="safe")  # no in-process memory
+        restarted = await start(core.inbox.handle, mode="safe")  # no in-process memory
         assert await restarted.send("积分会过期吗？", "700001") == (200, "success")
 
 

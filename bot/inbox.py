@@ -1,0 +1,382 @@
+"""The durable inbox: every inbound message is recorded before it is answered, and its answer is
+handed out exactly once. At-least-once in, exactly-once out.
+
+:meth:`Inbox.handle` is what the channels call (it fits :class:`bot.types.MessageHandler`). For
+one message, identified by ``(channel, message id)`` as the platform sends it:
+
+1. **Record** it (``inbox_message``, state ``pending``) in its own transaction. A database that
+   cannot record it raises :class:`bot.errors.Unavailable`: the channel refuses the request
+   (503, or no acknowledgement) and the platform or bridge retries. Nothing is answered that
+   was not recorded first.
+2. **Claim** it: one conditional UPDATE takes a lease (``answering``, ``owner``,
+   ``lease_until``). It succeeds for one caller, and only when no earlier message of the same
+   conversation (``session_key``) is still waiting or being answered, so a conversation's
+   messages are answered in the order they were recorded, across processes too. A lease that
+   ran out (its process died) can be taken over.
+3. **Answer** it with the pipeline. A dependency failure (:func:`bot.errors.is_unavailable`:
+   the database, the vector store or the embeddings server) returns the lease (``pending``
+   again, ``attempts`` counts the tries) and raises :class:`bot.errors.Unavailable`: the member
+   is not told "sorry" for an outage, the retry is answered. The apology is for questions the
+   knowledge does not cover, and for our own bugs.
+4. **Hand out** the answer: storing the reply and marking it ``delivered`` is one UPDATE that
+   only the lease's owner can make. The caller then sends it (the HTTP response, a passive
+   reply). A channel that finds its caller gone before it could send (a bridge that timed
+   out) calls :meth:`Inbox.undelivered`: the answer goes back to ``answered`` and the caller's
+   retry gets it, never silence.
+
+A retry of a message already answered but not handed out gets that answer; a retry of a
+delivered one gets ``NoReply("duplicate")``; a retry while another request (in this process or
+another) is answering waits for that answer up to ``join_wait`` seconds, then raises
+:class:`bot.errors.Unavailable` to be retried again.
+
+Rows older than the retention (``SIYU_RETENTION_SEEN_DAYS``) are pruned by the scheduler
+leader (:mod:`campaigns.retention`); a retry after that is answered again, and platforms retry
+within minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import TypeAdapter
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.clock import Clock, utc_now
+from bot.errors import Unavailable, is_unavailable
+from bot.models import InboxMessage, UTCDateTime
+from bot.store import delete_in_batches
+from bot.types import HandoffReply, InboundMessage, NoReply, Reply, TextReply
+from knowledge.types import Citation
+
+log = logging.getLogger(__name__)
+
+PENDING, ANSWERING, ANSWERED, DELIVERED = "pending", "answering", "answered", "delivered"
+
+LEASE = timedelta(seconds=30)
+"""How long a claim lasts. Longer than any answer takes (the LLM's deadline is shorter), so a
+live owner never loses it; a dead one's messages are taken over after it."""
+
+ORDER_HORIZON = timedelta(minutes=2)
+"""An earlier message of the conversation holds a later one back only if it arrived within this:
+one that nobody retried (its bridge gave up) does not block the conversation for good."""
+
+JOIN_WAIT = 8.0
+"""Seconds a request waits for an answer another request is producing before it says "retry"."""
+
+POLL_SECONDS = 0.2
+"""How often a waiting request looks again when the answer is made in another process."""
+
+RETRY_AFTER = 2.0
+"""The ``Retry-After`` the channels give when a message is waiting for a dependency."""
+
+_TABLE: sa.Table = InboxMessage.__table__  # type: ignore[attr-defined]
+_MESSAGE = TypeAdapter(InboundMessage)
+_CITATIONS = TypeAdapter(tuple[Citation, ...])
+
+Answer = Callable[[InboundMessage], Awaitable[Reply]]
+
+
+def process_owner() -> str:
+    """A name for this process's leases: host, pid and a random part (pids are reused)."""
+    return f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One row of the inbox as last read."""
+
+    id: int
+    state: str
+    session_key: str
+    reply: Reply | None
+
+
+class Inbox:
+    """Records, orders and hands out the answers of inbound messages (see the module doc)."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        answer: Answer,
+        *,
+        clock: Clock = utc_now,
+        owner: str | None = None,
+        lease: timedelta = LEASE,
+        join_wait: float = JOIN_WAIT,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._engine = engine
+        self._answer = answer
+        self._clock = clock
+        self.owner = owner or process_owner()
+        self._lease = lease
+        self._join_wait = join_wait
+        self._monotonic = monotonic
+        self._changed: dict[str, asyncio.Event] = {}
+        self._releases: set[asyncio.Task[None]] = set()
+
+    async def handle(self, msg: InboundMessage) -> Reply:
+        """Record ``msg``, answer it once, and return what to send now (see the module doc).
+
+        Raises :class:`bot.errors.Unavailable` when it cannot be recorded or answered now.
+        """
+        with _unavailable_on_outage(f"recording message {msg.id}"):
+            entry = await self._accept(msg)
+        give_up = self._monotonic() + self._join_wait
+        while True:
+            if entry.state == DELIVERED:
+                return NoReply("duplicate")
+            if entry.state == ANSWERED:
+                return await self._hand_out(entry)
+            with _unavailable_on_outage(f"claiming message {msg.id}"):
+                claimed = await self._claim(entry)
+            if claimed:
+                return await self._answer_claimed(entry, msg)
+            if self._monotonic() >= give_up:
+                raise Unavailable(f"message {msg.id} is still being answered", RETRY_AFTER)
+            await self._wait_for_change(entry.session_key)
+            with _unavailable_on_outage(f"reading message {msg.id}"):
+                entry = await self._get(entry.id)
+
+    async def undelivered(self, channel: str, message_id: str) -> bool:
+        """The answer handed out for this message never reached its caller: keep it for the
+        caller's retry. True when it was handed out and is now waiting again."""
+        query = (
+            _TABLE.update()
+            .where(
+                _TABLE.c.channel == channel,
+                _TABLE.c.message_id == message_id,
+                _TABLE.c.state == DELIVERED,
+                _TABLE.c.reply.is_not(None),
+            )
+            .values(state=ANSWERED, updated_at=self._clock())
+        )
+        async with self._engine.begin() as conn:
+            return (await conn.execute(query)).rowcount == 1
+
+    async def release(self) -> int:
+        """Give back this process's leases (shutting down): another process, or this one after
+        a restart, answers those messages. How many were given back."""
+        query = (
+            _TABLE.update()
+            .where(_TABLE.c.owner == self.owner, _TABLE.c.state == ANSWERING)
+            .values(state=PENDING, owner=None, lease_until=None, updated_at=self._clock())
+        )
+        async with self._engine.begin() as conn:
+            return (await conn.execute(query)).rowcount
+
+    async def waiting(self, now: datetime | None = None) -> tuple[int, timedelta]:
+        """How many messages wait for an answer and how long the oldest has waited (readiness)."""
+        now = now or self._clock()
+        oldest_at = sa.func.min(_TABLE.c.received_at, type_=UTCDateTime())
+        query = sa.select(sa.func.count(), oldest_at).where(
+            _TABLE.c.state.in_((PENDING, ANSWERING))
+        )
+        async with self._engine.connect() as conn:
+            count, oldest = (await conn.execute(query)).one()
+        if not count or oldest is None:
+            return 0, timedelta(0)
+        return count, now - oldest
+
+    async def _accept(self, msg: InboundMessage) -> Entry:
+        now = self._clock()
+        row = {
+            "channel": msg.channel, "message_id": msg.id, "session_key": msg.session_key,
+            "message": message_fields(msg), "state": PENDING,
+            "attempts": 0, "received_at": now, "updated_at": now,
+        }  # fmt: skip
+        try:
+            async with self._engine.begin() as conn:
+                result = await conn.execute(_TABLE.insert().values(**row))
+            key = int(result.inserted_primary_key[0])  # type: ignore[index]
+            return Entry(key, PENDING, msg.session_key, None)
+        except IntegrityError:  # a retry: the platform's id is already recorded
+            return await self._find(msg.channel, msg.id)
+
+    async def _claim(self, entry: Entry) -> bool:
+        now = self._clock()
+        earlier = _TABLE.alias("earlier")
+        blocked = sa.exists().where(
+            earlier.c.session_key == entry.session_key,
+            earlier.c.id < entry.id,
+            earlier.c.state.in_((PENDING, ANSWERING)),
+            earlier.c.received_at > now - ORDER_HORIZON,
+        )
+        free = sa.or_(
+            _TABLE.c.state == PENDING,
+            sa.and_(_TABLE.c.state == ANSWERING, _TABLE.c.lease_until < now),
+        )
+        query = (
+            _TABLE.update()
+            .where(_TABLE.c.id == entry.id, free, ~blocked)
+            .values(
+                state=ANSWERING,
+                owner=self.owner,
+                lease_until=now + self._lease,
+                attempts=_TABLE.c.attempts + 1,
+                updated_at=now,
+            )
+        )
+        async with self._engine.begin() as conn:
+            return (await conn.execute(query)).rowcount == 1
+
+    async def _answer_claimed(self, entry: Entry, msg: InboundMessage) -> Reply:
+        try:
+            reply = await self._answer(msg)
+        except Unavailable:
+            await self._give_back(entry)
+            raise
+        except BaseException:  # cancelled (shutting down): another process answers it
+            self._give_back_later(entry)
+            raise
+        with _unavailable_on_outage(f"storing the answer to {msg.id}"):
+            stored = await self._store(entry.id, reply)
+        self._notify(entry.session_key)
+        return reply if stored else NoReply("duplicate")
+
+    async def _store(self, key: int, reply: Reply) -> bool:
+        """Store the answer and hand it out, if the lease is still ours."""
+        query = (
+            _TABLE.update()
+            .where(_TABLE.c.id == key, _TABLE.c.owner == self.owner, _TABLE.c.state == ANSWERING)
+            .values(
+                state=DELIVERED,
+                reply=reply_fields(reply),
+                owner=None,
+                lease_until=None,
+                updated_at=self._clock(),
+            )
+        )
+        async with self._engine.begin() as conn:
+            return (await conn.execute(query)).rowcount == 1
+
+    async def _hand_out(self, entry: Entry) -> Reply:
+        query = (
+            _TABLE.update()
+            .where(_TABLE.c.id == entry.id, _TABLE.c.state == ANSWERED)
+            .values(state=DELIVERED, updated_at=self._clock())
+        )
+        with _unavailable_on_outage(f"handing out message {entry.id}"):
+            async with self._engine.begin() as conn:
+                handed = (await conn.execute(query)).rowcount == 1
+        if handed and entry.reply is not None:
+            return entry.reply
+        return NoReply("duplicate")
+
+    async def _give_back(self, entry: Entry) -> None:
+        query = (
+            _TABLE.update()
+            .where(
+                _TABLE.c.id == entry.id, _TABLE.c.owner == self.owner, _TABLE.c.state == ANSWERING
+            )
+            .values(state=PENDING, owner=None, lease_until=None, updated_at=self._clock())
+        )
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(query)
+        except Exception as exc:  # the lease runs out by itself; nothing is lost
+            if not is_unavailable(exc):
+                raise
+            log.warning("could not give back message %d (%s); its lease runs out", entry.id, exc)
+        self._notify(entry.session_key)
+
+    def _give_back_later(self, entry: Entry) -> None:
+        task = asyncio.get_running_loop().create_task(self._give_back(entry))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    async def _get(self, key: int) -> Entry:
+        query = sa.select(_TABLE).where(_TABLE.c.id == key)
+        async with self._engine.connect() as conn:
+            return _entry((await conn.execute(query)).one())
+
+    async def _find(self, channel: str, message_id: str) -> Entry:
+        query = sa.select(_TABLE).where(
+            _TABLE.c.channel == channel, _TABLE.c.message_id == message_id
+        )
+        async with self._engine.connect() as conn:
+            return _entry((await conn.execute(query)).one())
+
+    async def _wait_for_change(self, key: str) -> None:
+        """Until this process answers or gives back a message of conversation ``key``, or a poll
+        interval passes (another process may have)."""
+        event = self._changed.setdefault(key, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), POLL_SECONDS)
+        except TimeoutError:
+            pass
+        finally:
+            if event.is_set():
+                self._changed.pop(key, None)
+
+    def _notify(self, key: str) -> None:
+        event = self._changed.pop(key, None)
+        if event is not None:
+            event.set()
+
+
+async def prune_inbox(engine: AsyncEngine, before: datetime) -> int:
+    """Forget messages last touched before ``before`` (retention); how many."""
+    return await delete_in_batches(engine, _TABLE, _TABLE.c.updated_at < before)
+
+
+@contextmanager
+def _unavailable_on_outage(doing: str) -> Iterator[None]:
+    """Turn a dependency failure into :class:`Unavailable` (the caller retries)."""
+    try:
+        yield
+    except Unavailable:
+        raise
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        log.warning("%s failed: %s: %s", doing, type(exc).__name__, exc)
+        raise Unavailable(f"{doing} failed: the database is unavailable", RETRY_AFTER) from exc
+
+
+def reply_fields(reply: Reply) -> dict[str, Any]:
+    """``reply`` as JSON fields, tagged by kind (the inverse of :func:`reply_from_fields`)."""
+    if isinstance(reply, TextReply):
+        return {"kind": "text", **asdict(reply)}
+    if isinstance(reply, HandoffReply):
+        return {"kind": "handoff", **asdict(reply)}
+    return {"kind": "none", "reason": reply.reason}
+
+
+def reply_from_fields(fields: dict[str, Any]) -> Reply:
+    """The reply :func:`reply_fields` stored."""
+    values = {k: v for k, v in fields.items() if k != "kind"}
+    if fields.get("kind") == "text":
+        values["citations"] = _CITATIONS.validate_python(values.get("citations", ()))
+        return TextReply(**values)
+    if fields.get("kind") == "handoff":
+        return HandoffReply(**values)
+    return NoReply(str(values.get("reason", "")))
+
+
+def message_fields(msg: InboundMessage) -> dict[str, Any]:
+    """``msg`` as JSON fields (the inverse of :func:`stored_message`)."""
+    fields: dict[str, Any] = _MESSAGE.dump_python(msg, mode="json")
+    return fields
+
+
+def stored_message(fields: dict[str, Any]) -> InboundMessage:
+    """The inbound message a row recorded."""
+    return _MESSAGE.validate_python(fields)
+
+
+def _entry(row: sa.Row[Any]) -> Entry:
+    reply = reply_from_fields(row.reply) if row.reply is not None else None
+    return Entry(int(row.id), str(row.state), str(row.session_key), reply)
