@@ -5,6 +5,7 @@ SiyuError
 │   └── SchemaError  the database is not one this Siyu can bring to its schema
 ├── AnswerError      the answerer could not produce an answer (the pipeline falls back)
 │   └── LLMError     the LLM call failed or timed out
+│       └── LLMUnavailable   the LLM is not answering, or its circuit breaker is open
 └── DeliveryError    a proactive message (bot.types.Outbound) was not delivered
 """
 
@@ -43,3 +44,13 @@ class DeliveryError(SiyuError):
         super().__init__(message)
         self.reason = reason
         self.retryable = retryable
+
+
+class LLMUnavailable(LLMError):
+    """The LLM did not answer usefully within the deadline (timeout, refused connection, 5xx,
+    429, an unreadable body), or its circuit breaker is open (``breaker_open``: nothing was
+    sent). The answer falls back to the extractive one (:meth:`bot.llm.ChatModel.invoke`)."""
+
+    def __init__(self, message: str, *, breaker_open: bool = False) -> None:
+        super().__init__(message)
+        self.breaker_open = breaker_open
