@@ -57,6 +57,12 @@ Out = TypeVar("Out")
 PLACEHOLDER_API_KEY = "not-needed"
 
 
+UNUSABLE: tuple[type[BaseException], ...] = (ValueError,)
+"""What a model call raises for an answer that is not a completion: langchain's ValueError
+("Unexpected response type", a 200 whose body is an HTML error page). The LLM is failing, not
+refusing us: a breaker failure, like a 5xx."""
+
+
 class ChatModel:
     """A ``ChatOpenAI`` for ``config`` over HTTP clients of its own (not langchain's process-wide
     cached ones); :meth:`invoke` is the one way every caller (answers, retail answers, campaign
@@ -98,6 +104,7 @@ class ChatModel:
             return await remote.call(
                 lambda: runnable.ainvoke(value),
                 breaker=self.breaker, seconds=self._seconds, retries=self._retries,
+                unusable=UNUSABLE,
             )  # fmt: skip
         except ServiceUnavailable as exc:
             raise LLMUnavailable(str(exc), breaker_open=exc.breaker_open) from exc

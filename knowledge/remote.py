@@ -33,9 +33,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def transient(exc: BaseException) -> bool:
+def transient(exc: BaseException, unusable: tuple[type[BaseException], ...] = ()) -> bool:
     """Does ``exc`` mean the service is not answering usefully now (worth a retry, a breaker
-    failure and a fallback) rather than refusing this request?"""
+    failure and a fallback) rather than refusing this request? ``unusable``: what the caller's
+    client raises for an answer it cannot read (langchain's ValueError for a body that is not a
+    completion)."""
+    if isinstance(exc, unusable):
+        return True
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in (408, 409, 429) or exc.status_code >= 500
     return isinstance(
@@ -60,13 +64,15 @@ async def call(
     breaker: CircuitBreaker,
     seconds: float,
     retries: int,
+    unusable: tuple[type[BaseException], ...] = (),
 ) -> T:
-    """``attempt()``'s result within one deadline; see the module docstring."""
+    """``attempt()``'s result within one deadline; see the module docstring. ``unusable`` as
+    in :func:`transient`."""
     if not breaker.allow():
         raise ServiceUnavailable(f"{breaker.name}: circuit open", breaker_open=True)
     try:
         async with within(seconds):
-            result = await _retried(attempt, retries)
+            result = await _retried(attempt, retries, unusable)
     except ServiceUnavailable:
         breaker.failed()
         raise
@@ -80,13 +86,15 @@ async def call(
     return result
 
 
-async def _retried(attempt: Callable[[], Awaitable[T]], retries: int) -> T:
+async def _retried(
+    attempt: Callable[[], Awaitable[T]], retries: int, unusable: tuple[type[BaseException], ...]
+) -> T:
     done = 0
     while True:
         try:
             return await attempt()
         except Exception as exc:
-            if not transient(exc):
+            if not transient(exc, unusable):
                 raise
             delay = retry_delay(_retry_after(exc), time_left(), attempt=done)
             if done >= retries or delay is None:
