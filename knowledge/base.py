@@ -57,6 +57,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from knowledge.catalogue import Catalogue
 from knowledge.config import KnowledgeConfig
 from knowledge.embeddings import (
+    AsyncEmbedder,
     CachedEmbedder,
     Embedder,
     Vectors,
@@ -197,12 +198,17 @@ class KnowledgeBase:
         return kb
 
     async def close(self) -> None:
-        """Stop watching for other writers and release Chroma. The SQL engine is the caller's."""
+        """Stop watching for other writers, release Chroma and an embeddings server's
+        connections. The SQL engine is the caller's."""
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-        await self._store.close()
+        try:
+            await self._store.close()
+        finally:
+            if isinstance(self._embedder.inner, AsyncEmbedder):
+                await self._embedder.inner.aclose()
 
     async def refresh(self) -> bool:
         """Pick up documents another process ingested or deleted; False when nothing changed."""

@@ -77,6 +77,10 @@ class AsyncEmbedder(Protocol):
 
     async def aembed_passages(self, texts: Sequence[str]) -> Vectors: ...
 
+    async def aclose(self) -> None:
+        """Release the connections (the knowledge base's ``close`` calls it)."""
+        ...
+
 
 async def query_vectors(embedder: Embedder, texts: Sequence[str]) -> Vectors:
     """``embedder``'s query vectors of ``texts``, without blocking the event loop."""
@@ -168,6 +172,15 @@ class LocalEmbedder:
         return self.embed_queries(texts)
 
 
+UNREADABLE: Final[tuple[type[BaseException], ...]] = (
+    AttributeError,
+    KeyError,
+    TypeError,
+    ValueError,
+)
+"""What the client raises when a 200's body is not an embeddings answer (an HTML error page):
+the server is failing, as with a 5xx (:func:`knowledge.remote.transient`)."""
+
 QUERY_SECONDS: Final = 3.0
 """The overall deadline of one question's embedding by a server (a short text: tens of ms when
 well); past it the search is keyword-only."""
@@ -195,6 +208,10 @@ class OpenAIEmbedder:
         self._timeout = config.timeout
         self._retries = max_retries
         self.breaker = breaker if breaker is not None else CircuitBreaker("the embeddings server")
+        self._http = httpx.AsyncClient(
+            timeout=config.timeout, transport=DeadlineTransport(config.timeout)
+        )
+        self._http_sync = httpx.Client(timeout=config.timeout)
         self._client = OpenAIEmbeddings(
             model=config.model,
             openai_api_base=config.base_url,
@@ -203,11 +220,14 @@ class OpenAIEmbedder:
             request_timeout=config.timeout,
             max_retries=0,  # retried by knowledge.remote, within the deadline
             chunk_size=config.batch_size,
-            http_client=httpx.Client(timeout=config.timeout),
-            http_async_client=httpx.AsyncClient(
-                timeout=config.timeout, transport=DeadlineTransport(config.timeout)
-            ),
+            http_client=self._http_sync,
+            http_async_client=self._http,
         )
+
+    async def aclose(self) -> None:
+        """Release the HTTP connections."""
+        await self._http.aclose()
+        self._http_sync.close()
 
     @property
     def model_id(self) -> str:
@@ -249,8 +269,9 @@ class OpenAIEmbedder:
 
         try:
             raw = await remote.call(
-                attempt, breaker=self.breaker, seconds=seconds, retries=self._retries
-            )
+                attempt, breaker=self.breaker, seconds=seconds, retries=self._retries,
+                unusable=UNREADABLE,
+            )  # fmt: skip
         except ServiceUnavailable as exc:
             raise EmbeddingUnavailable(
                 f"{self.model_id} is unavailable: {exc}", breaker_open=exc.breaker_open
