@@ -324,9 +324,10 @@ def _chat_completion(model: str, message: dict[str, Any], finish: str) -> dict[s
     }
 
 
-@pytest.fixture
-async def openai_server() -> AsyncIterator[FakeOpenAI]:
-    """A running fake OpenAI-compatible server; closed after the test."""
+@contextlib.asynccontextmanager
+async def running_fake_openai() -> AsyncIterator[FakeOpenAI]:
+    """A fake OpenAI-compatible server listening on 127.0.0.1 while the block runs (the fixture,
+    and ``bench/llm_outage.py``)."""
     fake = FakeOpenAI()
     app = web.Application()
     app.router.add_post("/v1/chat/completions", fake._chat)
@@ -342,3 +343,10 @@ async def openai_server() -> AsyncIterator[FakeOpenAI]:
     finally:
         fake._closing.set()
         await runner.cleanup()
+
+
+@pytest.fixture
+async def openai_server() -> AsyncIterator[FakeOpenAI]:
+    """A running fake OpenAI-compatible server; closed after the test."""
+    async with running_fake_openai() as fake:
+        yield fake

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from aiohttp import web
 
+from knowledge import remote
 from knowledge.breaker import CircuitBreaker, State
 from knowledge.deadline import (
     MIN_ATTEMPT,
@@ -28,6 +29,7 @@ from knowledge.deadline import (
     time_left,
     within,
 )
+from knowledge.errors import ServiceUnavailable
 
 # ---- ambient deadlines ------------------------------------------------------------------------
 
@@ -228,3 +230,18 @@ def test_a_probe_that_never_reports_is_replaced_after_a_cool_down() -> None:
 def test_breaker_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="failures"):
         CircuitBreaker("svc", failures=0)
+
+
+async def test_a_call_with_no_time_left_is_not_made_nor_held_against_the_service() -> None:
+    breaker = CircuitBreaker("svc", failures=1)
+    calls: list[int] = []
+
+    async def attempt() -> int:
+        calls.append(1)
+        return 1
+
+    with budget(MIN_ATTEMPT / 2), pytest.raises(ServiceUnavailable, match="no time left"):
+        await remote.call(attempt, breaker=breaker, seconds=5, retries=1)
+    assert calls == []
+    assert breaker.state is State.CLOSED
+    assert await remote.call(attempt, breaker=breaker, seconds=5, retries=1) == 1
