@@ -5,8 +5,8 @@ our own bounded retries, a circuit breaker.
 :func:`knowledge.deadline.within` ``seconds`` (or the ambient answer deadline, if sooner):
 
 - the breaker is open → :class:`ServiceUnavailable` at once (``breaker_open``), nothing is sent;
-  likewise (without a breaker verdict) when less than ``MIN_ATTEMPT`` is left of the ambient
-  deadline: an answer whose time went elsewhere must not count against the service;
+  likewise (without a breaker verdict) when nothing is left of the ambient deadline: an
+  answer whose time went elsewhere must not count against the service;
 - a transient failure (:func:`transient`: timeout or deadline, refused connection, 5xx, 429, an
   unreadable answer) is retried at most ``retries`` times while
   :func:`knowledge.deadline.retry_delay` says the retry fits (Retry-After honoured, never slept
@@ -27,7 +27,7 @@ from typing import TypeVar
 import openai
 
 from knowledge.breaker import CircuitBreaker
-from knowledge.deadline import MIN_ATTEMPT, retry_after_seconds, retry_delay, time_left, within
+from knowledge.deadline import retry_after_seconds, retry_delay, time_left, within
 from knowledge.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ async def call(
 ) -> T:
     """``attempt()``'s result within one deadline; see the module docstring. ``unusable`` as
     in :func:`transient`."""
-    if time_left() < MIN_ATTEMPT:  # the answer's deadline is spent: no verdict on the service
+    if time_left() <= 0:  # the answer's deadline is spent: no verdict on the service
         raise ServiceUnavailable(f"{breaker.name}: no time left in the answer's deadline")
     if not breaker.allow():
         raise ServiceUnavailable(f"{breaker.name}: circuit open", breaker_open=True)

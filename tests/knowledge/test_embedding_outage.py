@@ -49,12 +49,14 @@ def monotonic() -> Monotonic:
 async def kb(
     openai_server: FakeOpenAI, data_dir: Path, engine: AsyncEngine, monotonic: Monotonic
 ) -> AsyncIterator[KnowledgeBase]:
-    """A knowledge base embedding with the fake server, the FAQ ingested while it was up."""
+    """A knowledge base embedding with the fake server, the FAQ ingested and searched once
+    while it was up."""
     emb = EmbeddingConfig(backend="openai", base_url=openai_server.base_url, model="m")
     config = KnowledgeConfig(data_dir=data_dir, embedding=emb, refresh_seconds=0)
     base = await KnowledgeBase.open(config, engine, monotonic=monotonic)
     try:
         await base.ingest(SourceDocument(DocumentMeta(source="faq.csv"), FAQ, "h"))
+        await base.search("几点开门")  # warm: the first search loads the segmenter (about 1 s)
         yield base
     finally:
         await base.close()
