@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,13 +30,18 @@ from bot.settings import Settings
 from bot.store import Store
 from campaigns.config import CampaignsConfig
 from knowledge.base import KnowledgeBase
+from knowledge.breaker import CircuitBreaker
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class App:
-    """Everything a running Siyu needs, built once and closed once."""
+    """Everything a running Siyu needs, built once and closed once.
+
+    ``llm_breaker`` is the process's one circuit breaker for the LLM: the answers, the retail
+    writer and campaign copy (:func:`bot.campaign_cli`) all call the same LLM, so one failing
+    call pattern opens it for all of them (:mod:`knowledge.breaker`)."""
 
     settings: Settings
     engine: AsyncEngine
@@ -43,31 +50,30 @@ class App:
     store: Store
     answerer: RetailAnswerer
     inbox: Inbox
+    llm_breaker: CircuitBreaker
 
     @classmethod
-    async def build(cls, settings: Settings) -> App:
+    async def build(
+        cls, settings: Settings, *, monotonic: Callable[[], float] = time.monotonic
+    ) -> App:
         """Create the engine, bring the database to the newest revision
-        (:func:`bot.schema.upgrade`), open the knowledge base, choose the answerer."""
+        (:func:`bot.schema.upgrade`), open the knowledge base, choose the answerer.
+        ``monotonic`` is the circuit breakers' clock (tests move it by hand)."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_engine(settings.resolved_database_url)
         try:
             await upgrade(engine)
             config = settings.knowledge.config(settings.data_dir)
-            knowledge = await KnowledgeBase.open(config, engine)
+            knowledge = await KnowledgeBase.open(config, engine, monotonic=monotonic)
         except BaseException:
             await engine.dispose()
             raise
-        tz = settings.bot.timezone
-        llm = settings.llm.config()
-        writer = LLMRetailWriter(llm, brand=settings.bot.brand) if llm.enabled else None
-        fallback = _choose_answerer(settings, knowledge)
-        floor = FLOORS.get(knowledge.embedding_backend)
-        exemplars = ExemplarIntents(knowledge, floor) if floor is not None else None
-        answerer = RetailAnswerer(knowledge, fallback, tz=tz, writer=writer, exemplars=exemplars)
+        breaker = CircuitBreaker("the LLM", clock=monotonic)
+        answerer = _answerer(settings, knowledge, breaker)
         store = Store(engine)
         pipeline = Pipeline(store, answerer, settings.bot.config())
         inbox = Inbox(engine, pipeline.handle)
-        return cls(settings, engine, knowledge, pipeline, store, answerer, inbox)
+        return cls(settings, engine, knowledge, pipeline, store, answerer, inbox, breaker)
 
     async def preview_answer(
         self, question: str, *, store_id: str | None = None, at: datetime | None = None
@@ -107,12 +113,27 @@ def campaigns_config(settings: Settings) -> CampaignsConfig:
     return settings.campaigns.config(settings.bot.timezone)
 
 
+def _answerer(
+    settings: Settings, knowledge: KnowledgeBase, breaker: CircuitBreaker
+) -> RetailAnswerer:
+    """The retail answerer over the configured one, holding the answer deadline."""
+    llm, brand = settings.llm.config(), settings.bot.brand
+    writer = LLMRetailWriter(llm, brand=brand, breaker=breaker) if llm.enabled else None
+    fallback = _choose_answerer(settings, knowledge, breaker)
+    floor = FLOORS.get(knowledge.embedding_backend)
+    exemplars = ExemplarIntents(knowledge, floor) if floor is not None else None
+    return RetailAnswerer(
+        knowledge, fallback, tz=settings.bot.timezone, writer=writer, exemplars=exemplars,
+        deadline=settings.bot.answer_deadline,
+    )  # fmt: skip
+
+
 def _choose_answerer(
-    settings: Settings, knowledge: KnowledgeBase
+    settings: Settings, knowledge: KnowledgeBase, breaker: CircuitBreaker
 ) -> ExtractiveAnswerer | LLMAnswerer:
     llm = settings.llm.config()
     if llm.enabled:
         log.info("answering with the LLM %s at %s", llm.model, llm.base_url or "api.openai.com")
-        return LLMAnswerer(knowledge, llm, brand=settings.bot.brand)
+        return LLMAnswerer(knowledge, llm, brand=settings.bot.brand, breaker=breaker)
     log.info("no LLM configured (SIYU_LLM_MODEL): answering extractively")
     return ExtractiveAnswerer(knowledge)

@@ -94,7 +94,9 @@ async def _previewed(app: App, name: str) -> Campaign:
 @asynccontextmanager
 async def _planner(app: App) -> AsyncIterator[Planner]:
     config = campaigns_config(app.settings)
-    copy = CopyWriter(config, app.settings.llm.config(), brand=app.settings.bot.brand)
+    copy = CopyWriter(
+        config, app.settings.llm.config(), brand=app.settings.bot.brand, breaker=app.llm_breaker
+    )
     try:
         yield Planner(app.engine, app.knowledge, copy, config)
     finally:

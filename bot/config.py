@@ -171,10 +171,17 @@ class LLMSettings(Section):
 
 class BotSettings(Section):
     """How the bot talks and when people take over (``SIYU_BOT_NAME``, ``SIYU_BRAND_NAME``,
-    ``SIYU_REPLY_MAX_BYTES``, ``SIYU_HISTORY_TURNS``, ``SIYU_TIMEZONE``, ``SIYU_HANDOFF_HOURS``).
+    ``SIYU_REPLY_MAX_BYTES``, ``SIYU_HISTORY_TURNS``, ``SIYU_TIMEZONE``, ``SIYU_HANDOFF_HOURS``,
+    ``SIYU_ANSWER_DEADLINE``).
 
     ``timezone`` is the brand's: handoff hours, campaign crons and quiet hours, and "today" in
     the answers are all read in it.
+
+    ``answer_deadline``: the most one answer waits on remote services. Every LLM and embeddings
+    request made for one question shares it (:func:`knowledge.deadline.budget`, opened by
+    :class:`bot.retail.RetailAnswerer`); a service that has not answered by then is given up and
+    the answer is extractive (keyword retrieval when the embeddings server is the one missing).
+    8 s leaves a member's answer under 10 s with the local work included.
     """
 
     name: str = Field(default="小域", validation_alias="SIYU_BOT_NAME")
@@ -186,6 +193,9 @@ class BotSettings(Section):
         default="09:00-21:00", pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$",
         validation_alias="SIYU_HANDOFF_HOURS",
     )  # fmt: skip
+    answer_deadline: float = Field(
+        default=8.0, gt=0, le=60, validation_alias="SIYU_ANSWER_DEADLINE"
+    )
 
     @field_validator("timezone", mode="before")
     @classmethod

@@ -5,6 +5,7 @@ SiyuError
 │   └── SchemaError  the database is not one this Siyu can bring to its schema
 ├── AnswerError      the answerer could not produce an answer (the pipeline falls back)
 │   └── LLMError     the LLM call failed or timed out
+│       └── LLMUnavailable   the LLM is not answering, or its circuit breaker is open
 ├── DeliveryError    a proactive message (bot.types.Outbound) was not delivered
 └── Unavailable      a dependency failed: the message waits in the inbox, the caller retries
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import sqlalchemy.exc
 
-from knowledge.errors import EmbeddingError, StoreError
+from knowledge.errors import ServiceUnavailable, StoreError
 
 
 class SiyuError(Exception):
@@ -71,7 +72,7 @@ _OUTAGES: tuple[type[BaseException], ...] = (
     sqlalchemy.exc.TimeoutError,  # no pooled connection in time
     OSError,  # refused or reset connections (ConnectionError is one)
     TimeoutError,
-    EmbeddingError,  # the embeddings server
+    ServiceUnavailable,  # the embeddings server (a 4xx is a configuration error, not this)
     StoreError,  # the vector store
 )
 
@@ -81,3 +82,13 @@ def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, (Unavailable, *_OUTAGES)):
         return True
     return isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated
+
+
+class LLMUnavailable(LLMError):
+    """The LLM did not answer usefully within the deadline (timeout, refused connection, 5xx,
+    429, an unreadable body), or its circuit breaker is open (``breaker_open``: nothing was
+    sent). The answer falls back to the extractive one (:meth:`bot.llm.ChatModel.invoke`)."""
+
+    def __init__(self, message: str, *, breaker_open: bool = False) -> None:
+        super().__init__(message)
+        self.breaker_open = breaker_open

@@ -8,13 +8,18 @@ threshold, (4) otherwise asks the LLM to answer only from the numbered sources, 
 source line naming the cited entries (:func:`bot.answer.source_line`). (5) Any LLM failure (HTTP
 error, timeout, refused connection, malformed or empty response) is logged once and the answer
 falls back to the extractive one for the same retrieval; nothing is retrieved twice.
+
+Every call goes through :meth:`ChatModel.invoke`: one deadline (``SIYU_LLM_TIMEOUT``, cut to what
+is left of the answer's ``SIYU_ANSWER_DEADLINE``), bounded retries with Retry-After honoured only
+when it fits, and the app's one LLM circuit breaker: after 3 failures in a row every answer is
+extractive at once, without a request, until a probe after 30 s finds the LLM back.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -36,34 +41,76 @@ from bot.answer import (
     source_line,
 )
 from bot.config import LLMConfig
-from bot.errors import ConfigError, LLMError
+from bot.errors import ConfigError, LLMError, LLMUnavailable
+from knowledge import remote
+from knowledge.breaker import CircuitBreaker
+from knowledge.deadline import DeadlineTransport
+from knowledge.errors import ServiceUnavailable
 from knowledge.types import Citation, Hit, SearchResult
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
+In = TypeVar("In")
+Out = TypeVar("Out")
 
 # ChatOpenAI insists on a key; local servers (vLLM, Ollama) ignore it.
 PLACEHOLDER_API_KEY = "not-needed"
 
 
+UNUSABLE: tuple[type[BaseException], ...] = (ValueError,)
+"""What a model call raises for an answer that is not a completion: langchain's ValueError
+("Unexpected response type", a 200 whose body is an HTML error page). The LLM is failing, not
+refusing us: a breaker failure, like a 5xx."""
+
+
 class ChatModel:
     """A ``ChatOpenAI`` for ``config`` over HTTP clients of its own (not langchain's process-wide
-    cached ones), with the timeout and bounded retries always set; :meth:`aclose` frees them."""
+    cached ones); :meth:`invoke` is the one way every caller (answers, retail answers, campaign
+    copy) calls it. :meth:`aclose` frees the clients.
 
-    def __init__(self, config: LLMConfig) -> None:
-        self._http = httpx.AsyncClient(timeout=config.timeout)
-        self._http_sync = httpx.Client(timeout=config.timeout)
+    Decision: the SDK's own retries are off (``max_retries=0``): they honour a Retry-After of
+    60 s and reset a timeout per read, which made one answer take a minute. :meth:`invoke` retries
+    itself, within one deadline (:mod:`knowledge.remote`), and every request of the client ends
+    by that deadline, body included (:class:`knowledge.deadline.DeadlineTransport`).
+    """
+
+    def __init__(self, config: LLMConfig, *, breaker: CircuitBreaker | None = None) -> None:
+        self.breaker = breaker if breaker is not None else CircuitBreaker("the LLM")
+        self._seconds = config.timeout
+        self._retries = config.max_retries
+        transport = DeadlineTransport(config.timeout)
+        self._http = httpx.AsyncClient(timeout=config.timeout, transport=transport)
+        self._http_sync = httpx.Client(timeout=config.timeout)  # langchain wants one; unused
         self.model = ChatOpenAI(
             base_url=config.base_url,
             model=config.model,
             api_key=SecretStr(config.api_key or PLACEHOLDER_API_KEY),
             timeout=config.timeout,
-            max_retries=config.max_retries,
+            max_retries=0,
             temperature=config.temperature,
             http_async_client=self._http,
             http_client=self._http_sync,
         )
+
+    async def invoke(self, runnable: Runnable[In, Out], value: In) -> Out:
+        """``runnable.ainvoke(value)`` (a chain or a model over :attr:`model`) with our retries,
+        the breaker and one deadline: ``SIYU_LLM_TIMEOUT``, or what is left of the answer's
+        deadline (``SIYU_ANSWER_DEADLINE``, :func:`knowledge.deadline.budget`) if sooner.
+
+        Raises :class:`LLMUnavailable` when the LLM is not answering or the breaker is open
+        (nothing sent), :class:`LLMError` for any other failure (a 4xx, output the parser
+        refuses); callers fall back to the extractive answer on either."""
+        try:
+            return await remote.call(
+                lambda: runnable.ainvoke(value),
+                breaker=self.breaker, seconds=self._seconds, retries=self._retries,
+                unusable=UNUSABLE,
+            )  # fmt: skip
+        except ServiceUnavailable as exc:
+            raise LLMUnavailable(str(exc), breaker_open=exc.breaker_open) from exc
+        except Exception as exc:
+            # openai's 4xx errors and parsing errors all mean the same here: no usable output.
+            raise LLMError(f"{type(exc).__name__}: {exc}") from exc
 
     async def aclose(self) -> None:
         """Release the HTTP connections."""
@@ -71,19 +118,21 @@ class ChatModel:
         self._http_sync.close()
 
 
-async def guarded(call: Awaitable[T]) -> T:
-    """Await one LLM call; any failure of it (openai, httpx, parsing) is raised as LLMError."""
-    try:
-        return await call
-    except Exception as exc:
-        # openai, httpx and parsing errors all mean the same here: no usable LLM output.
-        raise LLMError(f"{type(exc).__name__}: {exc}") from exc
+def log_fallback(logger: logging.Logger, what: str, exc: LLMError) -> None:
+    """Log once on ``logger`` why ``what`` falls back: a warning, except while the breaker is
+    open (the breaker said so once when it opened; each skipped call is only a debug line)."""
+    if isinstance(exc, LLMUnavailable) and exc.breaker_open:
+        logger.debug("%s: the LLM's circuit is open, falling back", what)
+    else:
+        logger.warning("%s failed, falling back: %s", what, exc)
 
 
-async def invoke_text(chain: Runnable[dict[str, Any], str], inputs: dict[str, Any]) -> str:
-    """Run a prompt → model → text chain once; its stripped text, or LLMError (a failed call, or
-    empty content: an empty draft is as unusable as an error)."""
-    text = await guarded(chain.ainvoke(inputs))
+async def invoke_text(
+    chat: ChatModel, chain: Runnable[dict[str, Any], str], inputs: dict[str, Any]
+) -> str:
+    """Run a prompt → model → text chain once through ``chat``; its stripped text, or LLMError
+    (a failed call, or empty content: an empty draft is as unusable as an error)."""
+    text = await chat.invoke(chain, inputs)
     if not text.strip():
         raise LLMError("the LLM returned empty content")
     return text.strip()
@@ -165,12 +214,19 @@ class LLMAnswerer:
 
     uses_history = True  # follow-up questions are rewritten with the recent turns
 
-    def __init__(self, retriever: Retriever, config: LLMConfig, *, brand: str = "本店") -> None:
+    def __init__(
+        self,
+        retriever: Retriever,
+        config: LLMConfig,
+        *,
+        brand: str = "本店",
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         if not config.model:
             raise ConfigError("LLMAnswerer needs an LLM model (SIYU_LLM_MODEL)")
         self._retriever = retriever
         self._brand = brand
-        self._chat = ChatModel(config)
+        self._chat = ChatModel(config, breaker=breaker)
         model = self._chat.model
         self._rewrite: Runnable[dict[str, Any], str] = REWRITE_PROMPT | model | StrOutputParser()
         self._write: Runnable[dict[str, Any], str] = ANSWER_PROMPT | model | StrOutputParser()
@@ -185,7 +241,7 @@ class LLMAnswerer:
             try:
                 query = await self._standalone(question, history)
             except LLMError as exc:
-                log.warning("LLM rewrite failed, answering extractively: %s", exc)
+                log_fallback(log, "LLM rewrite", exc)
                 llm_up = False
         result = await self._retriever.search(query, store_id=store_id, at=at)
         if not result.found:
@@ -195,7 +251,7 @@ class LLMAnswerer:
         try:
             return await self._grounded(query, result)
         except LLMError as exc:
-            log.warning("LLM answer failed, answering extractively: %s", exc)
+            log_fallback(log, "LLM answer", exc)
             return extractive_answer(result)
 
     async def aclose(self) -> None:
@@ -204,13 +260,13 @@ class LLMAnswerer:
 
     async def _standalone(self, question: str, history: Sequence[Turn]) -> str:
         inputs = {"history": format_history(history), "question": question}
-        rewritten = await invoke_text(self._rewrite, inputs)
+        rewritten = await invoke_text(self._chat, self._rewrite, inputs)
         # Models sometimes echo the label or wrap the question in quotes.
         return rewritten.removeprefix("独立问题：").strip().strip("“”\"'") or question
 
     async def _grounded(self, query: str, result: SearchResult) -> Answer:
         inputs = {"brand": self._brand, "sources": format_sources(result.hits), "question": query}
-        text = await invoke_text(self._write, inputs)
+        text = await invoke_text(self._chat, self._write, inputs)
         numbers = cited_numbers(text, len(result.hits))
         if NOT_COVERED in text and not numbers:
             # The model says the sources miss the question: no source line, counted as not found.

@@ -9,6 +9,8 @@ writer's life, so a run of 100,000 members asks the LLM once per distinct audien
   :func:`campaigns.compliance.check_copy` against exactly the promotions block the model was
   shown; a failing draft is regenerated with its violations named, up to ``attempts`` drafts.
   When every draft fails, or the LLM errors or times out, the writer falls back to the template.
+  Drafts go through :meth:`bot.llm.ChatModel.invoke` like answers do (one ``SIYU_LLM_TIMEOUT``
+  deadline per draft; ``breaker``, the app's LLM breaker when given, skips a failing LLM).
 - **Templates** (no LLM, or the fallback): the operator's template for the segment, else the
   operator's ``default``, else :data:`DEFAULT_TEMPLATES` (the operator's words win over ours).
   Placeholders: ``{brand} {segment} {interest} {promotions} {title} {valid_to}``. Operator
@@ -41,7 +43,7 @@ from langchain_core.runnables import Runnable
 
 from bot.config import LLMConfig
 from bot.errors import LLMError
-from bot.llm import ChatModel, guarded
+from bot.llm import ChatModel, log_fallback
 from bot.text import utf8_len
 from campaigns.compliance import Violation, check_copy
 from campaigns.config import CampaignsConfig
@@ -56,6 +58,7 @@ from campaigns.templates import (
     shorten,
     template_fields,
 )
+from knowledge.breaker import CircuitBreaker
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +131,7 @@ class CopyWriter:
         brand: str,
         max_bytes: int = 2048,
         attempts: int = 3,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
@@ -144,11 +148,8 @@ class CopyWriter:
         self._chat: ChatModel | None = None
         self._chain: Runnable[dict[str, Any], str] | None = None
         if llm is not None and llm.enabled:
-            self._chain = self._build_chain(llm)
-
-    def _build_chain(self, llm: LLMConfig) -> Runnable[dict[str, Any], str]:
-        self._chat = ChatModel(llm)
-        return COPY_PROMPT | self._chat.model | StrOutputParser()
+            self._chat = ChatModel(llm, breaker=breaker)
+            self._chain = COPY_PROMPT | self._chat.model | StrOutputParser()
 
     async def aclose(self) -> None:
         """Release the LLM's HTTP connections."""
@@ -174,8 +175,8 @@ class CopyWriter:
     async def _compose(
         self, segment: str, promotions: Sequence[Promotion], interest: str | None
     ) -> Copy | tuple[Violation, ...]:
-        if self._chain is not None:
-            text = await self._llm_copy(self._chain, segment, promotions, interest)
+        if self._chat is not None and self._chain is not None:
+            text = await self._llm_copy(self._chat, self._chain, segment, promotions, interest)
             if text is not None:
                 variant = f"llm:{segment}:{interest}" if interest else f"llm:{segment}"
                 return Copy(text, variant, used_llm=True)
@@ -237,6 +238,7 @@ class CopyWriter:
 
     async def _llm_copy(
         self,
+        chat: ChatModel,
         chain: Runnable[dict[str, Any], str],
         segment: str,
         promotions: Sequence[Promotion],
@@ -251,9 +253,9 @@ class CopyWriter:
                 "request": _request(segment, interest, facts, feedback),
             }
             try:
-                draft = (await guarded(chain.ainvoke(inputs))).strip()  # empty: refused below
+                draft = (await chat.invoke(chain, inputs)).strip()  # empty: refused below
             except LLMError as exc:
-                log.warning("LLM copy for %s failed, using the template: %s", segment, exc)
+                log_fallback(log, f"LLM copy for {segment}", exc)
                 return None
             text = self._finish(draft)
             feedback = (

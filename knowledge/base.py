@@ -43,6 +43,7 @@ import contextlib
 import hashlib
 import logging
 import re
+import time
 from bisect import bisect_right
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -55,7 +56,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from knowledge.catalogue import Catalogue
 from knowledge.config import KnowledgeConfig
-from knowledge.embeddings import CachedEmbedder, Embedder, Vectors, build_embedder
+from knowledge.embeddings import (
+    AsyncEmbedder,
+    CachedEmbedder,
+    Embedder,
+    Vectors,
+    build_embedder,
+    query_vectors,
+)
 from knowledge.errors import KnowledgeError, LoaderError, MetadataError, StoreError
 from knowledge.keyword import Segmenter
 from knowledge.overlap import EntryKey, chunk_key, duplicate_warning
@@ -159,17 +167,23 @@ class KnowledgeBase:
 
     @classmethod
     async def open(
-        cls, config: KnowledgeConfig, engine: AsyncEngine, *, embedder: Embedder | None = None
+        cls,
+        config: KnowledgeConfig,
+        engine: AsyncEngine,
+        *,
+        embedder: Embedder | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> KnowledgeBase:
         """Open Chroma, build the embedder and load the active snapshot. The registry's tables
         must exist: the caller's migrations create them (``bot.schema``; knowledge runs none).
 
-        ``embedder`` replaces the one ``config.embedding`` names (tests wrap a real one).
+        ``embedder`` replaces the one ``config.embedding`` names (tests wrap a real one);
+        ``monotonic`` is an embeddings server's circuit breaker's clock.
         """
         registry = Registry(engine, config.collection)
         inner = embedder
         if inner is None:
-            inner = await asyncio.to_thread(build_embedder, config.embedding)
+            inner = await asyncio.to_thread(build_embedder, config.embedding, clock=monotonic)
         store = await VectorStore.open(config, inner)
         cached = CachedEmbedder(inner, registry, config.embedding.batch_size)
         # jieba loads its dictionary (about a second) when the first term is added, in a thread.
@@ -184,12 +198,17 @@ class KnowledgeBase:
         return kb
 
     async def close(self) -> None:
-        """Stop watching for other writers and release Chroma. The SQL engine is the caller's."""
+        """Stop watching for other writers, release Chroma and an embeddings server's
+        connections. The SQL engine is the caller's."""
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-        await self._store.close()
+        try:
+            await self._store.close()
+        finally:
+            if isinstance(self._embedder.inner, AsyncEmbedder):
+                await self._embedder.inner.aclose()
 
     async def refresh(self) -> bool:
         """Pick up documents another process ingested or deleted; False when nothing changed."""
@@ -398,7 +417,7 @@ class KnowledgeBase:
 
     async def embed_queries(self, texts: Sequence[str]) -> Vectors:
         """Unit vectors of ``texts`` embedded as queries (off the event loop), one row each."""
-        return await asyncio.to_thread(self._embedder.inner.embed_queries, list(texts))
+        return await query_vectors(self._embedder.inner, texts)
 
     @property
     def embedding_backend(self) -> str:

@@ -7,13 +7,20 @@ one vector space serves every kind of chunk; the form is part of ``model_id`` so
 would invalidate the embedding cache rather than mix spaces.
 
 ``openai``: any OpenAI-compatible ``/embeddings`` endpoint through ``OpenAIEmbeddings`` with
-``check_embedding_ctx_length=False`` (otherwise it downloads a tiktoken file), a timeout and
-bounded retries.
+``check_embedding_ctx_length=False`` (otherwise it downloads a tiktoken file). Its async methods
+(:class:`AsyncEmbedder`, what search and ingest use) call it like the LLM is called
+(:func:`knowledge.remote.call`): one overall deadline per call (:data:`QUERY_SECONDS` for a
+question, ``EmbeddingConfig.timeout`` for a batch of passages; a question's answer deadline cuts
+it further), our own retries, and a circuit breaker. A server that is not answering raises
+:class:`knowledge.errors.EmbeddingUnavailable` (search then falls back to keyword retrieval,
+:mod:`knowledge.retriever`); a 4xx (a wrong model or key, a bad request) stays an
+:class:`EmbeddingError`.
 
 ``hash``: deterministic character uni+bigram feature hashing into 256 dimensions; for tests.
 
-Every backend returns float32 arrays of shape ``(n, dim)`` with L2-normalised rows. Calls are
-blocking: callers run them with ``asyncio.to_thread``.
+Every backend returns float32 arrays of shape ``(n, dim)`` with L2-normalised rows. The
+:class:`Embedder` calls are blocking; :func:`query_vectors` and :func:`passage_vectors` are how
+async code embeds: an :class:`AsyncEmbedder`'s own coroutines, else the blocking call in a thread.
 """
 
 from __future__ import annotations
@@ -22,15 +29,20 @@ import asyncio
 import hashlib
 import itertools
 import threading
+import time
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Final, Protocol, runtime_checkable
 
+import httpx
 import numpy as np
 import numpy.typing as npt
 
+from knowledge import remote
+from knowledge.breaker import CircuitBreaker
 from knowledge.config import EmbeddingConfig
-from knowledge.errors import EmbeddingError
+from knowledge.deadline import DeadlineTransport
+from knowledge.errors import EmbeddingError, EmbeddingUnavailable, ServiceUnavailable
 
 Vectors = npt.NDArray[np.float32]
 
@@ -54,6 +66,34 @@ class Embedder(Protocol):
     def embed_passages(self, texts: Sequence[str]) -> Vectors:
         """Vectors for stored index texts."""
         ...
+
+
+@runtime_checkable
+class AsyncEmbedder(Protocol):
+    """An embedder that waits on the network (an embeddings server): it embeds in coroutines,
+    bounded by deadlines, rather than blocking a thread."""
+
+    async def aembed_queries(self, texts: Sequence[str]) -> Vectors: ...
+
+    async def aembed_passages(self, texts: Sequence[str]) -> Vectors: ...
+
+    async def aclose(self) -> None:
+        """Release the connections (the knowledge base's ``close`` calls it)."""
+        ...
+
+
+async def query_vectors(embedder: Embedder, texts: Sequence[str]) -> Vectors:
+    """``embedder``'s query vectors of ``texts``, without blocking the event loop."""
+    if isinstance(embedder, AsyncEmbedder):
+        return await embedder.aembed_queries(texts)
+    return await asyncio.to_thread(embedder.embed_queries, list(texts))
+
+
+async def passage_vectors(embedder: Embedder, texts: Sequence[str]) -> Vectors:
+    """``embedder``'s passage vectors of ``texts``, without blocking the event loop."""
+    if isinstance(embedder, AsyncEmbedder):
+        return await embedder.aembed_passages(texts)
+    return await asyncio.to_thread(embedder.embed_passages, list(texts))
 
 
 def normalise(vectors: npt.ArrayLike) -> Vectors:
@@ -132,10 +172,31 @@ class LocalEmbedder:
         return self.embed_queries(texts)
 
 
-class OpenAIEmbedder:
-    """Any OpenAI-compatible ``/embeddings`` endpoint (bge-m3, text-embedding-v3, ...)."""
+UNREADABLE: Final[tuple[type[BaseException], ...]] = (
+    AttributeError,
+    KeyError,
+    TypeError,
+    ValueError,
+)
+"""What the client raises when a 200's body is not an embeddings answer (an HTML error page):
+the server is failing, as with a 5xx (:func:`knowledge.remote.transient`)."""
 
-    def __init__(self, config: EmbeddingConfig, max_retries: int = 2) -> None:
+QUERY_SECONDS: Final = 3.0
+"""The overall deadline of one question's embedding by a server (a short text: tens of ms when
+well); past it the search is keyword-only."""
+
+
+class OpenAIEmbedder:
+    """Any OpenAI-compatible ``/embeddings`` endpoint (bge-m3, text-embedding-v3, ...); see the
+    module docstring for its deadlines, retries (``max_retries``) and ``breaker``."""
+
+    def __init__(
+        self,
+        config: EmbeddingConfig,
+        max_retries: int = 2,
+        *,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         if not config.model:
             raise EmbeddingError("the openai embedding backend needs a model name")
         from langchain_openai import OpenAIEmbeddings
@@ -144,15 +205,29 @@ class OpenAIEmbedder:
         self._model_name = config.model
         self._base_url = config.base_url or ""
         self._dim: int | None = None
+        self._timeout = config.timeout
+        self._retries = max_retries
+        self.breaker = breaker if breaker is not None else CircuitBreaker("the embeddings server")
+        self._http = httpx.AsyncClient(
+            timeout=config.timeout, transport=DeadlineTransport(config.timeout)
+        )
+        self._http_sync = httpx.Client(timeout=config.timeout)
         self._client = OpenAIEmbeddings(
             model=config.model,
             openai_api_base=config.base_url,
             openai_api_key=SecretStr(config.api_key or "unused"),
             check_embedding_ctx_length=False,
             request_timeout=config.timeout,
-            max_retries=max_retries,
+            max_retries=0,  # retried by knowledge.remote, within the deadline
             chunk_size=config.batch_size,
+            http_client=self._http_sync,
+            http_async_client=self._http,
         )
+
+    async def aclose(self) -> None:
+        """Release the HTTP connections."""
+        await self._http.aclose()
+        self._http_sync.close()
 
     @property
     def model_id(self) -> str:
@@ -166,13 +241,47 @@ class OpenAIEmbedder:
         return self.embed_passages(texts)
 
     def embed_passages(self, texts: Sequence[str]) -> Vectors:
+        """Blocking, for callers without an event loop (Chroma's embedding function); no breaker
+        and the client's per-read timeout only: the async methods are the ones search uses."""
         if not texts:
             return np.zeros((0, self._dim or 0), dtype=np.float32)
         try:
             raw = self._client.embed_documents(list(texts))
         except Exception as exc:  # the client raises many types; all mean "backend failed"
             raise EmbeddingError(f"embedding request to {self.model_id} failed: {exc}") from exc
-        out = _checked(raw, len(texts), self._dim, self.model_id)
+        return self._accept(raw, len(texts))
+
+    async def aembed_queries(self, texts: Sequence[str]) -> Vectors:
+        """Query vectors within :data:`QUERY_SECONDS` (or the answer's deadline, if sooner)."""
+        return await self._remote(texts, QUERY_SECONDS)
+
+    async def aembed_passages(self, texts: Sequence[str]) -> Vectors:
+        """Passage vectors within ``EmbeddingConfig.timeout`` for the whole batch."""
+        return await self._remote(texts, self._timeout)
+
+    async def _remote(self, texts: Sequence[str], seconds: float) -> Vectors:
+        if not texts:
+            return np.zeros((0, self._dim or 0), dtype=np.float32)
+        batch = list(texts)
+
+        def attempt() -> Awaitable[list[list[float]]]:
+            return self._client.aembed_documents(batch)
+
+        try:
+            raw = await remote.call(
+                attempt, breaker=self.breaker, seconds=seconds, retries=self._retries,
+                unusable=UNREADABLE,
+            )  # fmt: skip
+        except ServiceUnavailable as exc:
+            raise EmbeddingUnavailable(
+                f"{self.model_id} is unavailable: {exc}", breaker_open=exc.breaker_open
+            ) from exc
+        except Exception as exc:  # a 4xx: the request or the configuration is wrong
+            raise EmbeddingError(f"embedding request to {self.model_id} failed: {exc}") from exc
+        return self._accept(raw, len(texts))
+
+    def _accept(self, raw: list[list[float]], count: int) -> Vectors:
+        out = _checked(raw, count, self._dim, self.model_id)
         self._dim = out.shape[1]
         return out
 
@@ -224,7 +333,7 @@ class CachedEmbedder:
             progress(done, len(texts))
         for start in range(0, len(todo), self._batch):
             part = todo[start : start + self._batch]
-            vecs = await asyncio.to_thread(self.inner.embed_passages, [t for _, t in part])
+            vecs = await passage_vectors(self.inner, [t for _, t in part])
             if vecs.shape[0] != len(part):
                 raise EmbeddingError(f"{model} returned {vecs.shape[0]} vectors for {len(part)}")
             fresh = {k: vecs[i] for i, (k, _) in enumerate(part)}
@@ -238,14 +347,16 @@ class CachedEmbedder:
         return out.astype(np.float32, copy=False), [k in computed for k in keys]
 
 
-def build_embedder(config: EmbeddingConfig) -> Embedder:
-    """The embedder the configuration names."""
+def build_embedder(
+    config: EmbeddingConfig, *, clock: Callable[[], float] = time.monotonic
+) -> Embedder:
+    """The embedder the configuration names; ``clock`` is a server's breaker's clock."""
     if config.backend == "hash":
         return HashEmbedder()
     if config.backend == "local":
         return LocalEmbedder()
     if config.backend == "openai":
-        return OpenAIEmbedder(config)
+        return OpenAIEmbedder(config, breaker=CircuitBreaker("the embeddings server", clock=clock))
     raise EmbeddingError(f"unknown embedding backend {config.backend!r}")
 
 

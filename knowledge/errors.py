@@ -5,6 +5,9 @@ KnowledgeError
 │   └── UnsupportedFormat   the file type has no loader
 ├── MetadataError        front matter / columns / call arguments carry invalid metadata
 ├── EmbeddingError       the embedding backend failed (network, bad response, dimension change)
+│   └── EmbeddingUnavailable   the embeddings server is not answering (also ServiceUnavailable)
+├── ServiceUnavailable   a remote service (LLM, embeddings) timed out, failed transiently or its
+│                        circuit breaker is open: the caller falls back (knowledge.remote)
 └── StoreError           the vector store or the registry failed; a replace is rolled back
 """
 
@@ -38,3 +41,18 @@ class EmbeddingError(KnowledgeError):
 
 class StoreError(KnowledgeError):
     """The vector store or the document registry failed."""
+
+
+class ServiceUnavailable(KnowledgeError):
+    """A remote OpenAI-compatible service did not answer usefully within its deadline (timeout,
+    refused connection, 5xx, 429, an unreadable body) or its circuit breaker is open
+    (``breaker_open``: nothing was sent). Callers fall back; see :mod:`knowledge.remote`."""
+
+    def __init__(self, message: str, *, breaker_open: bool = False) -> None:
+        super().__init__(message)
+        self.breaker_open = breaker_open
+
+
+class EmbeddingUnavailable(EmbeddingError, ServiceUnavailable):
+    """The embeddings server is unavailable: a search falls back to keyword retrieval; an
+    ingest fails (and can be retried)."""

@@ -17,6 +17,12 @@ Order of a search:
 6. Specific words: when the best hit lacks a rare content word of the question (除夕 in
    除夕几点关门) that another found hit holds, that hit goes first (:func:`_specific_first`).
 
+When the embeddings server is unavailable (:class:`knowledge.errors.EmbeddingUnavailable`: its
+deadline passed or its circuit breaker is open) the search skips the dense path: keyword and SKU
+candidates ranked by their keyword z-score, confidence their keyword coverage alone (the same
+threshold then means "most of the question's words are in the entry"). A member still gets an
+answer during the outage. Any other embedding error is raised.
+
 Weighted fusion over whole-corpus z-scores is the default because it measured best on faq-bq
 (``docs/measurements.md``): a candidate found by one path must keep its real score on the other.
 
@@ -33,8 +39,8 @@ guess: set ``min_confidence`` for your model.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
+import logging
 import math
 import re
 from collections import Counter
@@ -48,12 +54,14 @@ import numpy.typing as npt
 
 from knowledge.catalogue import Catalogue
 from knowledge.config import EmbeddingBackend, RetrievalConfig
-from knowledge.embeddings import Embedder, Vectors
-from knowledge.errors import KnowledgeError
+from knowledge.embeddings import Embedder, Vectors, query_vectors
+from knowledge.errors import EmbeddingUnavailable, KnowledgeError
 from knowledge.keyword import KeywordIndex, Segmenter, bigram_coverage, char_units, normalise
 from knowledge.loaders.skus import extract_skus
 from knowledge.types import Chunk, ChunkDraft, Hit, Kind, SearchResult
 from knowledge.vectorstore import VectorStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,14 +297,14 @@ class HybridRetriever:
             meta = snap.chunks[cid].meta
             return meta.is_valid_at(when) and meta.applies_to_store(store_id)
 
-        qvec = (await asyncio.to_thread(self._embedder.embed_queries, [query]))[0]
+        qvec = await self._query_vector(query) if "dense" in paths else None
         n = max(50, 5 * k)
-        dense = await self._dense(snap, qvec, n, k, keep) if "dense" in paths else set()
+        dense = await self._dense(snap, qvec, n, k, keep) if qvec is not None else set()
         kw_scores = snap.keyword.scores(query)
         keyword = set(snap.keyword.top(kw_scores, n, keep)) if "keyword" in paths else set()
         sku_ids = _sku_hits(snap, query, keep) if "sku" in paths else []
         cands = dense | keyword | set(sku_ids)
-        cos = {cid: snap.cosine(cid, qvec) for cid in cands}
+        cos = {cid: snap.cosine(cid, qvec) for cid in cands} if qvec is not None else {}
         fused = self._fuse(snap, qvec, kw_scores, cos, dense, keyword)
         ranked = sorted(dense | keyword, key=lambda c: (-fused[c], c))
         order = list(dict.fromkeys([*sku_ids, *ranked]))[:k]
@@ -309,11 +317,22 @@ class HybridRetriever:
                 if cid in ids
             )
             is_sku = cid in sku_ids
-            conf = 1.0 if is_sku else self._confidence(query, snap.chunks[cid], cos[cid])
+            conf = 1.0 if is_sku else self._confidence(query, snap.chunks[cid], cos.get(cid))
             hits.append(Hit(snap.chunks[cid], top if is_sku else fused[cid], conf, by))
         return SearchResult(
             query, _specific_first(snap, query, hits, self.threshold), self.threshold
         )
+
+    async def _query_vector(self, query: str) -> Vectors | None:
+        """The question's vector; None when the embeddings server is unavailable (the search is
+        then keyword and SKU only: a member still gets an answer; the breaker logged why)."""
+        try:
+            vectors = await query_vectors(self._embedder, [query])
+        except EmbeddingUnavailable as exc:
+            log.debug("searching by keyword only: %s", exc)
+            return None
+        row: Vectors = vectors[0]
+        return row
 
     async def _dense(
         self, snap: Snapshot, qvec: Vectors, n: int, k: int, keep: Callable[[str], bool]
@@ -329,7 +348,7 @@ class HybridRetriever:
     def _fuse(
         self,
         snap: Snapshot,
-        qvec: Vectors,
+        qvec: Vectors | None,
         kw_scores: npt.NDArray[np.float32],
         cos: dict[str, float],
         dense: set[str],
@@ -342,18 +361,20 @@ class HybridRetriever:
         kw = {cid: snap.keyword_score(cid, kw_scores) for cid in cands}
         if self._config.fusion == "rrf":
             return _rrf([{c: cos[c] for c in dense}, {c: kw[c] for c in keyword}])
+        mu_k, sd_k = float(kw_scores.mean()), float(kw_scores.std())
+        keyword_z = {cid: (kw[cid] - mu_k) / sd_k if sd_k else 0.0 for cid in cands}
+        if qvec is None:  # no query vector: keyword only
+            return keyword_z
         w = self._config.dense_weight if dense and keyword else (1.0 if dense else 0.0)
         mu_d, sd_d = snap.dense_stats(qvec)
-        mu_k, sd_k = float(kw_scores.mean()), float(kw_scores.std())
-        return {
-            cid: w * (cos[cid] - mu_d) / sd_d + (1 - w) * ((kw[cid] - mu_k) / sd_k if sd_k else 0.0)
-            for cid in cands
-        }
+        return {cid: w * (cos[cid] - mu_d) / sd_d + (1 - w) * keyword_z[cid] for cid in cands}
 
-    def _confidence(self, query: str, chunk: Chunk, cosine: float) -> float:
+    def _confidence(self, query: str, chunk: Chunk, cosine: float | None) -> float:
         cal = self._calibration
-        dense = (cosine - cal.noise) / (cal.sure - cal.noise)
         coverage = max(bigram_coverage(query, t) for t in index_texts(chunk.draft))
+        if cosine is None:  # keyword only: the question's bigrams the entry holds
+            return round(coverage, 4)
+        dense = (cosine - cal.noise) / (cal.sure - cal.noise)
         value = cal.dense_share * min(max(dense, 0.0), 1.0) + (1 - cal.dense_share) * coverage
         return round(min(max(value, 0.0), 1.0), 4)
 

@@ -12,6 +12,14 @@ TransportError         back off likewise, up to ``max_attempts`` (timeouts, 5xx,
 anything else          raised at once (WindowClosedError is never retried)
 =====================  =============================================================
 
+Every :meth:`WeComClient.call` ends within ``deadline`` (:data:`CALL_DEADLINE_S`, 15 s), token
+fetch, retries and back-off included: a back-off that would end past it is not waited, each
+request gets at most the time left, and running out is a :class:`TransportError` (the request may
+have arrived). Transport failures feed the client's circuit breaker (:mod:`bot.deadline`): after
+3 in a row, calls raise :class:`PlatformUnavailable` at once without a request, until a probe
+after 30 s gets an answer (any answer with an errcode counts: the platform is up). The delivery
+worker retries those rows later, like any transport failure.
+
 A send retried after a timeout could reach the platform twice. kf ``send_msg`` is idempotent
 through the caller-supplied ``msgid``; the sends without such an id (``message/send``,
 ``custom/send``, ``add_msg_template``, robots) are retried only when the request never left
@@ -35,6 +43,7 @@ import aiohttp
 from adapters.wecom.errors import (
     APIError,
     BadRequestError,
+    PlatformUnavailable,
     RateLimitedError,
     SystemBusyError,
     TokenExpiredError,
@@ -42,12 +51,15 @@ from adapters.wecom.errors import (
     api_error,
 )
 from adapters.wecom.limits import TEXT_MAX_BYTES
+from bot.deadline import CircuitBreaker, retry_delay, time_left, within
 from bot.text import utf8_len
 
 WECOM_BASE_URL = "https://qyapi.weixin.qq.com"
 OA_BASE_URL = "https://api.weixin.qq.com"
 TOKEN_REFRESH_MARGIN_S = 300.0
 BUSY_MAX_ATTEMPTS = 3
+CALL_DEADLINE_S = 15.0
+"""The most one API call (token, retries and back-off included) may take."""
 KF_SYNC_MAX_LIMIT = 1000
 _MSGID = re.compile(r"[0-9A-Za-z_-]{1,32}")
 
@@ -148,7 +160,10 @@ class RetryPolicy:
                     raise
                 if not idempotent and isinstance(error, TransportError) and error.maybe_delivered:
                     raise
-            await sleep(self.backoff * 2 ** (done - 1))
+                delay = retry_delay(self.backoff * 2 ** (done - 1), time_left())
+                if delay is None:  # the back-off would end past the call's deadline
+                    raise
+            await sleep(delay)
 
 
 async def request_json(
@@ -235,13 +250,19 @@ class WeComClient:
         backoff: float = 0.5,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        deadline: float = CALL_DEADLINE_S,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
-        if max_attempts < 1 or timeout <= 0:
-            raise ValueError("max_attempts must be at least 1 and timeout positive")
+        """``timeout`` bounds one request, ``deadline`` one call (module docstring);
+        ``breaker`` defaults to one of the client's own, on ``clock``."""
+        if max_attempts < 1 or timeout <= 0 or deadline <= 0:
+            raise ValueError("max_attempts must be at least 1, timeout and deadline positive")
         default = WECOM_BASE_URL if creds.kind == "wecom" else OA_BASE_URL
         self._session = session
         self._creds = creds
         self._base_url = (base_url or default).rstrip("/")
+        self._deadline = deadline
+        self.breaker = breaker or CircuitBreaker(f"the API at {self._base_url}", clock=clock)
         self._tokens = tokens if tokens is not None else TokenCache(clock=clock)
         self._timeout = timeout
         self._retry = RetryPolicy(max_attempts, backoff)
@@ -256,11 +277,36 @@ class WeComClient:
         params: Mapping[str, str] | None = None,
         idempotent: bool = True,
     ) -> JSON:
-        """Call ``api`` (a path like ``/cgi-bin/kf/send_msg``) with the access token added.
+        """Call ``api`` (a path like ``/cgi-bin/kf/send_msg``) with the access token added,
+        within the call's deadline and behind the breaker (module docstring).
 
         ``idempotent=False`` for sends the platform cannot recognise when repeated (no caller
         id): they are not retried after a transport error that may have reached it."""
+        if not self.breaker.allow():
+            raise PlatformUnavailable(api=api)
+        try:
+            async with within(self._deadline):
+                answer = await self._call(api, payload, method, params, idempotent)
+        except TimeoutError:
+            self.breaker.failed()
+            raise TransportError(f"no answer within {self._deadline} s", api=api) from None
+        except TransportError:
+            self.breaker.failed()
+            raise
+        except APIError:
+            self.breaker.succeeded()  # an errcode: the platform answered
+            raise
+        self.breaker.succeeded()
+        return answer
 
+    async def _call(
+        self,
+        api: str,
+        payload: JSON | None,
+        method: str,
+        params: Mapping[str, str] | None,
+        idempotent: bool,
+    ) -> JSON:
         async def attempt() -> JSON:
             token = await self._tokens.get(self._creds, self._fetch_token)
             query = {**(params or {}), "access_token": token}
@@ -305,7 +351,7 @@ class WeComClient:
             api=api,
             params=query,
             payload=payload,
-            seconds=self._timeout,
+            seconds=max(min(self._timeout, time_left()), 0.001),  # aiohttp reads 0 as "none"
         )
 
     # Thin typed helpers used by the channels.

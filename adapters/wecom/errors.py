@@ -13,6 +13,7 @@ WeComError
 │   ├── WindowClosedError      kf 95001 / 95002 / 95018, OA 45015 / 45047: outside the member's
 │   │                          48-hour / 5-message window; never retried
 │   └── TransportError         timeout, connection refused, HTTP error status, non-JSON body
+│       └── PlatformUnavailable   the API's circuit breaker is open: nothing was sent; retry later
 └── BadRequestError            (also a ValueError) the client refuses to send: text over its byte
                                limit, a malformed msgid, a parameter out of range; nothing sent
 """
@@ -86,6 +87,15 @@ class TransportError(APIError):
     def __init__(self, errmsg: str, *, api: str = "", maybe_delivered: bool = True) -> None:
         super().__init__(-2, errmsg, api=api)
         self.maybe_delivered = maybe_delivered
+
+
+class PlatformUnavailable(TransportError):
+    """The platform API kept failing and its circuit breaker is open: the call was not made
+    (``maybe_delivered`` is False), so the delivery worker retries it later like any transport
+    failure (:class:`bot.errors.DeliveryError` ``transport``, retryable)."""
+
+    def __init__(self, errmsg: str = "the platform API is unavailable", *, api: str = "") -> None:
+        super().__init__(errmsg, api=api, maybe_delivered=False)
 
 
 class BadRequestError(WeComError, ValueError):

@@ -11,6 +11,11 @@ Follow-ups ("这个有优惠吗", "能退吗", "那个店几点关门") are firs
 product, promotion or store the recent turns are about (:mod:`bot.followups`); an answer that
 does not come from the records (a FAQ entry) then says what it is about ("关于丹东草莓：…").
 Because of them this answerer always reads the session's history.
+
+It is the answerer the pipeline calls, so it holds the answer's deadline: each question runs in a
+:func:`knowledge.deadline.budget` of ``deadline`` seconds (``SIYU_ANSWER_DEADLINE``) that every
+embedding and LLM request made for it shares; the requests enforce it and give up in time for
+the records' or the extractive answer.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from bot.retail.exemplars import ExemplarIntents
 from bot.retail.router import Intent, Route, route
 from bot.retail.skills import Desk, Finding, Topic
 from knowledge.catalogue import Catalogue
+from knowledge.deadline import budget
 from knowledge.records import Promotion
 from knowledge.types import Kind
 
@@ -72,8 +78,10 @@ class RetailAnswerer:
         writer: RetailWriter | None = None,
         exemplars: ExemplarIntents | None = None,
         faq_wins: float = FAQ_WINS,
+        deadline: float | None = None,
     ) -> None:
         self._knowledge = knowledge
+        self._deadline = deadline
         self._fallback = fallback
         self._tz = tz
         self._writer = writer
@@ -95,7 +103,14 @@ class RetailAnswerer:
     ) -> Answer:
         """The records' answer to a retail question, else the wrapped answerer's.
 
-        A follow-up is first rewritten to name what the conversation is about."""
+        A follow-up is first rewritten to name what the conversation is about. Remote calls made
+        for it share one ``deadline`` (module docstring)."""
+        with budget(self._deadline):
+            return await self._answer_question(question, history, store_id=store_id, at=at)
+
+    async def _answer_question(
+        self, question: str, history: Sequence[Turn], *, store_id: str | None, at: datetime
+    ) -> Answer:
         catalogue = self._knowledge.catalogue()
         follow_up = resolve(question, history, catalogue)
         if follow_up is None:

@@ -9,14 +9,15 @@ that text occurs in what the model was given: the offline answer's text and reco
 tools' results and today's date (:func:`unsupported_facts`, the rule campaign copy obeys).
 
 It returns None, logged once, when the LLM fails in any way (HTTP error, timeout, malformed or
-empty response, tool calls without end; one deadline of ``config.timeout`` covers the whole
-write), when the text quotes a price or date the records do not have, and when there is no
-offline answer and the model called no tool. The caller then answers from the records.
+empty response, tool calls without end; one deadline of ``config.timeout``, cut to what is left of
+the answer's deadline, covers the whole write: :func:`knowledge.deadline.budget`, which each
+:meth:`bot.llm.ChatModel.invoke` enforces), when the text quotes a price or date the records
+do not have, and when there is no offline answer and the model called no tool. The caller then
+answers from the records.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import unicodedata
@@ -29,10 +30,12 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from bot.answer import Answer, Turn
 from bot.config import LLMConfig
 from bot.errors import ConfigError, LLMError
-from bot.llm import ChatModel, guarded, reply_text
+from bot.llm import ChatModel, log_fallback, reply_text
 from bot.retail.answerer import as_answer
 from bot.retail.skills import Desk, Finding
 from bot.retail.tools import Toolbox
+from knowledge.breaker import CircuitBreaker
+from knowledge.deadline import budget
 from knowledge.types import Citation
 
 log = logging.getLogger(__name__)
@@ -56,10 +59,12 @@ _SOURCE_MARK: Final = re.compile(r"\s*[\[【]\s*\d{1,2}\s*[\]】]")
 class LLMRetailWriter:
     """Writes retail answers with the LLM of ``config``; see the module docstring."""
 
-    def __init__(self, config: LLMConfig, *, brand: str = "本店") -> None:
+    def __init__(
+        self, config: LLMConfig, *, brand: str = "本店", breaker: CircuitBreaker | None = None
+    ) -> None:
         if not config.model:
             raise ConfigError("LLMRetailWriter needs an LLM model (SIYU_LLM_MODEL)")
-        self._chat = ChatModel(config)
+        self._chat = ChatModel(config, breaker=breaker)
         self._deadline = config.timeout
         self._brand = brand
 
@@ -70,15 +75,10 @@ class LLMRetailWriter:
         toolbox = Toolbox(desk)
         messages = prompt(question, history, desk, offline, brand=self._brand)
         try:
-            async with asyncio.timeout(self._deadline):
+            with budget(self._deadline):
                 text = await self._converse(messages, toolbox)
-        except TimeoutError:
-            log.warning(
-                "LLM retail answer took over %ss: answering from the records", self._deadline
-            )
-            return None
         except LLMError as exc:
-            log.warning("LLM retail answer failed, answering from the records: %s", exc)
+            log_fallback(log, "LLM retail answer", exc)
             return None
         return self._checked(text, desk, offline, toolbox.findings)
 
@@ -90,7 +90,7 @@ class LLMRetailWriter:
         """Ask the model, running the tools it calls, until it answers with text."""
         model = self._chat.model.bind_tools(list(toolbox.tools))
         for _ in range(MAX_TOOL_ROUNDS + 1):
-            reply = await guarded(model.ainvoke(messages))
+            reply = await self._chat.invoke(model, messages)
             if not reply.tool_calls:
                 return final_text(reply)
             messages += [reply, *(toolbox.run(call) for call in reply.tool_calls)]

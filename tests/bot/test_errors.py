@@ -1,7 +1,9 @@
 """Failures while answering: an outage is a failure the caller retries, a bug a polite reply.
 
-The outage is real: the knowledge base embeds with an OpenAI-compatible endpoint (the fake
-server), and the fake fails the query's embedding request. The bug is an answerer that raises
+The failure is real: the member table is renamed away under the running app, so SQLite fails
+every query on it (an OperationalError, as a lost database gives), then renamed back. (Outages of
+the LLM and the embeddings server are answered from the extractive path and keyword search:
+tests/bot/test_llm_outage.py, tests/knowledge/test_embedding_outage.py.) The bug is an answerer that raises
 something no dependency raises (our own code failing), the one stand-in here.
 """
 
@@ -13,46 +15,50 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from bot.answer import NOT_FOUND_TEXT, Answer, Turn
 from bot.app import App
+from bot.demo import DEMO_DIR
 from bot.errors import Unavailable
 from bot.inbox import Inbox
 from bot.pipeline import Pipeline
 from bot.types import NoReply, TextReply
 from tests.bot.conftest import Chat, Clock, built_app, make_settings, pipeline_for
-from tests.fakes.openai_server import FakeOpenAI
 
 
 @pytest.fixture
-async def remote_app(data_dir: Path, openai_server: FakeOpenAI) -> AsyncIterator[App]:
-    settings = make_settings(
-        data_dir,
-        knowledge={"embedding": "openai", "embedding_base_url": openai_server.base_url,
-                   "embedding_model": "fake-embed"},
-    )  # fmt: skip
-    async for app in built_app(settings):
-        yield app
+async def app(data_dir: Path) -> AsyncIterator[App]:
+    async for built in built_app(make_settings(data_dir)):
+        yield built
 
 
-async def test_an_embeddings_outage_is_retried_not_apologised_for(
-    remote_app: App, clock: Clock, openai_server: FakeOpenAI, caplog: pytest.LogCaptureFixture
+async def _rename(app: App, old: str, new: str) -> None:
+    async with app.engine.begin() as conn:
+        await conn.execute(sa.text(f"ALTER TABLE {old} RENAME TO {new}"))
+
+
+async def test_a_database_failure_is_retried_not_apologised_for(
+    app: App, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    chat = Chat(pipeline_for(remote_app, clock))
-    openai_server.fail_embeddings(400, "refused")  # one failed request: 4xx are not retried
-    with caplog.at_level(logging.WARNING), pytest.raises(Unavailable) as raised:
-        await chat.say("会员日是几号", msg_id="wx-9")
+    chat = Chat(pipeline_for(app, clock))
+    await app.knowledge.ingest_path(DEMO_DIR / "faq.csv")
+    await _rename(app, "member", "member_away")  # the database fails every member query
+    try:
+        with caplog.at_level(logging.WARNING), pytest.raises(Unavailable) as raised:
+            await chat.say("会员日是几号", msg_id="wx-9")
+    finally:
+        await _rename(app, "member_away", "member")
     assert raised.value.retry_after > 0
     [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert record.name == "bot.pipeline"
     assert record.exc_info is None, "an outage is one line, not a traceback"
-    assert not await remote_app.store.session_log("web:c1"), "no apology was logged as sent"
+    assert not await app.store.session_log("web:c1"), "no apology was logged as sent"
     assert (await chat.pipeline.waiting(clock()))[0] == 1, "the message waits in the inbox"
 
-    # the platform's retry of the same message, once the server is back, gets the answer
+    # the platform's retry of the same message, once the database is back, gets the answer
     again = await chat.say("会员日是几号", msg_id="wx-9")
     assert isinstance(again, TextReply)
-    assert again.answered_by == "extractive"
     assert again.text.startswith("每月8号是会员日")
     assert await chat.say("会员日是几号", msg_id="wx-9") == NoReply("duplicate")
     assert (await chat.pipeline.waiting(clock()))[0] == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime
@@ -22,7 +23,8 @@ from campaigns.copy import (
     shorten,
 )
 from campaigns.promotions import Promotion
-from tests.fakes.openai_server import FakeOpenAI, openai_server
+from knowledge.breaker import CircuitBreaker
+from tests.fakes.openai_server import FakeOpenAI, Outage, openai_server
 
 __all__ = ["openai_server"]
 
@@ -253,6 +255,34 @@ async def test_an_llm_timeout_falls_back_to_the_template(
     assert (copy.variant, copy.used_llm) == ("template:lost", False)
     assert copy.text.endswith(SUFFIX)
     assert len(openai_server.chat_requests) == 1  # an error is not retried draft by draft
+
+
+@pytest.mark.parametrize("mode", ["drip", "rate_limited", "garbage"])
+async def test_an_llm_outage_falls_back_to_the_template_in_time(
+    llm_writer: CopyWriter, openai_server: FakeOpenAI, mode: Outage
+) -> None:
+    """Copy calls the LLM the way answers do: one 0.5 s deadline for the whole call (a drip
+    does not stretch it), no 60 s wait for a Retry-After, an HTML page read as a failure."""
+    openai_server.outage(mode)
+    started = time.monotonic()
+    copy = await llm_writer.write("active", [MILK])
+    assert time.monotonic() - started < 3.0
+    assert (copy.variant, copy.used_llm) == ("template:active", False)
+
+
+async def test_an_open_llm_breaker_writes_templates_without_asking(
+    openai_server: FakeOpenAI,
+) -> None:
+    """The app's LLM breaker, opened by failing answers, also spares the campaign planner."""
+    breaker = CircuitBreaker("the LLM", failures=1)
+    breaker.failed()
+    writer = CopyWriter(CampaignsConfig(), llm_config(openai_server), brand=BRAND, breaker=breaker)
+    try:
+        copy = await writer.write("active", [MILK])
+    finally:
+        await writer.aclose()
+    assert copy.used_llm is False
+    assert openai_server.chat_requests == []
 
 
 async def test_an_llm_error_falls_back_to_the_template(

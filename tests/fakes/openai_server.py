@@ -9,12 +9,24 @@ is empty ``server.responder(body)`` writes the reply text (default: "好的。[1
 
     server.reply("答案 [1]")            # 200 with this content
     server.fail(500)                    # HTTP 500 with an OpenAI error body
+    server.fail(429, retry_after=1.0)   # ... with a Retry-After header
     server.delay(2.0, "slow")           # answer after 2 s (longer than a 0.5 s client timeout)
     server.malformed()                  # 200 with a body that is not JSON
     server.reply("")                    # 200 with empty content
     server.tool_call("product_info", {"name_or_sku": "车厘子"})   # 200: the model calls a tool
     server.tool_calls(("list_deals", {}), ("list_stores", {}))   # several calls in one reply
     server.fail_embeddings(400)         # the next /v1/embeddings request fails
+
+Outages are switched at run time and last until switched back; they take precedence over the
+script (what an LLM provider's incident looks like)::
+
+    server.outage("down")               # every chat request: HTTP 500
+    server.outage("hang")               # accepted, never answered (until the server closes)
+    server.outage("drip")               # 200 and headers at once, then the body 1 byte a second
+    server.outage("rate_limited")       # 429 with Retry-After: 60 (``retry_after=`` to change)
+    server.outage("garbage")            # 200 with a body that is not JSON
+    server.outage("up")                 # back to normal (also ``server.up()``)
+    server.outage("hang", endpoint="embeddings")   # the same for /v1/embeddings
 
 Every request body is recorded: ``server.chat_requests`` / ``server.embedding_requests``;
 ``ChatRequest.text`` joins the messages' contents so a test can assert what a prompt contained;
@@ -33,7 +45,7 @@ import json
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -88,6 +100,7 @@ class _Reply:
 class _Fail:
     status: int
     message: str
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +121,10 @@ class _ToolCalls:
 
 Behaviour = _Reply | _Fail | _Delay | _Malformed | _ToolCalls
 
+Outage = Literal["up", "down", "hang", "drip", "rate_limited", "garbage"]
+Endpoint = Literal["chat", "embeddings"]
+OUTAGES: tuple[Outage, ...] = ("down", "hang", "drip", "rate_limited", "garbage")
+
 
 @dataclass
 class FakeOpenAI:
@@ -122,14 +139,38 @@ class FakeOpenAI:
     _embedding_script: deque[_Fail] = field(default_factory=deque)
     _closing: asyncio.Event = field(default_factory=asyncio.Event)
     _tool_call_count: int = 0
+    _outages: dict[Endpoint, Outage] = field(default_factory=dict)
+    _retry_after: float = 60.0
+
+    def outage(
+        self, mode: Outage, *, endpoint: Endpoint = "chat", retry_after: float = 60.0
+    ) -> None:
+        """Fail every request to ``endpoint`` in ``mode`` from now on ("up" ends it)."""
+        self._retry_after = retry_after
+        if mode == "up":
+            self._outages.pop(endpoint, None)
+        else:
+            self._outages[endpoint] = mode
+
+    def up(self, endpoint: Endpoint = "chat") -> None:
+        """End the outage of ``endpoint``."""
+        self.outage("up", endpoint=endpoint)
 
     def reply(self, *contents: str) -> None:
         """Answer the next requests with these contents, one each."""
         self._script.extend(_Reply(c) for c in contents)
 
-    def fail(self, status: int = 500, message: str = "internal error", *, times: int = 1) -> None:
-        """Answer the next ``times`` requests with an HTTP error."""
-        self._script.extend(_Fail(status, message) for _ in range(times))
+    def fail(
+        self,
+        status: int = 500,
+        message: str = "internal error",
+        *,
+        times: int = 1,
+        retry_after: float | None = None,
+    ) -> None:
+        """Answer the next ``times`` requests with an HTTP error (with a Retry-After header
+        when ``retry_after`` is given)."""
+        self._script.extend(_Fail(status, message, retry_after) for _ in range(times))
 
     def delay(self, seconds: float, content: str = "迟到的回答", *, times: int = 1) -> None:
         """Answer the next ``times`` requests only after ``seconds``."""
@@ -164,10 +205,14 @@ class FakeOpenAI:
         body = await request.json()
         chat = ChatRequest(body)
         self.chat_requests.append(chat)
+        if "chat" in self._outages:
+            return await self._failing(request, self._outages["chat"])
         behaviour = self._script.popleft() if self._script else _Reply(self.responder(chat))
         if isinstance(behaviour, _Fail):
             error = {"error": {"message": behaviour.message, "type": "server_error"}}
-            return web.json_response(error, status=behaviour.status)
+            wait = behaviour.retry_after
+            headers = {"Retry-After": f"{wait:g}"} if wait is not None else None
+            return web.json_response(error, status=behaviour.status, headers=headers)
         if isinstance(behaviour, _Malformed):
             return web.Response(text='{"choices": [', content_type="application/json")
         if isinstance(behaviour, _Delay):
@@ -182,9 +227,40 @@ class FakeOpenAI:
             return web.json_response(_tool_completion(model, behaviour.calls, first))
         return web.json_response(_completion(model, behaviour.content))
 
-    async def _embeddings(self, request: web.Request) -> web.Response:
+    async def _failing(self, request: web.Request, mode: Outage) -> web.StreamResponse:
+        """One request answered as the outage ``mode`` says (see the module docstring)."""
+        if mode == "hang":
+            await self._closing.wait()
+        if mode in ("down", "hang"):
+            error = {"error": {"message": "the service is down", "type": "server_error"}}
+            return web.json_response(error, status=500)
+        if mode == "rate_limited":
+            error = {"error": {"message": "rate limit reached", "type": "rate_limit_error"}}
+            headers = {"Retry-After": f"{self._retry_after:g}"}
+            return web.json_response(error, status=429, headers=headers)
+        if mode == "garbage":
+            return web.Response(text="<html>502 Bad Gateway</html>", content_type="text/html")
+        return await self._drip(request)
+
+    async def _drip(self, request: web.Request) -> web.StreamResponse:
+        """200 and the headers at once, then a valid completion one byte a second."""
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        payload = json.dumps(_completion("fake", "一点一点地回答")).encode()
+        with contextlib.suppress(ConnectionResetError):
+            for index in range(len(payload)):
+                await response.write(payload[index : index + 1])
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), 1.0)
+                if self._closing.is_set():
+                    break
+        return response
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.embedding_requests.append(body)
+        if "embeddings" in self._outages:
+            return await self._failing(request, self._outages["embeddings"])
         if self._embedding_script:
             failure = self._embedding_script.popleft()
             error = {"error": {"message": failure.message, "type": "server_error"}}
@@ -248,9 +324,10 @@ def _chat_completion(model: str, message: dict[str, Any], finish: str) -> dict[s
     }
 
 
-@pytest.fixture
-async def openai_server() -> AsyncIterator[FakeOpenAI]:
-    """A running fake OpenAI-compatible server; closed after the test."""
+@contextlib.asynccontextmanager
+async def running_fake_openai() -> AsyncIterator[FakeOpenAI]:
+    """A fake OpenAI-compatible server listening on 127.0.0.1 while the block runs (the fixture,
+    and ``bench/llm_outage.py``)."""
     fake = FakeOpenAI()
     app = web.Application()
     app.router.add_post("/v1/chat/completions", fake._chat)
@@ -266,3 +343,10 @@ async def openai_server() -> AsyncIterator[FakeOpenAI]:
     finally:
         fake._closing.set()
         await runner.cleanup()
+
+
+@pytest.fixture
+async def openai_server() -> AsyncIterator[FakeOpenAI]:
+    """A running fake OpenAI-compatible server; closed after the test."""
+    async with running_fake_openai() as fake:
+        yield fake

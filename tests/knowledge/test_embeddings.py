@@ -21,7 +21,7 @@ from knowledge.embeddings import (
     build_embedder,
     normalise,
 )
-from knowledge.errors import EmbeddingError
+from knowledge.errors import EmbeddingError, EmbeddingUnavailable
 from knowledge.registry import Registry
 from knowledge.types import ChunkDraft, DocumentMeta, SourceDocument
 from knowledge.vectorstore import SiyuEmbeddingFunction
@@ -67,11 +67,16 @@ async def test_openai_backend_against_a_fake_server(openai_server: FakeOpenAI) -
     assert emb.dim is None
     import asyncio
 
-    out = await asyncio.to_thread(emb.embed_passages, ["怎么退货", "营业时间"])
+    try:
+        out = await asyncio.to_thread(emb.embed_passages, ["怎么退货", "营业时间"])
+        again = await emb.aembed_passages(["怎么退货"])  # the async path search uses
+    finally:
+        await emb.aclose()
+    assert np.allclose(again[0], out[0])
     assert out.shape == (2, openai_server.dim)
     assert np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
     assert emb.dim == openai_server.dim
-    [request] = openai_server.embedding_requests
+    request, _ = openai_server.embedding_requests
     assert request["model"] == "bge-m3"
     assert request["input"] == ["怎么退货", "营业时间"]  # text, not tiktoken ids
     assert emb.model_id == f"openai:{openai_server.base_url}:bge-m3"
@@ -109,6 +114,9 @@ async def test_openai_backend_failure_is_an_embedding_error() -> None:
     emb = OpenAIEmbedder(config, max_retries=0)
     with pytest.raises(EmbeddingError, match="failed"):
         emb.embed_passages(["怎么退货"])
+    with pytest.raises(EmbeddingUnavailable, match="unavailable"):  # refused: not answering
+        await emb.aembed_queries(["怎么退货"])
+    await emb.aclose()
     with pytest.raises(EmbeddingError, match="model"):
         OpenAIEmbedder(EmbeddingConfig(backend="openai"))
 
