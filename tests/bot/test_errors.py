@@ -3,8 +3,8 @@
 The failure is real: the member table is renamed away under the running app, so SQLite fails
 every query on it (an OperationalError, as a lost database gives), then renamed back. (Outages of
 the LLM and the embeddings server are answered from the extractive path and keyword search:
-tests/bot/test_llm_outage.py, tests/knowledge/test_embedding_outage.py.) The bug is an answerer that raises
-something no dependency raises (our own code failing), the one stand-in here.
+tests/bot/test_llm_outage.py, tests/knowledge/test_embedding_outage.py.) The bug is an
+answerer that raises something no dependency raises (our own code failing), the one stand-in.
 """
 
 from __future__ import annotations
