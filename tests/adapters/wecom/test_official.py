@@ -16,7 +16,7 @@ from typing import Literal
 import pytest
 from pydantic import SecretStr
 
-from adapters.wecom.callback import MAX_ANSWERING
+from adapters.admission import Admission
 from adapters.wecom.config import OfficialAccountConfig
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.official import (
@@ -106,14 +106,19 @@ async def start(wecom_server: FakePlatform, ledger: ContactLedger) -> AsyncItera
     """Start the channel around a handler with one account; closed after the test."""
     async with AsyncExitStack() as stack:
 
-        async def run(handle: MessageHandler, mode: Mode = "safe", budget: float = FAST) -> Running:
+        async def run(
+            handle: MessageHandler, mode: Mode = "safe", budget: float = FAST,
+            admission: Admission | None = None,
+        ) -> Running:  # fmt: skip
             account = OfficialAccountConfig(
                 name="brand", token=SecretStr(TOKEN), app_id=wecom_server.oa_app_id,
                 secret=SecretStr(wecom_server.oa_secret), mode=mode,
                 encoding_aes_key=None if mode == "plain" else SecretStr(AES_KEY),
                 reply_budget_seconds=budget, store_id="sh-xuhui",
             )  # fmt: skip
-            sub = create_official_app(handle, [account], api_base=wecom_server.url, ledger=ledger)
+            sub = create_official_app(
+                handle, [account], api_base=wecom_server.url, ledger=ledger, admission=admission
+            )
             url = await stack.enter_async_context(serve("/wechat/oa/", sub))
             crypto = CallbackCrypto(TOKEN, AES_KEY, wecom_server.oa_app_id)
             return Running(url + "brand", sub[OA_CHANNEL], crypto, mode)
@@ -362,18 +367,21 @@ async def test_overload_acknowledges_at_once_and_answers_through_the_api(
     start: StartChannel, wecom_server: FakePlatform, ledger: ContactLedger
 ) -> None:
     bot = SlowBot()
-    running = await start(bot, budget=FAST)
+    running = await start(bot, budget=FAST, admission=Admission(2))
     await member_wrote(wecom_server, ledger)
-    busy = [
-        asyncio.create_task(running.send(f"问题{i}", f"3000{i:02d}")) for i in range(MAX_ANSWERING)
-    ]
-    await until(lambda: len(bot.seen) == MAX_ANSWERING, lambda: asyncio.sleep(0.01))
-    # Every slot is taken and each of those requests still waits within its 4.5 s budget: the next
-    # message is acknowledged without waiting for an answer.
-    assert await running.send("再问一个", "300099") == (200, "success")
+    busy = [asyncio.create_task(running.send(f"问题{i}", f"3000{i:02d}")) for i in range(2)]
+    await until(lambda: len(bot.seen) == 2, lambda: asyncio.sleep(0.01))
+    # Every slot is taken and each of those requests waits within its 4.5 s budget for a passive
+    # reply. The next message is acknowledged without waiting for an answer, and, since work now
+    # queues for a slot, so are the two that were waiting: nothing holds a request open in a burst.
     assert not any(task.done() for task in busy)
+    assert await running.send("再问一个", "300099") == (200, "success")
+    assert await asyncio.wait_for(asyncio.gather(*busy), FAST / 2) == [(200, "success")] * 2
     bot.release.set()
-    replies = await asyncio.gather(*busy)
-    assert all(status == 200 and text != "success" for status, text in replies)
     await running.channel.tasks.drain()
-    assert [sent["text"]["content"] for sent in wecom_server.custom_sent] == ["answer:再问一个"]
+    sent = sorted(sent["text"]["content"] for sent in wecom_server.custom_sent)
+    assert sent == ["answer:再问一个", "answer:问题0", "answer:问题1"]
+    # Once the burst is over, a message gets its passive reply again.
+    status, text = await running.send("最后一个", "300100")
+    assert status == 200
+    assert running.open_reply(text)["Content"] == "answer:最后一个"
