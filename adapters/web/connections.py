@@ -45,6 +45,11 @@ log = logging.getLogger(__name__)
 
 BACKLOG = 128
 """The listen backlog; asyncio accepts up to this many connections in one go."""
+LINGER_S = 2.0
+"""After answering a request whose body was not read (413, 408, a refusal before the body), how
+long the server keeps reading and discarding the rest before it closes, so that the client can
+read the answer rather than see a reset. aiohttp's default (10 s) kept every refused upload's
+connection open that long."""
 FD_RESERVE = 64
 """Descriptors kept for everything but client connections: the database, Chroma's files, outbound
 HTTP (the LLM, the platforms), logs."""
@@ -111,7 +116,8 @@ class ConnectionGuard:
         self.evicted = self.refused = 0
 
     def __call__(self) -> asyncio.BaseProtocol:
-        live = self._runner_server().connections
+        # The server keeps a closed connection listed until its handler task ends: not counted.
+        live = [conn for conn in self._runner_server().connections if conn.transport is not None]
         self._forget_closed(live)
         if len(live) + self._pending >= self.cap and not self._evict(live):
             self.refused += 1

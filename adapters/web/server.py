@@ -36,7 +36,13 @@ from adapters.admission import Admission
 from adapters.limits import Throttled, request_limits
 from adapters.web.chat import Persona, WebChat
 from adapters.web.config import WebSettings
-from adapters.web.connections import AcceptErrorLog, ConnectionGuard, GuardedSite, connection_cap
+from adapters.web.connections import (
+    LINGER_S,
+    AcceptErrorLog,
+    ConnectionGuard,
+    GuardedSite,
+    connection_cap,
+)
 from bot.types import MessageHandler
 
 logger = logging.getLogger(__name__)
@@ -177,8 +183,9 @@ async def start_web(app: web.Application, config: WebSettings) -> tuple[web.AppR
     """
     throttled = Throttled("web server under pressure", logger=logger)
     runner = web.AppRunner(
-        app, shutdown_timeout=SHUTDOWN_TIMEOUT_S, keepalive_timeout=config.idle_timeout
-    )
+        app, shutdown_timeout=SHUTDOWN_TIMEOUT_S, keepalive_timeout=config.idle_timeout,
+        lingering_time=LINGER_S,
+    )  # fmt: skip
     guard = ConnectionGuard(runner, connection_cap(config.max_connections), throttled)
     app.middlewares.append(guard.middleware)
     app.middlewares.append(
