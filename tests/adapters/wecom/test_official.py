@@ -385,3 +385,28 @@ async def test_overload_acknowledges_at_once_and_answers_through_the_api(
     status, text = await running.send("最后一个", "300100")
     assert status == 200
     assert running.open_reply(text)["Content"] == "answer:最后一个"
+
+
+@pytest.mark.parametrize(
+    ("mode", "query", "status"),
+    [
+        ("plain", {"signature": "f" * 40, "timestamp": TIMESTAMP, "nonce": "n"}, 401),
+        ("safe", {"encrypt_type": "aes", "timestamp": TIMESTAMP, "nonce": "n"}, 400),
+        ("safe", {"signature": "f" * 40, "timestamp": TIMESTAMP, "nonce": "n"}, 400),
+    ],
+)
+async def test_a_bad_query_is_refused_before_the_body_is_read(
+    start: StartChannel, mode: Mode, query: dict[str, str], status: int
+) -> None:
+    """A forged plain signature (it does not cover the body), a missing msg_signature, a plain
+    callback to a safe account: refused while the announced body has not even been sent."""
+    running = await start(fast_bot(), mode=mode)
+    host, _, rest = running.url.removeprefix("http://").partition("/")
+    hostname, port = host.split(":")
+    target = "/" + rest + "?" + "&".join(f"{k}={v}" for k, v in query.items())
+    reader, writer = await asyncio.open_connection(hostname, int(port))
+    writer.write(f"POST {target} HTTP/1.1\r\nHost: t\r\nContent-Length: 20000\r\n\r\n".encode())
+    await writer.drain()  # ... and the 20,000 bytes never come
+    status_line = await asyncio.wait_for(reader.readline(), 10)
+    writer.close()
+    assert status_line.startswith(f"HTTP/1.1 {status}".encode())
