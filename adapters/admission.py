@@ -18,7 +18,9 @@ Two kinds of work wait differently:
   through the API later): :meth:`Admission.line_up`. It waits in the same line without a
   bound; refusing it would lose an acknowledged message (durable queueing of those is the inbox's
   job, not this module's). It still counts towards :attr:`Admission.saturated`, so a callback that
-  could answer passively (the Official Account) acknowledges at once instead of waiting its turn.
+  could answer passively (the Official Account) acknowledges at once instead of waiting its turn;
+  and one already waiting for its passive reply stops waiting once work queues
+  (:meth:`Admission.strained`): in a burst no request is held open for an answer.
 
 Counts (:attr:`running`, :attr:`waiting`, :attr:`shed`) are plain attributes for tests, benches
 and a readiness check; shedding is logged once per interval with a count, not per request.

@@ -75,8 +75,11 @@ async def read_body(request: web.Request, max_bytes: int = MAX_REQUEST_BYTES) ->
     return bytes(body)
 
 
-def too_large(exc: BodyTooLarge) -> web.Response:
-    """The 413 answer; the connection is closed (what is left of the body is not worth reading)."""
+def too_large(exc: BodyTooLarge, request: web.Request | None = None) -> web.Response:
+    """The 413 answer; the connection is closed and, given the ``request``, no more of its body is
+    read: what is left of it is not worth the memory (the server closes after a short linger)."""
+    if request is not None and request.transport is not None:
+        request.transport.pause_reading()
     return _closing(web.json_response({"error": str(exc)}, status=413))
 
 
@@ -87,7 +90,7 @@ def request_limits(*, max_body_bytes: int, body_timeout: float) -> Middleware:
     async def limits(request: web.Request, handler: Handler) -> web.StreamResponse:
         size = request.content_length
         if size is not None and size > max_body_bytes:
-            return too_large(BodyTooLarge(max_body_bytes, size))
+            return too_large(BodyTooLarge(max_body_bytes, size), request)
         if not request.body_exists:
             return await handler(request)
         timer = asyncio.get_running_loop().call_later(body_timeout, _cut, request, body_timeout)
@@ -97,7 +100,7 @@ def request_limits(*, max_body_bytes: int, body_timeout: float) -> Middleware:
             log.info("cut a request body that took over %g s (%s)", body_timeout, request.path)
             return _closing(web.json_response({"error": str(exc)}, status=408))
         except BodyTooLarge as exc:
-            return too_large(exc)
+            return too_large(exc, request)
         finally:
             timer.cancel()
 

@@ -21,7 +21,7 @@ How many answers run at once is decided once per process, for every channel, by 
 :class:`adapters.admission.Admission` the composition root builds and hands to each channel's
 :class:`BackgroundTasks`: an answer to an acknowledged callback lines up there without a bound
 (refusing it would lose an acknowledged message), and the Official Account acknowledges at once
-instead of waiting for a passive reply whenever that line is not empty.
+instead of waiting for a passive reply whenever every slot is taken or promised.
 
 Answering within a deadline is one helper, :class:`adapters.wecom.inflight.InFlight`. Only the
 Official Account needs it: its passive reply must leave within the 5 s WeChat waits, so the
