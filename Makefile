@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/answer_latency.py
 	$(BIN)/python -m bench.callback_ack
 	$(BIN)/python -m bench.campaign_fanout
+	$(BIN)/python -m bench.load
 
 # Retrieval quality on the shared FAQ benchmark (needs ../shared/data).
 eval: $(STAMP)

@@ -62,7 +62,7 @@ import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 
-from adapters.wecom.callback import MAX_ANSWERING_CPU
+from adapters.admission import MAX_ANSWERING_CPU, Admission
 from adapters.wecom.config import KfAccount, OfficialAccountConfig
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.kf import KF_RUNTIME, create_kf_app
@@ -166,7 +166,7 @@ async def serve(args: argparse.Namespace) -> None:
                 handle,
                 [oa_account()],
                 api_base=args.platform,
-                answering=MAX_ANSWERING_CPU,
+                admission=Admission(MAX_ANSWERING_CPU),
                 ledger=core.store.contacts,
             )
             control = Control(kf, oa, Path(args.profile) if args.profile else None)

@@ -7,7 +7,7 @@ For each mode of the fake OpenAI-compatible server (``tests/fakes/openai_server.
 byte a second), ``rate_limited`` (429, Retry-After: 60) and ``garbage`` (a 200 HTML page), a fresh
 App (its own LLM breaker; SIYU_ANSWER_DEADLINE 8 s, SIYU_LLM_TIMEOUT 20 s, SIYU_LLM_MAX_RETRIES 1)
 over the demo FAQ answers ``--questions`` FAQ questions one after another, each from a new member,
-through ``App.pipeline.handle``.
+through ``App.inbox.handle``.
 
 Prints one JSON object: per mode ``median_ms``, ``max_ms``, ``under_10s`` (answers that took
 less than 10 s), ``answered_by`` (the mix) and ``llm_requests`` (what reached the server: the
@@ -67,7 +67,7 @@ async def run_mode(mode: Outage, args: argparse.Namespace, server: FakeOpenAI) -
             took, by = [], Counter[str]()
             for n in range(args.questions):
                 started = time.perf_counter()
-                reply = await app.pipeline.handle(_message(n))
+                reply = await app.inbox.handle(_message(n))
                 took.append(time.perf_counter() - started)
                 by[str(getattr(reply, "answered_by", type(reply).__name__))] += 1
         finally:

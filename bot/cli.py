@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from aiohttp import web
@@ -37,6 +37,9 @@ from bot.startup import check_data_dir, settings_problems
 from knowledge.loaders import MetaOverrides
 from knowledge.metadata import parse_datetime
 from knowledge.types import Kind
+
+if TYPE_CHECKING:
+    from adapters.admission import Admission
 
 cli = typer.Typer(help="Siyu (私域): customer-care bot for retail brands on WeChat / WeCom.")
 eval_app = typer.Typer(help="Measure retrieval and answer quality.")
@@ -213,39 +216,53 @@ def chat(
     _run(talk)
 
 
-def _channel_apps(app: App) -> list[tuple[str, web.Application]]:
-    """The configured channels' sub-applications and the prefix each is mounted under."""
+def _channel_apps(app: App, admission: Admission) -> list[tuple[str, web.Application]]:
+    """The configured channels' sub-applications and the prefix each is mounted under; every
+    one answers within the process's one ``admission`` and the server's body limit."""
     from adapters.webhook import create_webhook_app
     from adapters.wecom.app_channel import create_wecom_app_channel
-    from adapters.wecom.callback import answering_limit
     from adapters.wecom.kf import create_kf_app
     from adapters.wecom.official import create_official_app
 
     settings, handle = app.settings, app.inbox.handle
     mounted: list[tuple[str, web.Application]] = []
-    wecom = settings.wecom
+    wecom, limit = settings.wecom, settings.web.max_body_bytes
     if bridges := settings.webhook.bridges:
-        limit = settings.web.max_body_bytes
-        mounted.append(("/hooks/", create_webhook_app(handle, bridges, max_body_bytes=limit)))
-    answering = answering_limit(llm=settings.llm.enabled)  # the same for every channel
+        hooks = create_webhook_app(
+            handle, bridges, max_body_bytes=limit, admission=admission,
+            undelivered=app.inbox.undelivered,
+        )  # fmt: skip
+        mounted.append(("/hooks/", hooks))
+    shared = {"admission": admission, "max_body_bytes": limit}
     if wecom.kf:
         kf = create_kf_app(
             handle, wecom.kf, api_base=wecom.api_base, engine=app.engine,
-            session_ended=app.pipeline.human_session_ended, answering=answering,
+            session_ended=app.pipeline.human_session_ended, **shared,
         )  # fmt: skip
         mounted.append(("/wecom/kf/", kf))
     if wecom.apps:
-        apps = create_wecom_app_channel(
-            handle, wecom.apps, api_base=wecom.api_base, answering=answering
-        )
+        apps = create_wecom_app_channel(handle, wecom.apps, api_base=wecom.api_base, **shared)
         mounted.append(("/wecom/app/", apps))
     if wecom.official_accounts:
         oa = create_official_app(
-            handle, wecom.official_accounts, api_base=wecom.wechat_api_base, answering=answering,
-            ledger=app.store.contacts,
+            handle, wecom.official_accounts, api_base=wecom.wechat_api_base,
+            ledger=app.store.contacts, **shared,
         )  # fmt: skip
         mounted.append(("/wechat/oa/", oa))
     return mounted
+
+
+def _admission(settings: Settings) -> Admission:
+    """The process's one admission: as many answers at once as the kind of answer allows (LLM or
+    extractive), and the web server's queue bounds for requests a person waits on."""
+    from adapters.admission import Admission, answering_limit
+
+    web_settings = settings.web
+    return Admission(
+        answering_limit(llm=settings.llm.enabled),
+        queue=web_settings.answer_queue,
+        wait=web_settings.answer_wait_seconds,
+    )
 
 
 def _channel_urls(settings: Settings, base: str) -> list[str]:
@@ -268,11 +285,15 @@ async def _serve(app: App) -> None:
     def stores() -> list[tuple[str, str]]:  # asked per request: the directory may be reloaded
         return [(s.store_id, s.name) for s in app.knowledge.catalogue().stores.stores]
 
+    admission = _admission(settings)  # one per process, shared by every channel
+    # The web chat has no retries (a lost socket's member writes again, with a new id), so it
+    # answers through the pipeline directly; the platform channels and bridges go through the
+    # durable inbox, which exists for their retries.
     web_app = create_web_app(
-        app.inbox.handle, settings.web, bot_name=settings.bot.name,
-        brand=settings.bot.brand, stores=stores,
+        app.pipeline.handle, settings.web, bot_name=settings.bot.name,
+        brand=settings.bot.brand, stores=stores, admission=admission,
     )  # fmt: skip
-    for prefix, sub_app in _channel_apps(app):
+    for prefix, sub_app in _channel_apps(app, admission):
         web_app.add_subapp(prefix, sub_app)
 
     def announce(url: str) -> None:

@@ -348,16 +348,16 @@ async def test_robot_send_posts_into_the_group(
 
 
 @pytest.mark.parametrize(("llm_model", "expected"), [("", 4), ("fake-chat", 16)])
-async def test_every_channel_answers_as_many_at_once_by_kind_of_answer(
+async def test_every_channel_answers_within_one_admission_per_process(
     data_dir: Path, llm_model: str, expected: int
 ) -> None:
+    from adapters.admission import MAX_ANSWERING, MAX_ANSWERING_CPU
     from adapters.wecom.app_channel import APP_CHANNEL
-    from adapters.wecom.callback import MAX_ANSWERING, MAX_ANSWERING_CPU
     from adapters.wecom.config import WeComSettings
     from adapters.wecom.kf import KF_RUNTIME
     from adapters.wecom.official import OA_CHANNEL
     from bot.app import App
-    from bot.cli import _channel_apps
+    from bot.cli import _admission, _channel_apps
     from bot.settings import Settings
 
     wecom = {"corp_id": CORP, "token": TOKEN, "encoding_aes_key": AES_KEY, "secret": "s"}
@@ -369,13 +369,16 @@ async def test_every_channel_answers_as_many_at_once_by_kind_of_answer(
     settings = Settings(
         _env_file=None, data_dir=data_dir, knowledge={"embedding": "hash"}, wecom=channels,
         llm={"model": llm_model, "base_url": "http://127.0.0.1:9/v1"},
+        web={"answer_queue": 3, "answer_wait_seconds": 2.5},
     )  # fmt: skip
     app = await App.build(settings)
     try:
-        apps = dict(_channel_apps(app))
-        assert apps["/wecom/kf/"][KF_RUNTIME].tasks.answering == expected
-        assert apps["/wecom/app/"][APP_CHANNEL].tasks.answering == expected
-        assert apps["/wechat/oa/"][OA_CHANNEL].tasks.answering == expected
+        admission = _admission(settings)
+        assert (admission.limit, admission.queue, admission.wait) == (expected, 3, 2.5)
+        apps = dict(_channel_apps(app, admission))
+        assert apps["/wecom/kf/"][KF_RUNTIME].tasks.admission is admission
+        assert apps["/wecom/app/"][APP_CHANNEL].tasks.admission is admission
+        assert apps["/wechat/oa/"][OA_CHANNEL].tasks.admission is admission
         assert expected == (MAX_ANSWERING if llm_model else MAX_ANSWERING_CPU)
     finally:
         await app.close()

@@ -6,27 +6,35 @@ in a 1:1 chat only the asking socket hears back. The pipeline decides whether to
 room; this adapter only marks ``mentioned_bot`` when the text contains ``@{bot_name}``. The
 store a message asks about is the message's ``store_id`` (the page's store menu), else the
 hello's.
+
+Answers take a slot of the process's :class:`~adapters.admission.Admission`. When none is free
+within its bounds, the sender alone gets a ``busy`` frame naming the message and when to try
+again, and the message is not answered (nor marked seen: sent again, it is a new message).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from dataclasses import dataclass
 
 from adapters import Clock
+from adapters.admission import Admission, Busy
 from adapters.web.hub import Hub, Peer
 from adapters.web.protocol import (
     ChatText,
     Frame,
     Hello,
     ProtocolError,
+    busy_frame,
     error_frame,
     member_frame,
     notice_frame,
     parse_frame,
     reply_frame,
 )
+from bot.errors import Unavailable
 from bot.types import InboundMessage, MemberRef, MessageHandler
 
 logger = logging.getLogger(__name__)
@@ -45,9 +53,12 @@ class Persona:
 class WebChat:
     """The web channel's logic, one per application; sockets are handed in as :class:`Peer`."""
 
-    def __init__(self, handle: MessageHandler, persona: Persona, clock: Clock) -> None:
+    def __init__(
+        self, handle: MessageHandler, persona: Persona, clock: Clock, *, admission: Admission
+    ) -> None:
         self.hub = Hub()
         self._handle = handle
+        self._admission = admission
         self._persona = persona
         self._clock = clock
 
@@ -96,7 +107,16 @@ class WebChat:
         if who.room is not None:
             self.hub.broadcast(who.room, member_frame(msg), author=peer)
         try:
-            reply = await self._handle(msg)
+            async with self._admission.admit():
+                reply = await self._handle(msg)
+        except Busy as exc:
+            logger.debug("web chat busy, message %s not answered: %s", msg.id, exc)
+            peer.send(busy_frame(reply_to=msg.id, retry_after=exc.retry_after))
+            return
+        except Unavailable as exc:  # a dependency failed: nothing was answered, write again
+            logger.warning("web message %s not answered: %s", msg.id, exc)
+            peer.send(busy_frame(reply_to=msg.id, retry_after=math.ceil(exc.retry_after)))
+            return
         except Exception:  # the channel's error boundary: log once, tell the member, carry on
             logger.exception("handler failed on web message %s", msg.id)
             peer.send(error_frame("handler_failed", "抱歉，机器人暂时出错了，请稍后再试"))

@@ -11,6 +11,10 @@ Server → client::
      "citations": [{"title": str}], "kind": "message" | "answer" | "handoff" | "notice",
      "quote": str | null, "reply_to": str | null, "mine": bool}
     {"type": "error", "code": str, "error": str}
+    {"type": "busy", "reply_to": str, "retry_after": int, "error": str}
+
+``busy`` goes to the sender of a message the server had no capacity to answer (``reply_to``
+names it; ``retry_after`` is in seconds): the message was not answered and may be sent again.
 
 ``kind`` is ``"message"`` for a member's own words, ``"answer"`` / ``"handoff"`` for the bot's
 replies and ``"notice"`` for room events. ``mine`` is true only on the copy of a member message
@@ -213,6 +217,16 @@ def notice_frame(text: str, *, bot_name: str) -> Frame:
 def error_frame(code: str, message: str) -> Frame:
     """Tell the client its frame was refused; the socket stays open."""
     return {"type": "error", "code": code, "error": message}
+
+
+def busy_frame(*, reply_to: str, retry_after: int) -> Frame:
+    """Tell a member their message was not answered for lack of capacity (try again later)."""
+    return {
+        "type": "busy",
+        "reply_to": reply_to,
+        "retry_after": retry_after,
+        "error": f"现在咨询的人比较多，请 {retry_after} 秒后再发一次",
+    }
 
 
 def _message(

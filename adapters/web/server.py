@@ -10,6 +10,12 @@ Routes::
 
 The page's suggested questions (chips) are rendered into it once, at start-up. A port that cannot
 be bound is a :class:`CannotListen` naming host and port, never an ``OSError`` traceback.
+
+:func:`start_web` serves an application with every limit of the server, whatever is mounted on it
+(``siyu serve`` mounts the webhook and the WeCom callbacks here): the idle / header-read timeout
+and the connection cap (:mod:`adapters.web.connections`), body size and body time
+(:mod:`adapters.limits`). Members' messages take a slot of the process's
+:class:`~adapters.admission.Admission` (a ``busy`` frame when there is none).
 """
 
 from __future__ import annotations
@@ -26,8 +32,17 @@ from aiohttp import WSMsgType, web
 from aiohttp.http_websocket import WSCloseCode
 
 from adapters import Clock, utc_now
+from adapters.admission import Admission
+from adapters.limits import Throttled, request_limits
 from adapters.web.chat import Persona, WebChat
 from adapters.web.config import WebSettings
+from adapters.web.connections import (
+    LINGER_S,
+    AcceptErrorLog,
+    ConnectionGuard,
+    GuardedSite,
+    connection_cap,
+)
 from bot.types import MessageHandler
 
 logger = logging.getLogger(__name__)
@@ -75,13 +90,18 @@ def create_web_app(
     brand: str,
     stores: StoreList | None = None,
     clock: Clock = utc_now,
+    admission: Admission | None = None,
 ) -> web.Application:
     """The web chat application, feeding every member message to ``handle``.
 
     ``stores`` fills the page's store menu; ``config.suggestions`` become the question chips.
+    ``admission`` is the process's (one of its own from ``config`` when not given).
     """
+    if admission is None:
+        admission = Admission(queue=config.answer_queue, wait=config.answer_wait_seconds)
     app = web.Application(client_max_size=config.max_body_bytes)
-    app[CHAT] = WebChat(handle, Persona(bot_name=bot_name, brand=brand), clock)
+    persona = Persona(bot_name=bot_name, brand=brand)
+    app[CHAT] = WebChat(handle, persona, clock, admission=admission)
     app[PAGE] = render_page(bot_name=bot_name, brand=brand, suggestions=config.suggestions)
     app[MAX_WS_BYTES] = config.max_body_bytes
     app[STORES] = stores or _no_stores
@@ -155,21 +175,37 @@ async def _close_sockets(app: web.Application) -> None:
 
 
 async def start_web(app: web.Application, config: WebSettings) -> tuple[web.AppRunner, str]:
-    """Start serving ``app`` on ``config.host:config.port``; return the runner and the page URL.
+    """Start serving ``app`` on ``config.host:config.port`` with the server's limits (module
+    docstring); return the runner and the page URL.
 
     Port 0 picks a free port; the URL names the one bound. The caller owns the runner and must
-    ``await runner.cleanup()``.
+    ``await runner.cleanup()``. ``app`` gets two middlewares (connection state, request limits).
     """
-    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    throttled = Throttled("web server under pressure", logger=logger)
+    runner = web.AppRunner(
+        app, shutdown_timeout=SHUTDOWN_TIMEOUT_S, keepalive_timeout=config.idle_timeout,
+        lingering_time=LINGER_S,
+    )  # fmt: skip
+    guard = ConnectionGuard(runner, connection_cap(config.max_connections), throttled)
+    app.middlewares.append(guard.middleware)
+    app.middlewares.append(
+        request_limits(max_body_bytes=config.max_body_bytes, body_timeout=config.body_timeout)
+    )
     await runner.setup()
+    AcceptErrorLog.install(asyncio.get_running_loop(), throttled)
     try:
-        await web.TCPSite(runner, config.host, config.port).start()
+        await GuardedSite(runner, config.host, config.port, guard).start()
     except OSError as exc:
         await runner.cleanup()
         raise CannotListen(config.host, config.port, _why(exc)) from exc
     except BaseException:
         await runner.cleanup()
         raise
+    if guard.cap < config.max_connections:
+        logger.warning(
+            "at most %d connections (SIYU_WEB_MAX_CONNECTIONS %d does not fit the open-file limit)",
+            guard.cap, config.max_connections,
+        )  # fmt: skip
     port = runner.addresses[0][1]
     return runner, f"http://{_url_host(config.host)}:{port}/"
 

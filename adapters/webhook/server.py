@@ -1,30 +1,46 @@
 """The generic JSON webhook endpoint: ``POST /hooks/{name}`` for each configured bridge.
 
-Order of checks, cheapest first: known bridge (404) → body size (413) → signature and freshness
-(401) → contract (400) → the pipeline → a signed JSON response. Nothing a bridge sends can make
-this answer 500: a pipeline failure is already turned into a polite reply by the pipeline's own
-error boundary.
+Order of checks, cheapest first: known bridge (404) → signature headers present and timestamp
+fresh (401), before the body is read → body size (413, from ``Content-Length`` before reading)
+→ signature over the body (401) → contract (400) → an answer slot (503) → the durable inbox
+(:mod:`bot.inbox`) and the pipeline → a signed JSON response. Nothing a bridge sends can make this
+answer 500: a bug in answering is turned into a polite reply by the pipeline's error boundary, and
+a dependency failure (the database, say) is 503 with ``Retry-After``: the message waits in the
+inbox and the bridge's retry is answered. When the bridge has gone before its answer was ready (its
+own timeout), the answer is handed back to the inbox (``undelivered``) so that the retry gets it
+instead of ``duplicate``.
+
+Load shedding: the answer takes a slot of the process's :class:`~adapters.admission.Admission`.
+When the line for slots is full, or no slot comes within its wait, the bridge gets 503 with
+``Retry-After`` at once and the message is not answered (nor marked seen: the retry is answered).
+A bridge can retry a 503; it cannot retry an answer that arrives after its own timeout.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 
 from adapters import Clock, utc_now
+from adapters.admission import Admission, Busy
+from adapters.limits import BodyTooLarge, read_body
 from adapters.webhook.config import Bridge
 from adapters.webhook.contract import ContractError, parse_message, render_reply
-from adapters.webhook.signing import SignatureMismatch, signed_headers, verify
+from adapters.webhook.signing import SignatureMismatch, fresh_timestamp, signed_headers, verify
+from bot.errors import Unavailable
 from bot.types import MessageHandler
 
 log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "webhook."
+
+Undelivered = Callable[[str, str], Awaitable[bool]]
 
 
 def create_webhook_app(
@@ -32,11 +48,18 @@ def create_webhook_app(
     bridges: Sequence[Bridge],
     *,
     max_body_bytes: int,
+    admission: Admission | None = None,
+    undelivered: Undelivered | None = None,
     clock: Clock = utc_now,
     wall: Callable[[], float] = time.time,
 ) -> web.Application:
-    """A sub-application to mount at ``/hooks/``; one route serves every bridge by name."""
-    endpoint = _Endpoint(handle, {b.name: b for b in bridges}, max_body_bytes, clock, wall)
+    """A sub-application to mount at ``/hooks/``; one route serves every bridge by name.
+    ``admission`` is the process's (one of its own when not given); ``undelivered`` is the
+    inbox's :meth:`bot.inbox.Inbox.undelivered`."""
+    endpoint = _Endpoint(
+        handle, {b.name: b for b in bridges}, max_body_bytes, admission or Admission(), clock, wall
+    )
+    endpoint.undelivered = undelivered
     app = web.Application(client_max_size=max_body_bytes)
     app.router.add_post("/{name}", endpoint.receive)
     return app
@@ -48,41 +71,53 @@ class _Endpoint:
         handle: MessageHandler,
         bridges: dict[str, Bridge],
         max_body_bytes: int,
+        admission: Admission,
         clock: Clock,
         wall: Callable[[], float],
     ) -> None:
         self._handle = handle
         self._bridges = bridges
         self._max = max_body_bytes
+        self._admission = admission
         self._clock = clock
         self._wall = wall
+        self.undelivered: Undelivered | None = None
 
     async def receive(self, request: web.Request) -> web.Response:
         bridge = self._bridges.get(request.match_info["name"])
         if bridge is None:
             return _error(404, "unknown bridge")
-        if request.content_length is not None and request.content_length > self._max:
-            return _error(413, f"body larger than {self._max} bytes")
+        secret = bridge.secret.get_secret_value()
         try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return _error(413, f"body larger than {self._max} bytes")
-        try:
-            verify(bridge.secret.get_secret_value(), request.headers, body, self._wall)
+            fresh_timestamp(request.headers, self._wall)
+            body = await read_body(request, self._max)
+            verify(secret, request.headers, body, self._wall)
         except SignatureMismatch as exc:
             log.info("webhook %s: refused a request: %s", bridge.name, exc)
             return _error(401, str(exc))
+        except BodyTooLarge as exc:
+            return _error(413, str(exc), close=True)
         try:
             msg = parse_message(
-                body,
-                channel=CHANNEL_PREFIX + bridge.name,
-                received_at=self._clock(),
+                body, channel=CHANNEL_PREFIX + bridge.name, received_at=self._clock(),
                 store_id=bridge.store_id,
-            )
+            )  # fmt: skip
         except ContractError as exc:
             return _error(400, str(exc))
-        reply = await self._handle(msg)
-        return _signed_json(bridge.secret.get_secret_value(), render_reply(reply), self._wall)
+        try:
+            async with self._admission.admit():
+                reply = await self._handle(msg)
+        except Busy as exc:
+            log.debug("webhook %s: busy, message %s not answered: %s", bridge.name, msg.id, exc)
+            return _busy(exc)
+        except Unavailable as exc:  # a dependency failed: the inbox keeps it for the retry
+            return _unavailable(exc)
+        if request.transport is None or request.transport.is_closing():
+            # The bridge gave up waiting: keep the answer for its retry instead of losing it.
+            if self.undelivered is not None:
+                await self.undelivered(msg.channel, msg.id)
+            log.info("webhook %s: bridge left before the answer to %s", bridge.name, msg.id)
+        return _signed_json(secret, render_reply(reply), self._wall)
 
 
 def _signed_json(secret: str, payload: dict[str, Any], wall: Callable[[], float]) -> web.Response:
@@ -95,5 +130,23 @@ def _signed_json(secret: str, payload: dict[str, Any], wall: Callable[[], float]
     )
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+def _error(status: int, message: str, *, close: bool = False) -> web.Response:
+    response = web.json_response({"error": message}, status=status)
+    if close:  # what is left of an oversized body is not worth reading
+        response.force_close()
+    return response
+
+
+def _unavailable(exc: Unavailable) -> web.Response:
+    """503 with ``Retry-After``: a dependency failed; the message waits for the bridge's retry."""
+    retry_after = max(1, math.ceil(exc.retry_after))
+    response = web.json_response({"error": "unavailable", "retry_after": retry_after}, status=503)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def _busy(exc: Busy) -> web.Response:
+    """503 with ``Retry-After``: no answer slot now; the bridge sends the message again later."""
+    response = web.json_response({"error": "busy", "retry_after": exc.retry_after}, status=503)
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response

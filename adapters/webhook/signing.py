@@ -41,6 +41,20 @@ def signed_headers(
     return {TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: sign(secret, timestamp, body)}
 
 
+def fresh_timestamp(headers: Mapping[str, str], clock: Callable[[], float] = time.time) -> int:
+    """The request's signed timestamp; :class:`SignatureMismatch` unless both headers are present
+    and the timestamp is fresh. Needs no body: checked before the body is read."""
+    raw_ts = headers.get(TIMESTAMP_HEADER, "")
+    if not headers.get(SIGNATURE_HEADER):
+        raise SignatureMismatch(f"missing {SIGNATURE_HEADER}")
+    if not raw_ts.isdigit() or len(raw_ts) > 12:
+        raise SignatureMismatch(f"missing or malformed {TIMESTAMP_HEADER}")
+    timestamp = int(raw_ts)
+    if abs(clock() - timestamp) > MAX_SKEW_S:
+        raise SignatureMismatch(f"{TIMESTAMP_HEADER} is more than {MAX_SKEW_S} s off")
+    return timestamp
+
+
 def verify(
     secret: str,
     headers: Mapping[str, str],
@@ -48,12 +62,7 @@ def verify(
     clock: Callable[[], float] = time.time,
 ) -> None:
     """Raise :class:`SignatureMismatch` unless ``headers`` sign ``body`` freshly."""
-    raw_ts = headers.get(TIMESTAMP_HEADER, "")
+    timestamp = fresh_timestamp(headers, clock)
     given = headers.get(SIGNATURE_HEADER, "")
-    if not raw_ts.isdigit() or len(raw_ts) > 12:
-        raise SignatureMismatch(f"missing or malformed {TIMESTAMP_HEADER}")
-    timestamp = int(raw_ts)
-    if abs(clock() - timestamp) > MAX_SKEW_S:
-        raise SignatureMismatch(f"{TIMESTAMP_HEADER} is more than {MAX_SKEW_S} s off")
     if not hmac.compare_digest(given.encode(), sign(secret, timestamp, body).encode()):
         raise SignatureMismatch("signature does not match")

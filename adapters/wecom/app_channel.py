@@ -57,7 +57,7 @@ class WeComAppChannel(CallbackEndpoint[WeComAppAccount]):
         quota: RecipientQuota | None = None,
         **options: Any,
     ) -> None:
-        """``options`` are :class:`CallbackEndpoint`'s (``answering``, ``max_body_bytes``,
+        """``options`` are :class:`CallbackEndpoint`'s (``admission``, ``max_body_bytes``,
         ``tokens``). Raises ``ValueError`` for an account without an EncodingAESKey."""
         super().__init__(accounts, api_base=api_base, **options)
         self._handle = handle

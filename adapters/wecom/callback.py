@@ -10,16 +10,18 @@ background tasks. A channel overrides what differs: how its URL check is signed
 (:meth:`CallbackEndpoint.check_url`) and what a verified callback does
 (:meth:`CallbackEndpoint.handle`).
 
-Order of checks on a callback, cheapest first: known account (404) → body size (413) → query
-parameters (400) → signature (401) → decryption and receive id (400 / 403) → XML (400). A refused
-request is logged once and answered with the status of its :class:`CallbackError`; nothing a
-caller sends can make an endpoint answer 500.
+Order of checks on a callback, cheapest first: known account (404) → query parameters (400),
+before the body is read (:meth:`CallbackEndpoint.check_query`; an Official Account in plain mode
+verifies its signature there, since it does not cover the body) → body size (413, from
+``Content-Length`` before reading, :mod:`adapters.limits`) → signature (401) → decryption and
+receive id (400 / 403) → XML (400). A refused request is logged once and answered with the status
+of its :class:`CallbackError`; nothing a caller sends can make an endpoint answer 500.
 
-How many answers run at once is decided here, for every channel (:func:`answering_limit`): LLM
-answers wait on the network, so :data:`MAX_ANSWERING` run at once; extractive answers are
-CPU-bound (the query embedding), so :data:`MAX_ANSWERING_CPU`, about two per core: more only
-takes CPU from the acknowledgements (docs/measurements.md). The composition root picks one by
-whether an LLM is configured and passes it to each channel's :class:`BackgroundTasks`.
+How many answers run at once is decided once per process, for every channel, by the
+:class:`adapters.admission.Admission` the composition root builds and hands to each channel's
+:class:`BackgroundTasks`: an answer to an acknowledged callback lines up there without a bound
+(refusing it would lose an acknowledged message), and the Official Account acknowledges at once
+instead of waiting for a passive reply whenever every slot is taken or promised.
 
 Answering within a deadline is one helper, :class:`adapters.wecom.inflight.InFlight`. Only the
 Official Account needs it: its passive reply must leave within the 5 s WeChat waits, so the
@@ -40,28 +42,19 @@ from typing import Any, ClassVar, Generic, TypeVar
 import aiohttp
 from aiohttp import web
 
+from adapters import MAX_REQUEST_BYTES, limits
+from adapters.admission import Admission, Ticket
 from adapters.wecom.client import Credentials, TokenCache, WeComClient
 from adapters.wecom.config import CallbackAccount
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.errors import CallbackError, MalformedXML, WeComError
-from adapters.wecom.xmlwire import MAX_CALLBACK_BYTES, parse_xml
+from adapters.wecom.xmlwire import parse_xml
 from bot.types import NoReply, Reply
 
 log = logging.getLogger(__name__)
 
-_READ_CHUNK = 16 * 1024
 MAX_PARAM_CHARS = 1024
 """Query values are short (a 40-hex signature, a 10-digit timestamp, a nonce, an echostr)."""
-MAX_ANSWERING = 16
-"""Answers run at once per channel and process when they come from an LLM (network-bound)."""
-MAX_ANSWERING_CPU = 4
-"""The same for answers computed locally (extractive): about two per core."""
-
-
-def answering_limit(*, llm: bool) -> int:
-    """How many answers a channel runs at once: :data:`MAX_ANSWERING` with an LLM, else
-    :data:`MAX_ANSWERING_CPU`."""
-    return MAX_ANSWERING if llm else MAX_ANSWERING_CPU
 
 
 class BodyTooLarge(CallbackError):
@@ -72,22 +65,6 @@ class BodyTooLarge(CallbackError):
 
 class BadQuery(CallbackError):
     """A required query parameter is missing or oversized."""
-
-
-async def read_body(request: web.Request, max_bytes: int = MAX_CALLBACK_BYTES) -> bytes:
-    """The request body, refused with :class:`BodyTooLarge` as soon as it passes ``max_bytes``.
-
-    The body is read in chunks, so a chunked upload without a Content-Length cannot make us
-    buffer more than ``max_bytes`` plus one chunk.
-    """
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise BodyTooLarge(f"body of {request.content_length} bytes is over {max_bytes}")
-    body = bytearray()
-    while chunk := await request.content.read(_READ_CHUNK):
-        body += chunk
-        if len(body) > max_bytes:
-            raise BodyTooLarge(f"body is over {max_bytes} bytes")
-    return bytes(body)
 
 
 def query_params(query: Mapping[str, str], *names: str) -> list[str]:
@@ -154,21 +131,25 @@ class BackgroundTasks:
 
     Each task is referenced until it ends (no fire-and-forget); its failure is logged here, once;
     :meth:`close` cancels what is still running when the application shuts down. Answers
-    (:meth:`answer`) run at most ``answering`` at once; :attr:`saturated` tells a channel that
-    one more would only queue, so it can acknowledge without waiting for it.
+    (:meth:`answer`) take a slot of the process's :class:`Admission` (one of its own when none is
+    given); :attr:`saturated` tells a channel that one more would only queue, so it can
+    acknowledge without waiting for it.
     """
 
-    def __init__(self, channel: str, *, answering: int = MAX_ANSWERING) -> None:
+    def __init__(self, channel: str, *, admission: Admission | None = None) -> None:
         self._channel = channel
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.answering = answering
-        self._slots = asyncio.Semaphore(answering)
-        self._answers = 0  # answers started and not finished: running or waiting for a slot
+        self.admission = admission if admission is not None else Admission()
+
+    @property
+    def answering(self) -> int:
+        """How many answers run at once (shared with every channel of the admission)."""
+        return self.admission.limit
 
     @property
     def saturated(self) -> bool:
-        """True when ``answering`` answers are already running or queued."""
-        return self._answers >= self.answering
+        """True when every answer slot is taken or an answer is already waiting for one."""
+        return self.admission.saturated
 
     def spawn(self, work: Coroutine[Any, Any, None], *, what: str) -> asyncio.Task[None]:
         """Run ``work`` in the background; ``what`` names it in the log line if it fails."""
@@ -178,10 +159,12 @@ class BackgroundTasks:
         return task
 
     def answer(self, work: Coroutine[Any, Any, None], *, what: str) -> asyncio.Task[None]:
-        """Like :meth:`spawn`, for work that computes an answer: it waits for one of the
-        ``answering`` slots. Counted from now, so :attr:`saturated` sees it at once."""
-        self._answers += 1
-        return self.spawn(self._slotted(work), what=what)
+        """Like :meth:`spawn`, for work that computes an answer: it waits for an answer slot.
+        In line from now, so :attr:`saturated` sees it at once."""
+        ticket = self.admission.line_up()
+        task = self.spawn(_slotted(ticket, work), what=what)
+        task.add_done_callback(lambda _: ticket.abandon())  # cancelled before it first ran
+        return task
 
     async def drain(self) -> None:
         """Wait until every task, including ones spawned meanwhile, has ended (tests, shutdown)."""
@@ -198,14 +181,6 @@ class BackgroundTasks:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    async def _slotted(self, work: Coroutine[Any, Any, None]) -> None:
-        try:
-            async with self._slots:
-                await work
-        finally:
-            work.close()  # never awaited when cancelled while waiting for a slot
-            self._answers -= 1
-
     async def _guarded(self, work: Coroutine[Any, Any, None], what: str) -> None:
         try:
             await work
@@ -214,6 +189,14 @@ class BackgroundTasks:
         except Exception:
             # The one place a background failure is reported; the platform was already answered.
             log.exception("%s: %s failed", self._channel, what)
+
+
+async def _slotted(ticket: Ticket, work: Coroutine[Any, Any, None]) -> None:
+    try:
+        async with ticket:
+            await work
+    finally:
+        work.close()  # never awaited when cancelled while waiting for a slot
 
 
 C = TypeVar("C", bound=CallbackAccount)
@@ -255,8 +238,8 @@ class CallbackEndpoint(Generic[C]):
         accounts: Sequence[C],
         *,
         api_base: str,
-        answering: int = MAX_ANSWERING,
-        max_body_bytes: int = MAX_CALLBACK_BYTES,
+        admission: Admission | None = None,
+        max_body_bytes: int = MAX_REQUEST_BYTES,
         tokens: TokenCache | None = None,
     ) -> None:
         """Raises ``ValueError`` for an account whose crypto cannot be built (no key where one
@@ -269,7 +252,7 @@ class CallbackEndpoint(Generic[C]):
         self._max_body = max_body_bytes
         self._tokens = tokens if tokens is not None else TokenCache()
         self.clients: dict[str, WeComClient] = {}
-        self.tasks = BackgroundTasks(self.label, answering=answering)
+        self.tasks = BackgroundTasks(self.label, admission=admission)
 
     def crypto(self, config: C) -> CallbackCrypto | None:
         """The callback crypto of ``config``; ``ValueError`` when it lacks what it needs."""
@@ -282,8 +265,8 @@ class CallbackEndpoint(Generic[C]):
     async def handle(
         self, account: Account[C], query: Mapping[str, str], body: bytes
     ) -> web.Response:
-        """Answer a ``POST`` whose account is known and whose body is within the limit; raise
-        :class:`CallbackError` to refuse it."""
+        """Answer a ``POST`` whose account is known, whose query passed :meth:`check_query` and
+        whose body is within the limit; raise :class:`CallbackError` to refuse it."""
         raise NotImplementedError
 
     def check_url(self, account: Account[C], query: Mapping[str, str]) -> str:
@@ -324,10 +307,23 @@ class CallbackEndpoint(Generic[C]):
         if account is None:
             return web.Response(status=404, text="unknown account")
         try:
-            body = await read_body(request, self._max_body)
+            self.check_query(account, request.query)
+            body = await self._read_body(request)
             return await self.handle(account, request.query, body)
         except CallbackError as exc:
             return refused(account.channel, exc)
+
+    def check_query(self, account: Account[C], query: Mapping[str, str]) -> None:
+        """What can be checked of a ``POST`` before its body is read: the signed query
+        parameters are present (an encrypted callback's by default). A request that fails here
+        costs no body read."""
+        query_params(query, "msg_signature", "timestamp", "nonce")
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        try:
+            return await limits.read_body(request, self._max_body)
+        except limits.BodyTooLarge as exc:
+            raise BodyTooLarge(str(exc)) from None
 
     async def lifecycle(self, _app: web.Application) -> AsyncIterator[None]:
         """``cleanup_ctx``: one HTTP session and an API client per account while the app runs."""

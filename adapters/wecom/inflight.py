@@ -40,14 +40,16 @@ class Answer:
         self.claimed = True
         return True
 
-    async def wait(self, budget: float) -> str | None:
-        """The answer to deliver from this request, if it is ready within ``budget`` seconds and
-        nobody delivered it yet; None otherwise (the caller answers "received")."""
+    async def wait(self, budget: float, *, until: asyncio.Future[None] | None = None) -> str | None:
+        """The answer to deliver from this request, if it is ready within ``budget`` seconds (and
+        before ``until`` resolves, if given) and nobody delivered it yet; None otherwise (the
+        caller answers "received"). ``until`` is only watched, never cancelled."""
         if self.claimed or self.task is None:
             return None
         self.waiters += 1
+        watched: set[asyncio.Future[None]] = {self.task} if until is None else {self.task, until}
         try:
-            await asyncio.wait({self.task}, timeout=budget)
+            await asyncio.wait(watched, timeout=budget, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.waiters -= 1
         if self.task.done() and self.text is not None and self.claim():

@@ -28,11 +28,15 @@ rest of a long passive answer goes through ``custom/send`` and is. Media and ``s
 overload (sent through the API) it is refused by the ledger unless the member wrote earlier —
 the safe side.
 
-Overload: at most ``answering`` answers run at once (see :mod:`adapters.wecom.callback`, where
-the limit of every channel is decided). When that many are already running or queued, a new
-message does not wait at all: it is acknowledged with ``success`` at once and its answer follows
-through ``message/custom/send`` — a slow passive reply under load would make WeChat retry, and the
-acknowledgement stays fast whatever the load (bench/callback_ack.py).
+Overload: answers take a slot of the process's :class:`adapters.admission.Admission` (shared
+with every channel). When every slot is taken or promised, a new message does not wait at all: it
+is acknowledged with ``success`` at once and its answer follows through ``message/custom/send``.
+And a request already waiting for its passive reply stops waiting the moment work starts to queue
+for a slot (``Admission.strained``): it too answers ``success`` and its answer follows through the
+API. Decision: in a burst, the first messages would otherwise hold their requests open for as long
+as their answers take (seconds with an LLM), which was the whole p99 of the acknowledgements
+(issue 11: 4.57 s); now an acknowledgement waits for an answer only while the process is idle
+enough to give it one at once (bench/load.py ``oa_burst``, bench/callback_ack.py).
 
 Exactly once: WeChat retries a message it saw no answer to (same MsgId, about every 5 s, three
 attempts). Each message's answer is one task in :class:`InFlight`; a retry waits on the same task
@@ -120,7 +124,7 @@ class OfficialAccountChannel(CallbackEndpoint[OfficialAccountConfig]):
         monotonic: Callable[[], float] = time.monotonic,
         **options: Any,
     ) -> None:
-        """``options`` are :class:`CallbackEndpoint`'s (``answering``, ``max_body_bytes``,
+        """``options`` are :class:`CallbackEndpoint`'s (``admission``, ``max_body_bytes``,
         ``tokens``). Raises ``ValueError`` for a compatible- or safe-mode account without an
         EncodingAESKey."""
         super().__init__(accounts, api_base=api_base, **options)
@@ -167,17 +171,25 @@ class OfficialAccountChannel(CallbackEndpoint[OfficialAccountConfig]):
             self.tasks.spawn(self._send(account, user, rest), what="rest of a long answer")
         return web.Response(text=self._passive(callback, first), content_type="application/xml")
 
-    def _open(self, account: _Account, query: Mapping[str, str], body: bytes) -> _Callback:
+    def check_query(self, account: _Account, query: Mapping[str, str]) -> None:
+        """Before the body is read: an encrypted callback has its signed parameters; a plain one
+        is verified whole (its signature covers token, timestamp and nonce, not the body)."""
         if query.get("encrypt_type") == "aes":
             if account.crypto is None:
                 raise BadQuery("an encrypted callback for a plain-mode account")
-            _, timestamp, nonce = query_params(query, "msg_signature", "timestamp", "nonce")
-            fields = open_envelope(account.crypto, query, body)
-            return _Callback(fields, account.crypto, timestamp, nonce)
+            query_params(query, "msg_signature", "timestamp", "nonce")
+            return
         if account.config.mode == "safe":
             raise BadQuery("a plain callback for a safe-mode account")
         signature, timestamp, nonce = query_params(query, "signature", "timestamp", "nonce")
         verify_plain(_token(account), signature, timestamp, nonce)
+
+    def _open(self, account: _Account, query: Mapping[str, str], body: bytes) -> _Callback:
+        """The callback's fields; its query passed :meth:`check_query`."""
+        timestamp, nonce = query["timestamp"], query["nonce"]
+        if account.crypto is not None and query.get("encrypt_type") == "aes":
+            fields = open_envelope(account.crypto, query, body)
+            return _Callback(fields, account.crypto, timestamp, nonce)
         return _Callback(parse_xml(body), None, timestamp, nonce)
 
     async def _dispatch(self, account: _Account, fields: dict[str, str]) -> str | None:
@@ -235,7 +247,7 @@ class OfficialAccountChannel(CallbackEndpoint[OfficialAccountConfig]):
             )
             if overloaded:
                 return None  # acknowledge now; the answer follows through the API
-        return await answer.wait(budget)
+        return await answer.wait(budget, until=self.tasks.admission.strained())
 
     def _finished(self, account: _Account, user: str, answer: Answer) -> None:
         """The answer is ready and no request is waiting for it: send it through the API."""

@@ -83,7 +83,7 @@
   }
 
   function show(frame) {
-    if (frame.type === "error") {
+    if (frame.type === "error" || frame.type === "busy") {
       addRow("error", "", "⚠ " + frame.error);
       return;
     }

@@ -16,7 +16,7 @@ from typing import Literal
 import pytest
 from pydantic import SecretStr
 
-from adapters.wecom.callback import MAX_ANSWERING
+from adapters.admission import Admission
 from adapters.wecom.config import OfficialAccountConfig
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.official import (
@@ -106,14 +106,19 @@ async def start(wecom_server: FakePlatform, ledger: ContactLedger) -> AsyncItera
     """Start the channel around a handler with one account; closed after the test."""
     async with AsyncExitStack() as stack:
 
-        async def run(handle: MessageHandler, mode: Mode = "safe", budget: float = FAST) -> Running:
+        async def run(
+            handle: MessageHandler, mode: Mode = "safe", budget: float = FAST,
+            admission: Admission | None = None,
+        ) -> Running:  # fmt: skip
             account = OfficialAccountConfig(
                 name="brand", token=SecretStr(TOKEN), app_id=wecom_server.oa_app_id,
                 secret=SecretStr(wecom_server.oa_secret), mode=mode,
                 encoding_aes_key=None if mode == "plain" else SecretStr(AES_KEY),
                 reply_budget_seconds=budget, store_id="sh-xuhui",
             )  # fmt: skip
-            sub = create_official_app(handle, [account], api_base=wecom_server.url, ledger=ledger)
+            sub = create_official_app(
+                handle, [account], api_base=wecom_server.url, ledger=ledger, admission=admission
+            )
             url = await stack.enter_async_context(serve("/wechat/oa/", sub))
             crypto = CallbackCrypto(TOKEN, AES_KEY, wecom_server.oa_app_id)
             return Running(url + "brand", sub[OA_CHANNEL], crypto, mode)
@@ -362,18 +367,46 @@ async def test_overload_acknowledges_at_once_and_answers_through_the_api(
     start: StartChannel, wecom_server: FakePlatform, ledger: ContactLedger
 ) -> None:
     bot = SlowBot()
-    running = await start(bot, budget=FAST)
+    running = await start(bot, budget=FAST, admission=Admission(2))
     await member_wrote(wecom_server, ledger)
-    busy = [
-        asyncio.create_task(running.send(f"问题{i}", f"3000{i:02d}")) for i in range(MAX_ANSWERING)
-    ]
-    await until(lambda: len(bot.seen) == MAX_ANSWERING, lambda: asyncio.sleep(0.01))
-    # Every slot is taken and each of those requests still waits within its 4.5 s budget: the next
-    # message is acknowledged without waiting for an answer.
-    assert await running.send("再问一个", "300099") == (200, "success")
+    busy = [asyncio.create_task(running.send(f"问题{i}", f"3000{i:02d}")) for i in range(2)]
+    await until(lambda: len(bot.seen) == 2, lambda: asyncio.sleep(0.01))
+    # Every slot is taken and each of those requests waits within its 4.5 s budget for a passive
+    # reply. The next message is acknowledged without waiting for an answer, and, since work now
+    # queues for a slot, so are the two that were waiting: nothing holds a request open in a burst.
     assert not any(task.done() for task in busy)
+    assert await running.send("再问一个", "300099") == (200, "success")
+    assert await asyncio.wait_for(asyncio.gather(*busy), FAST / 2) == [(200, "success")] * 2
     bot.release.set()
-    replies = await asyncio.gather(*busy)
-    assert all(status == 200 and text != "success" for status, text in replies)
     await running.channel.tasks.drain()
-    assert [sent["text"]["content"] for sent in wecom_server.custom_sent] == ["answer:再问一个"]
+    sent = sorted(sent["text"]["content"] for sent in wecom_server.custom_sent)
+    assert sent == ["answer:再问一个", "answer:问题0", "answer:问题1"]
+    # Once the burst is over, a message gets its passive reply again.
+    status, text = await running.send("最后一个", "300100")
+    assert status == 200
+    assert running.open_reply(text)["Content"] == "answer:最后一个"
+
+
+@pytest.mark.parametrize(
+    ("mode", "query", "status"),
+    [
+        ("plain", {"signature": "f" * 40, "timestamp": TIMESTAMP, "nonce": "n"}, 401),
+        ("safe", {"encrypt_type": "aes", "timestamp": TIMESTAMP, "nonce": "n"}, 400),
+        ("safe", {"signature": "f" * 40, "timestamp": TIMESTAMP, "nonce": "n"}, 400),
+    ],
+)
+async def test_a_bad_query_is_refused_before_the_body_is_read(
+    start: StartChannel, mode: Mode, query: dict[str, str], status: int
+) -> None:
+    """A forged plain signature (it does not cover the body), a missing msg_signature, a plain
+    callback to a safe account: refused while the announced body has not even been sent."""
+    running = await start(fast_bot(), mode=mode)
+    host, _, rest = running.url.removeprefix("http://").partition("/")
+    hostname, port = host.split(":")
+    target = "/" + rest + "?" + "&".join(f"{k}={v}" for k, v in query.items())
+    reader, writer = await asyncio.open_connection(hostname, int(port))
+    writer.write(f"POST {target} HTTP/1.1\r\nHost: t\r\nContent-Length: 20000\r\n\r\n".encode())
+    await writer.drain()  # ... and the 20,000 bytes never come
+    status_line = await asyncio.wait_for(reader.readline(), 10)
+    writer.close()
+    assert status_line.startswith(f"HTTP/1.1 {status}".encode())
