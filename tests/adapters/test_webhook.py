@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
 from aiohttp import web
 
 from adapters.webhook import PushError, WebhookPusher, create_webhook_app
@@ -241,3 +242,52 @@ def test_contract_trims_and_defaults() -> None:
     assert (msg.id, msg.text, msg.sender.display_name, msg.store_id) == ("m-1", "hi", "", "sh-1")
     assert not msg.is_group
     assert not msg.mentioned_bot
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[str, App]]:
+    """The webhook wired as ``siyu serve`` wires it: through the inbox, with its handback."""
+    settings = Settings(
+        _env_file=None, data_dir=tmp_path / "data", llm={},
+        knowledge={"embedding": "hash", "refresh_seconds": 0},
+    )  # fmt: skip
+    app = await App.build(settings)
+    await app.knowledge.ingest_path(DEMO_DIR / "faq.csv")
+    hooks = create_webhook_app(
+        app.inbox.handle, [BRIDGE], max_body_bytes=MAX_BODY, undelivered=app.inbox.undelivered
+    )
+    root = web.Application(client_max_size=MAX_BODY)
+    root.add_subapp("/hooks/", hooks)
+    runner = web.AppRunner(root)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hooks/bridge", app
+    finally:
+        await runner.cleanup()
+        await app.close()
+
+
+async def _rename(app: App, old: str, new: str) -> None:
+    async with app.engine.begin() as conn:
+        await conn.execute(sa.text(f"ALTER TABLE {old} RENAME TO {new}"))
+
+
+async def test_a_database_failure_is_a_503_the_bridge_retries(
+    served: tuple[str, App],
+) -> None:
+    url, app = served
+    await _rename(app, "member", "member_away")  # every member query fails, as in an outage
+    try:
+        status, data, _, headers = await post(url, message(id="m-outage"))
+    finally:
+        await _rename(app, "member_away", "member")
+    assert status == 503, "a failure is not dressed up as a reply"
+    assert data["error"] == "unavailable"
+    assert int(headers["Retry-After"]) >= 1
+    status, data, _, _ = await post(url, message(id="m-outage"))  # the bridge's retry
+    assert status == 200
+    assert data["status"] == "replied"
+    assert "次年 12 月 31 日" in data["reply"]["text"]
+    again = await post(url, message(id="m-outage"))
+    assert again[1] == {"status": "silent", "reason": "duplicate", "reply": None}
