@@ -1,9 +1,10 @@
 """The generic JSON webhook endpoint: ``POST /hooks/{name}`` for each configured bridge.
 
 Order of checks, cheapest first: known bridge (404) → body size (413) → signature and freshness
-(401) → contract (400) → the pipeline → a signed JSON response. Nothing a bridge sends can make
-this answer 500: a pipeline failure is already turned into a polite reply by the pipeline's own
-error boundary.
+(401; a timestamp header that is not a timestamp is 400) → contract (400) → the pipeline → a
+signed JSON response. Nothing a bridge sends can make this answer 500: every parse error is a 400
+naming what is wrong (:mod:`adapters.freshness`, :mod:`adapters.webhook.contract`), and a pipeline
+failure is already turned into a polite reply by the pipeline's own error boundary.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from adapters import Clock, utc_now
+from adapters.freshness import MalformedTimestamp
 from adapters.webhook.config import Bridge
 from adapters.webhook.contract import ContractError, parse_message, render_reply
 from adapters.webhook.signing import SignatureMismatch, signed_headers, verify
@@ -69,6 +71,9 @@ class _Endpoint:
             return _error(413, f"body larger than {self._max} bytes")
         try:
             verify(bridge.secret.get_secret_value(), request.headers, body, self._wall)
+        except MalformedTimestamp as exc:
+            log.info("webhook %s: refused a malformed request: %s", bridge.name, exc)
+            return _error(400, str(exc))
         except SignatureMismatch as exc:
             log.info("webhook %s: refused a request: %s", bridge.name, exc)
             return _error(401, str(exc))
