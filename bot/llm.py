@@ -37,6 +37,7 @@ from bot.answer import (
 )
 from bot.config import LLMConfig
 from bot.errors import ConfigError, LLMError
+from bot.redact import llm_failure
 from knowledge.types import Citation, Hit, SearchResult
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,9 @@ async def guarded(call: Awaitable[T]) -> T:
     try:
         return await call
     except Exception as exc:
-        # openai, httpx and parsing errors all mean the same here: no usable LLM output.
-        raise LLMError(f"{type(exc).__name__}: {exc}") from exc
+        # openai, httpx and parsing errors all mean the same here: no usable LLM output. The
+        # message never quotes the response: it is logged (bot.redact).
+        raise LLMError(llm_failure(exc)) from exc
 
 
 async def invoke_text(chain: Runnable[dict[str, Any], str], inputs: dict[str, Any]) -> str:
