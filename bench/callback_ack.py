@@ -83,7 +83,7 @@ OURS = "gh_bench000001"
 KFID = "wkbench"
 OA_USERS = 1000
 KF_USERS = 1000
-TIMESTAMP, NONCE = "1772000000", "benchnonce"
+CREATE_TIME, NONCE = "1772000000", "benchnonce"
 REQUEST_TIMEOUT_S = 10.0
 TARGET_P99_MS, TARGET_RATIO = 100.0, 0.4
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -214,27 +214,29 @@ def kf_shot() -> Shot:
     """A valid, signed and encrypted ``kf_msg_or_event`` callback."""
     crypto = CallbackCrypto(SIGN_TOKEN, AES_KEY, CORP_ID)
     inner = {
-        "ToUserName": CORP_ID, "CreateTime": TIMESTAMP, "MsgType": "event",
+        "ToUserName": CORP_ID, "CreateTime": CREATE_TIME, "MsgType": "event",
         "Event": "kf_msg_or_event", "Token": KF_CALLBACK_TOKEN, "OpenKfId": KFID,
     }  # fmt: skip
     encrypt = crypto.encrypt(build_xml(inner))
     body = build_xml({"ToUserName": CORP_ID, "Encrypt": encrypt, "AgentID": ""}).encode()
-    query = {"msg_signature": crypto.signature(TIMESTAMP, NONCE, encrypt)}
-    return Shot("/wecom/kf/bench", {**query, "timestamp": TIMESTAMP, "nonce": NONCE}, body)
+    signed_at = str(int(time.time()))  # the channels refuse a timestamp 5 minutes off
+    query = {"msg_signature": crypto.signature(signed_at, NONCE, encrypt)}
+    return Shot("/wecom/kf/bench", {**query, "timestamp": signed_at, "nonce": NONCE}, body)
 
 
 def oa_shot(crypto: CallbackCrypto, n: int) -> Shot:
     """Safe-mode text message number ``n`` (its own MsgId), as WeChat posts it."""
     inner = {
         "ToUserName": OURS, "FromUserName": f"oBenchUser{n % OA_USERS:04d}",
-        "CreateTime": TIMESTAMP, "MsgType": "text", "Content": QUESTIONS[n % len(QUESTIONS)],
+        "CreateTime": CREATE_TIME, "MsgType": "text", "Content": QUESTIONS[n % len(QUESTIONS)],
         "MsgId": str(24_000_000_000_000_000 + n),
     }  # fmt: skip
     encrypt = crypto.encrypt(build_xml(inner))
+    signed_at = str(int(time.time()))  # the channels refuse a timestamp 5 minutes off
     params = {
-        "signature": "unused-in-safe-mode", "timestamp": TIMESTAMP, "nonce": NONCE,
+        "signature": "unused-in-safe-mode", "timestamp": signed_at, "nonce": NONCE,
         "openid": inner["FromUserName"], "encrypt_type": "aes",
-        "msg_signature": crypto.signature(TIMESTAMP, NONCE, encrypt),
+        "msg_signature": crypto.signature(signed_at, NONCE, encrypt),
     }  # fmt: skip
     body = build_xml({"ToUserName": OURS, "Encrypt": encrypt}).encode()
     return Shot("/wechat/oa/bench", params, body)

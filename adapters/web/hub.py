@@ -4,6 +4,14 @@ Each :class:`Peer` owns a bounded outbound queue drained by its own writer task,
 a room only enqueues: one slow browser never holds up the others or the member who wrote. A peer
 whose queue overflows has stopped reading: its connection is aborted rather than buffered without
 bound (a polite close would itself wait on the full socket).
+
+One writer's failure is that peer's alone. A frame is serialised by :func:`encode_frame`, which
+cannot produce text a socket refuses to send: text that is not Unicode (a lone surrogate, which
+the protocol refuses from members but a bot reply could still carry) is written as JSON
+``\\u`` escapes instead of failing ``str.encode`` in every member's writer — once, a room
+where one member sent ``\\ud800`` went silent for everybody, each writer task dead of the same
+``UnicodeEncodeError``. Any other error while writing ends that peer's connection, with one log
+line; the room's other writers never see it.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from aiohttp import web
 from aiohttp.http_websocket import WSCloseCode
 
 from adapters.web.protocol import Frame, Hello
+from bot.text import encodable
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +35,13 @@ FLUSH_TIMEOUT_S = 2.0
 """How long a closing peer may spend sending what is still queued."""
 MAX_BAD_FRAMES = 10
 """Refused frames in a row before the server gives up on a client."""
+
+
+def encode_frame(frame: Frame) -> str:
+    """``frame`` as the JSON text of one WebSocket message, always UTF-8 encodable: readable
+    characters as they are, and ``\\u`` escapes only when some text in it is not Unicode."""
+    text = json.dumps(frame, ensure_ascii=False)
+    return text if encodable(text) else json.dumps(frame)
 
 
 class Peer:
@@ -85,9 +101,20 @@ class Peer:
     async def _drain(self) -> None:
         while (frame := await self._outbox.get()) is not None:
             try:
-                await self.ws.send_str(json.dumps(frame, ensure_ascii=False))
+                await self.ws.send_str(encode_frame(frame))
             except ConnectionError:
                 return  # the browser went away; the read loop notices and cleans up
+            except Exception:  # this peer's failure, not the room's: drop it, log once
+                logger.exception("web chat: a socket's writer failed; dropping that socket")
+                self._fail()
+                return
+
+    def _fail(self) -> None:
+        """From the writer itself: stop taking frames and drop the connection, so the read loop
+        ends and the peer leaves its room (the writer task is not cancelled: it is returning)."""
+        self._closing = True
+        if self._transport is not None:
+            self._transport.abort()
 
 
 class Hub:

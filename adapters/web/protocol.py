@@ -16,6 +16,11 @@ Server → client::
 ``busy`` goes to the sender of a message the server had no capacity to answer (``reply_to``
 names it; ``retry_after`` is in seconds): the message was not answered and may be sent again.
 
+An ``error`` frame goes to the sender of a refused frame only; the rest of its room never sees
+the frame. ``bad_encoding`` refuses text that is not Unicode (a ``"\\ud800"`` escape without
+its partner: no UTF-8 can carry it, and every socket that tried to send it on would fail);
+emoji — ZWJ families, flags, variation selectors, skin tones — are ordinary text.
+
 ``kind`` is ``"message"`` for a member's own words, ``"answer"`` / ``"handoff"`` for the bot's
 replies and ``"notice"`` for room events. ``mine`` is true only on the copy of a member message
 sent back to the socket that wrote it. ``id`` of a member message is the server-made uuid that
@@ -29,7 +34,6 @@ reply text itself already ends with its one "（来源：…）" line, so the pa
 from __future__ import annotations
 
 import re
-import unicodedata
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -44,6 +48,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from adapters import MAX_TEXT_CHARS
+from bot.text import describe_unencodable_json, stray_control
 from bot.types import HandoffReply, InboundMessage, Reply, TextReply
 
 Frame = dict[str, Any]
@@ -130,7 +135,7 @@ class ChatText(_Frame):
             raise _refuse("empty_text", "消息是空的")
         if len(text) > MAX_TEXT_CHARS:
             raise _refuse("text_too_long", f"消息太长：最多 {MAX_TEXT_CHARS} 字")
-        if any(_is_control(ch) and ch not in "\n\t" for ch in text):
+        if stray_control(text, allow="\n\t") is not None:
             raise _refuse("bad_field", "消息里有控制字符")
         return text
 
@@ -150,15 +155,18 @@ def parse_frame(raw: str) -> Hello | ChatText:
         return _CLIENT_FRAME.validate_json(raw)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
-        raise ProtocolError(*_code_and_message(error)) from exc
+        raise ProtocolError(*_code_and_message(error, raw)) from exc
 
 
-def _code_and_message(error: ErrorDetails) -> tuple[str, str]:
+def _code_and_message(error: ErrorDetails, raw: str) -> tuple[str, str]:
     """Our stable code and the people's message for pydantic's first error."""
     kind, field = error["type"], ".".join(str(part) for part in error["loc"][1:])
     if kind in ("bad_field", "empty_text", "text_too_long"):
         return kind, error["msg"]
     if kind == "json_invalid":
+        # pydantic refuses a lone surrogate escape as invalid JSON; say what is really wrong.
+        if (unencodable := describe_unencodable_json(raw)) is not None:
+            return "bad_encoding", f"消息含有无法编码的字符（{unencodable}）"
         return "bad_json", "消息不是合法的 JSON"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return "bad_frame", "消息必须是 JSON 对象"
@@ -182,13 +190,9 @@ def _label(value: str, key: str) -> str | None:
     value = value.strip()
     if not value:
         return None
-    if len(value) > MAX_NAME_CHARS or any(_is_control(ch) for ch in value):
+    if len(value) > MAX_NAME_CHARS or stray_control(value) is not None:
         raise _refuse("bad_field", f"{key} 最多 {MAX_NAME_CHARS} 个字，且不能含控制字符")
     return value
-
-
-def _is_control(ch: str) -> bool:
-    return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
 
 
 def member_frame(msg: InboundMessage, *, mine: bool = False) -> Frame:

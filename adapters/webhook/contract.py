@@ -22,7 +22,11 @@ Response (Siyu → bridge), HTTP 200, signed the same way::
 title once, for bridges that keep them apart; they carry titles only, never file names.
 
 Errors are JSON too: ``{"error": "..."}`` with 400 (malformed), 401 (signature), 404 (unknown
-bridge), 413 (body too large), 415 (not JSON).
+bridge), 413 (body too large), 415 (not JSON). A 400 names the field and what is wrong with it
+(``"text: String should have at most 2000 characters"``); that includes text that is not
+Unicode — a ``"\\ud800"`` escape with no partner (``"text: lone surrogate U+D800 at character
+2"``, :func:`bot.text.describe_unencodable`) — and numbers past the parser's range (a 5,000-digit
+integer). Nothing in a body makes the endpoint answer 500.
 
 Push (Siyu → bridge's ``push_url``), signed::
 
@@ -44,10 +48,14 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 from pydantic_core import ErrorDetails
 
 from adapters import MAX_TEXT_CHARS
+from bot.text import describe_unencodable_json
 from bot.types import HandoffReply, InboundMessage, MemberRef, NoReply, Reply, TextReply
 
 MAX_ID_CHARS = 128
 
+# Strings that are not Unicode text (lone surrogates) never get this far: pydantic refuses them
+# whatever it parses (``json_invalid`` from JSON, ``string_unicode`` from Python objects);
+# :func:`_explain` names them.
 _Id = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_ID_CHARS)
 ]
@@ -91,7 +99,7 @@ def parse_message(
     try:
         data = BridgeMessage.model_validate_json(body)
     except ValidationError as exc:
-        raise ContractError(_explain(exc.errors(include_url=False)[0])) from None
+        raise ContractError(_explain(exc.errors(include_url=False)[0], body)) from None
     return InboundMessage(
         id=data.id,
         channel=channel,
@@ -105,9 +113,13 @@ def parse_message(
     )
 
 
-def _explain(error: ErrorDetails) -> str:
-    """One line naming the field and what is wrong with it."""
+def _explain(error: ErrorDetails, body: bytes) -> str:
+    """One line naming the field and what is wrong with it. JSON the parser refuses because a
+    string in it is not Unicode text is named as such, not as a syntax error."""
     if error["type"] == "json_invalid":
+        unencodable = describe_unencodable_json(body)
+        if unencodable is not None:
+            return f"{unencodable}: not Unicode text"
         return f"body is not valid JSON: {error['msg']}"
     if not error["loc"]:
         return "body must be a JSON object"

@@ -1,14 +1,15 @@
 """The generic JSON webhook endpoint: ``POST /hooks/{name}`` for each configured bridge.
 
 Order of checks, cheapest first: known bridge (404) → signature headers present and timestamp
-fresh (401), before the body is read → body size (413, from ``Content-Length`` before reading)
-→ signature over the body (401) → contract (400) → an answer slot (503) → the durable inbox
-(:mod:`bot.inbox`) and the pipeline → a signed JSON response. Nothing a bridge sends can make this
-answer 500: a bug in answering is turned into a polite reply by the pipeline's error boundary, and
-a dependency failure (the database, say) is 503 with ``Retry-After``: the message waits in the
-inbox and the bridge's retry is answered. When the bridge has gone before its answer was ready (its
-own timeout), the answer is handed back to the inbox (``undelivered``) so that the retry gets it
-instead of ``duplicate``.
+fresh (401; a timestamp header that is not a timestamp is 400, :mod:`adapters.freshness`), before
+the body is read → body size (413, from ``Content-Length`` before reading) → signature over the
+body (401) → contract (400) → an answer slot (503) → the durable inbox (:mod:`bot.inbox`) and the
+pipeline → a signed JSON response. Nothing a bridge sends can make this answer 500: every parse
+error is a 400 naming what is wrong, a bug in answering is turned into a polite reply by the
+pipeline's error boundary, and a dependency failure (the database, say) is 503 with
+``Retry-After``: the message waits in the inbox and the bridge's retry is answered. When the
+bridge has gone before its answer was ready (its own timeout), the answer is handed back to the
+inbox (``undelivered``) so that the retry gets it instead of ``duplicate``.
 
 Load shedding: the answer takes a slot of the process's :class:`~adapters.admission.Admission`.
 When the line for slots is full, or no slot comes within its wait, the bridge gets 503 with
@@ -29,10 +30,11 @@ from aiohttp import web
 
 from adapters import Clock, utc_now
 from adapters.admission import Admission, Busy
+from adapters.freshness import MalformedTimestamp
 from adapters.limits import BodyTooLarge, read_body
 from adapters.webhook.config import Bridge
 from adapters.webhook.contract import ContractError, parse_message, render_reply
-from adapters.webhook.signing import SignatureMismatch, fresh_timestamp, signed_headers, verify
+from adapters.webhook.signing import SignatureMismatch, signed_headers, signed_timestamp, verify
 from bot.errors import Unavailable
 from bot.types import MessageHandler
 
@@ -89,9 +91,12 @@ class _Endpoint:
             return _error(404, "unknown bridge")
         secret = bridge.secret.get_secret_value()
         try:
-            fresh_timestamp(request.headers, self._wall)
+            signed_timestamp(request.headers, self._wall)
             body = await read_body(request, self._max)
             verify(secret, request.headers, body, self._wall)
+        except MalformedTimestamp as exc:
+            log.info("webhook %s: refused a malformed request: %s", bridge.name, exc)
+            return _error(400, str(exc))
         except SignatureMismatch as exc:
             log.info("webhook %s: refused a request: %s", bridge.name, exc)
             return _error(401, str(exc))

@@ -7,8 +7,12 @@ secret, sent as two headers::
     X-Siyu-Signature: sha256=<64 hex>
 
 The receiver recomputes the signature over the raw body bytes, compares in constant time and
-refuses timestamps more than :data:`MAX_SKEW_S` from its clock (a captured request cannot be
-replayed later; a replay inside the window is a duplicate message id, which the pipeline drops).
+refuses timestamps more than :data:`adapters.freshness.MAX_SKEW_S` (5 minutes) from its clock (a
+captured request cannot be replayed later; a replay inside the window is a duplicate message id,
+which the pipeline drops).
+The timestamp is read by the parser every signed channel shares (:mod:`adapters.freshness`):
+a header that is not a timestamp (``²``, full-width digits, 5,000 digits) is
+:class:`~adapters.freshness.MalformedTimestamp`, a bad request, never a crash.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ import hmac
 import time
 from collections.abc import Callable, Mapping
 
+from adapters.freshness import StaleTimestamp, fresh_timestamp
+
 TIMESTAMP_HEADER = "X-Siyu-Timestamp"
 SIGNATURE_HEADER = "X-Siyu-Signature"
-MAX_SKEW_S = 300
 
 
 class SignatureMismatch(Exception):
@@ -41,18 +46,21 @@ def signed_headers(
     return {TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: sign(secret, timestamp, body)}
 
 
-def fresh_timestamp(headers: Mapping[str, str], clock: Callable[[], float] = time.time) -> int:
-    """The request's signed timestamp; :class:`SignatureMismatch` unless both headers are present
-    and the timestamp is fresh. Needs no body: checked before the body is read."""
+def signed_timestamp(headers: Mapping[str, str], clock: Callable[[], float] = time.time) -> int:
+    """The request's signed timestamp, checked before the body is read (it needs none).
+
+    A missing header or a stale timestamp is a :class:`SignatureMismatch` (the request is not
+    signed now); a timestamp header that is present but not a timestamp raises
+    :class:`~adapters.freshness.MalformedTimestamp` (a malformed request, 400)."""
     raw_ts = headers.get(TIMESTAMP_HEADER, "")
     if not headers.get(SIGNATURE_HEADER):
         raise SignatureMismatch(f"missing {SIGNATURE_HEADER}")
-    if not raw_ts.isdigit() or len(raw_ts) > 12:
-        raise SignatureMismatch(f"missing or malformed {TIMESTAMP_HEADER}")
-    timestamp = int(raw_ts)
-    if abs(clock() - timestamp) > MAX_SKEW_S:
-        raise SignatureMismatch(f"{TIMESTAMP_HEADER} is more than {MAX_SKEW_S} s off")
-    return timestamp
+    if not raw_ts:
+        raise SignatureMismatch(f"missing {TIMESTAMP_HEADER}")
+    try:
+        return fresh_timestamp(raw_ts, clock(), name=TIMESTAMP_HEADER)
+    except StaleTimestamp as exc:
+        raise SignatureMismatch(str(exc)) from None
 
 
 def verify(
@@ -61,8 +69,9 @@ def verify(
     body: bytes,
     clock: Callable[[], float] = time.time,
 ) -> None:
-    """Raise :class:`SignatureMismatch` unless ``headers`` sign ``body`` freshly."""
-    timestamp = fresh_timestamp(headers, clock)
+    """Raise :class:`SignatureMismatch` unless ``headers`` sign ``body`` freshly (see
+    :func:`signed_timestamp` for what is checked before the body)."""
+    timestamp = signed_timestamp(headers, clock)
     given = headers.get(SIGNATURE_HEADER, "")
     if not hmac.compare_digest(given.encode(), sign(secret, timestamp, body).encode()):
         raise SignatureMismatch("signature does not match")

@@ -10,12 +10,25 @@ background tasks. A channel overrides what differs: how its URL check is signed
 (:meth:`CallbackEndpoint.check_url`) and what a verified callback does
 (:meth:`CallbackEndpoint.handle`).
 
-Order of checks on a callback, cheapest first: known account (404) → query parameters (400),
-before the body is read (:meth:`CallbackEndpoint.check_query`; an Official Account in plain mode
-verifies its signature there, since it does not cover the body) → body size (413, from
+Order of checks on a callback, cheapest first: known account (404) → the signed ``timestamp``
+(400 when it is not a timestamp, 401 when it is more than 5 minutes from our clock) → the other
+query parameters (400; :meth:`CallbackEndpoint.check_query`, where an Official Account in plain
+mode verifies its signature, since it does not cover the body) → body size (413, from
 ``Content-Length`` before reading, :mod:`adapters.limits`) → signature (401) → decryption and
-receive id (400 / 403) → XML (400). A refused request is logged once and answered with the status
-of its :class:`CallbackError`; nothing a caller sends can make an endpoint answer 500.
+receive id (400 / 403) → XML (400). Everything before the body size is checked before the body
+is read. A refused request is logged once and answered with the status of its
+:class:`CallbackError` and a one-line body naming it; nothing a caller sends can make an
+endpoint answer 500.
+
+Freshness (:mod:`adapters.freshness`, the webhook's rule): every signature WeChat and WeCom send
+covers the ``timestamp`` query parameter — the Official Account's plain ``signature`` and every
+encrypted mode's ``msg_signature``, on ``POST`` callbacks and ``GET`` URL checks alike — so one
+check in the base refuses a replayed request of any channel, whatever its body: a plain-mode
+signature captured once could otherwise be replayed for ever with new bodies (the plain
+signature does not cover the body), answering forged openids. Decision: the freshness check
+runs before the signature, on the unverified timestamp: a forged fresh timestamp still fails
+the signature, and a stale one is refused without hashing or reading anything. The ``GET`` URL
+check is held to the same window: the platform sends it when the URL is saved, signed now.
 
 How many answers run at once is decided once per process, for every channel, by the
 :class:`adapters.admission.Admission` the composition root builds and hands to each channel's
@@ -35,7 +48,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -44,10 +58,11 @@ from aiohttp import web
 
 from adapters import MAX_REQUEST_BYTES, limits
 from adapters.admission import Admission, Ticket
+from adapters.freshness import MalformedTimestamp, StaleTimestamp, fresh_timestamp
 from adapters.wecom.client import Credentials, TokenCache, WeComClient
 from adapters.wecom.config import CallbackAccount
 from adapters.wecom.crypto import CallbackCrypto
-from adapters.wecom.errors import CallbackError, MalformedXML, WeComError
+from adapters.wecom.errors import CallbackError, MalformedXML, StaleCallback, WeComError
 from adapters.wecom.xmlwire import parse_xml
 from bot.types import NoReply, Reply
 
@@ -92,10 +107,23 @@ def open_envelope(crypto: CallbackCrypto, query: Mapping[str, str], body: bytes)
     return parse_xml(crypto.decrypt(encrypt))
 
 
+def check_fresh(query: Mapping[str, str], now: float) -> None:
+    """Refuse a callback whose signed ``timestamp`` query parameter is not a timestamp
+    (:class:`BadQuery`) or is further than ``adapters.freshness.MAX_SKEW_S`` from ``now``
+    (:class:`~adapters.wecom.errors.StaleCallback`)."""
+    try:
+        fresh_timestamp(query.get("timestamp", ""), now)
+    except MalformedTimestamp as exc:
+        raise BadQuery(f"query parameter {exc}") from None
+    except StaleTimestamp as exc:
+        raise StaleCallback(f"query parameter {exc}") from None
+
+
 def refused(channel: str, error: CallbackError) -> web.Response:
-    """The 4xx answer to a refused callback, logged once."""
+    """The 4xx answer to a refused callback, logged once; the body names the error class and
+    says why in one line (what an operator sees when the platform's URL check fails)."""
     log.warning("%s: refused a callback (%d): %s", channel, error.status, error)
-    return web.Response(status=error.status, text=type(error).__name__)
+    return web.Response(status=error.status, text=f"{type(error).__name__}: {error}")
 
 
 def require(fields: Mapping[str, str], *names: str) -> list[str]:
@@ -241,15 +269,18 @@ class CallbackEndpoint(Generic[C]):
         admission: Admission | None = None,
         max_body_bytes: int = MAX_REQUEST_BYTES,
         tokens: TokenCache | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
-        """Raises ``ValueError`` for an account whose crypto cannot be built (no key where one
-        is needed)."""
+        """``wall`` is the clock signed timestamps are checked against (Unix seconds). Raises
+        ``ValueError`` for an account whose crypto cannot be built (no key where one is
+        needed)."""
         self.accounts = {
             a.name: Account(a, self.channel_prefix + a.name, self.crypto(a), self.credentials(a))
             for a in accounts
         }
         self._api_base = api_base
         self._max_body = max_body_bytes
+        self._wall = wall
         self._tokens = tokens if tokens is not None else TokenCache()
         self.clients: dict[str, WeComClient] = {}
         self.tasks = BackgroundTasks(self.label, admission=admission)
@@ -297,6 +328,7 @@ class CallbackEndpoint(Generic[C]):
         if account is None:
             return web.Response(status=404, text="unknown account")
         try:
+            check_fresh(request.query, self._wall())
             return web.Response(text=self.check_url(account, request.query))
         except CallbackError as exc:
             return refused(account.channel, exc)
@@ -307,6 +339,7 @@ class CallbackEndpoint(Generic[C]):
         if account is None:
             return web.Response(status=404, text="unknown account")
         try:
+            check_fresh(request.query, self._wall())
             self.check_query(account, request.query)
             body = await self._read_body(request)
             return await self.handle(account, request.query, body)

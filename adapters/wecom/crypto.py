@@ -12,8 +12,10 @@ must carry the pad value 1..32. What the platform sends always satisfies this; a
 output that is an odd number of 16-byte blocks is refused with :class:`DecryptError`.
 
 Signatures are checked before anything is decrypted, in constant time. Timestamps must be ASCII
-digits of a sane length and nonces short: oversized or odd inputs are a :class:`SignatureError`,
-never a crash. Freshness of the timestamp is left to the channel (it owns the clock).
+digits of a sane length (:func:`adapters.freshness.parse_timestamp`, the one parser every signed
+channel uses) and nonces short: oversized or odd inputs are a :class:`SignatureError`, never a
+crash. Freshness of the timestamp is the callback endpoint's (it owns the clock:
+:mod:`adapters.wecom.callback`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from adapters.freshness import MalformedTimestamp, parse_timestamp
 from adapters.wecom.errors import DecryptError, ReceiveIdError, SignatureError
 from adapters.wecom.xmlwire import build_xml
 
@@ -37,7 +40,6 @@ RANDOM_BYTES = 16
 _LENGTH = struct.Struct(">I")
 _HEADER_BYTES = RANDOM_BYTES + _LENGTH.size
 
-_TIMESTAMP = re.compile(r"[0-9]{1,16}")
 MAX_NONCE_CHARS = 64
 _SIGNATURE = re.compile(r"[0-9a-fA-F]{40}")
 
@@ -112,14 +114,15 @@ class CallbackCrypto:
         Raises ``ValueError`` for a timestamp that is not digits or an oversized nonce: both are
         ours to choose (usually the callback's own), so a bad one is a programming error.
         """
-        if not _TIMESTAMP.fullmatch(timestamp) or not 0 < len(nonce) <= MAX_NONCE_CHARS:
-            raise ValueError("timestamp must be 1-16 digits and nonce 1-64 characters")
+        seconds = parse_timestamp(timestamp)  # MalformedTimestamp is a ValueError
+        if not 0 < len(nonce) <= MAX_NONCE_CHARS:
+            raise ValueError(f"nonce must be 1-{MAX_NONCE_CHARS} characters")
         encrypt = self.encrypt(reply_xml)
         return build_xml(
             {
                 "Encrypt": encrypt,
                 "MsgSignature": self.signature(timestamp, nonce, encrypt),
-                "TimeStamp": int(timestamp),
+                "TimeStamp": seconds,
                 "Nonce": nonce,
             }
         )
@@ -158,8 +161,10 @@ def _sha1_sorted(*parts: str) -> str:
 def _check_signature_inputs(signature: str, timestamp: str, nonce: str) -> None:
     if not _SIGNATURE.fullmatch(signature):
         raise SignatureError("signature is not 40 hex digits")
-    if not _TIMESTAMP.fullmatch(timestamp):
-        raise SignatureError("timestamp is not 1-16 ASCII digits")
+    try:
+        parse_timestamp(timestamp)
+    except MalformedTimestamp as exc:
+        raise SignatureError(str(exc)) from None
     if not 0 < len(nonce) <= MAX_NONCE_CHARS:
         raise SignatureError(f"nonce must be 1-{MAX_NONCE_CHARS} characters")
 

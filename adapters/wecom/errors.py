@@ -3,6 +3,7 @@
 WeComError
 ├── CallbackError              an inbound callback is refused (the HTTP layer answers 4xx)
 │   ├── SignatureError         msg_signature / signature does not match (constant-time compare)
+│   ├── StaleCallback          the signed timestamp is more than 5 minutes from our clock
 │   ├── DecryptError           bad base64, bad AES block, bad PKCS#7 padding, bad length field
 │   ├── ReceiveIdError         the decrypted receive id is not our corp id / app id
 │   └── MalformedXML           not well-formed, entity declarations (XML bombs), missing fields
@@ -33,6 +34,13 @@ class CallbackError(WeComError):
 
 class SignatureError(CallbackError):
     """The callback's signature does not match."""
+
+    status = 401
+
+
+class StaleCallback(CallbackError):
+    """The callback's signed timestamp is outside the freshness window (a replay, or a sender
+    whose clock is wrong): refused like a signature that does not match."""
 
     status = 401
 

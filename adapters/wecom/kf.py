@@ -7,8 +7,10 @@ empty body at once, and nudge the sync loop of (account, ``OpenKfId``) with the 
 
 The order of checks is every callback's (:mod:`adapters.wecom.callback`). Another event or
 message type is acknowledged (200) and ignored with a log line.
-Timestamps are not checked for freshness: replaying a callback only triggers one more sync, which
-answers nothing twice.
+The signed timestamp is checked for freshness like every channel's (±5 minutes,
+:mod:`adapters.wecom.callback`), although a replayed callback would only trigger one more sync,
+which answers nothing twice: one rule for every signed request is simpler to trust than a list of
+exceptions.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ from aiohttp import WSCloseCode, web
 
 from adapters.web import create_web_app, start_web
 from adapters.web.config import WebSettings
-from adapters.web.server import StoreList
+from adapters.web.protocol import Hello
+from adapters.web.server import CHAT, StoreList
 from bot.types import HandoffReply, InboundMessage, Reply, TextReply
 from knowledge.types import Citation
 from tests.adapters.conftest import BOT_NAME, FIXED_NOW, Recorder, StartServer, join, receive
@@ -366,3 +367,84 @@ async def test_page_shows_the_brand_and_the_suggested_questions(
     plain = await _get_text(session, await custom_server())
     assert 'class="chip"' not in plain
     assert 'id="chips" class="chips" aria-label="常见问题"></nav>' in plain, "empty: hidden"
+
+
+async def test_a_lone_surrogate_is_refused_to_its_sender_and_the_room_carries_on(
+    start_server: StartServer, session: aiohttp.ClientSession
+) -> None:
+    handler = Recorder()
+    _, url = await start_server(handler)
+    alice = await join(session, url, "m-a", "阿花", room="r1")
+    bob = await join(session, url, "m-b", "阿宝", room="r1")
+    mallory = await join(session, url, "m-m", "坏人", room="r1")
+    for ws in (alice, alice, bob):  # who joined after whom
+        assert (await receive(ws))["kind"] == "notice"
+    await mallory.send_str('{"type": "message", "text": "\\ud800"}')  # the JSON escape, raw
+    refused = await receive(mallory)
+    assert (refused["type"], refused["code"]) == ("error", "bad_encoding")
+    assert "U+D800" in refused["error"]
+    await alice.send_json({"type": "message", "text": "大家还在吗"})
+    for ws in (alice, bob, mallory):  # the refused frame reached nobody; the room still works
+        said = await receive(ws)
+        assert (said["kind"], said["text"]) == ("message", "大家还在吗")
+        assert (await receive(ws))["text"] == "echo:大家还在吗"
+    assert [m.text for m in handler.seen] == ["大家还在吗"]
+
+
+async def test_a_reply_that_is_not_unicode_still_reaches_every_member(
+    start_server: StartServer, session: aiohttp.ClientSession
+) -> None:
+    # A bot reply the protocol never checked (an LLM's garbage) once killed every writer of the
+    # room with the same UnicodeEncodeError; now it goes out as JSON escapes.
+    _, url = await start_server(Recorder(lambda m: TextReply(f"答\ud800{m.text}")))
+    alice = await join(session, url, "m-a", "阿花", room="r1")
+    bob = await join(session, url, "m-b", "阿宝", room="r1")
+    await receive(alice)  # 阿宝 joined
+    for turn in ("一", "二"):
+        await alice.send_json({"type": "message", "text": turn})
+        for ws in (alice, bob):
+            assert (await receive(ws))["text"] == turn
+            assert (await receive(ws))["text"] == f"答\ud800{turn}"
+
+
+async def test_one_broken_writer_never_stops_the_rooms_other_members(
+    start_server: StartServer, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, url = await start_server(Recorder())
+    alice = await join(session, url, "m-a", "阿花", room="r1")
+    bob = await join(session, url, "m-b", "阿宝", room="r1")
+    await receive(alice)  # 阿宝 joined
+    hub = app[CHAT].hub
+    broken = hub.connect(_BrokenSocket(), None)  # type: ignore[arg-type]
+    hub.identify(broken, Hello(member_id="m-x", name="坏掉的", room="r1"))
+    for turn in ("一", "二"):
+        await alice.send_json({"type": "message", "text": turn})
+        for ws in (alice, bob):
+            assert (await receive(ws))["text"] == turn
+            assert (await receive(ws))["text"] == f"echo:{turn}"
+    assert caplog.text.count("a socket's writer failed") == 1, "logged once, for that socket"
+    assert not broken.send({"type": "ping"}), "the broken peer takes no more frames"
+
+
+class _BrokenSocket:
+    """Stands in for aiohttp's socket where a write fails with an error no network raises (a
+    bug in a writer): only the writer of this one peer may end."""
+
+    async def send_str(self, data: str) -> None:
+        raise RuntimeError("a writer bug")
+
+
+async def test_emoji_reach_the_room_as_sent(
+    start_server: StartServer, session: aiohttp.ClientSession
+) -> None:
+    handler = Recorder()
+    _, url = await start_server(handler)
+    family, flags = (
+        "👨\u200d👩\u200d👧",
+        "🇨🇳 🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",
+    )
+    alice = await join(session, url, "m-a", f"阿花{family}", room="r1")
+    await alice.send_json({"type": "message", "text": f"{family} {flags} ❤\ufe0f"})
+    said = await receive(alice)
+    assert (said["name"], said["text"]) == (f"阿花{family}", f"{family} {flags} ❤\ufe0f")
+    assert handler.seen[0].text == f"{family} {flags} ❤\ufe0f"

@@ -56,6 +56,15 @@ def test_accepted_frames(raw: str, expected: object) -> None:
         ('{"type": "message", "text": ["a"]}', "bad_field"),
         ('{"type": "message", "text": "a", "store_id": "a/b"}', "bad_field"),
         ('{"type": "message", "text": "a", "store_id": 3}', "bad_field"),
+        ('{"type": "message", "text": "a\\u200bb"}', "bad_field"),  # zero-width space
+        ('{"type": "message", "text": "a\\udb40\\udc41b"}', "bad_field"),  # a stray tag char
+        # Text that is not Unicode: a surrogate escape without its partner, anywhere.
+        ('{"type": "message", "text": "a\\ud800b"}', "bad_encoding"),
+        ('{"type": "message", "text": "\\udfff"}', "bad_encoding"),
+        ('{"type": "message", "text": "\\ud83d\\ud83d"}', "bad_encoding"),
+        (hello(name="\ud800"), "bad_encoding"),
+        (hello(room="r\udc00"), "bad_encoding"),
+        ('{"type": "message", "text": "ok", "x\\ud800": 1}', "bad_encoding"),
     ],
 )
 def test_refused_frames(raw: str, code: str) -> None:
@@ -63,3 +72,29 @@ def test_refused_frames(raw: str, code: str) -> None:
         parse_frame(raw)
     assert caught.value.code == code
     assert caught.value.message
+
+
+def test_bad_encoding_names_the_field_and_the_character() -> None:
+    with pytest.raises(ProtocolError) as caught:
+        parse_frame('{"type": "message", "text": "好\\ud800"}')
+    assert caught.value.code == "bad_encoding"
+    assert "text" in caught.value.message
+    assert "U+D800" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "👨\u200d👩\u200d👧",  # ZWJ family
+        "🏳\ufe0f\u200d🌈",  # variation selector + ZWJ
+        "🇨🇳🇯🇵",  # regional-indicator flags
+        "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",  # Scotland: tags
+        "👍🏽 1\ufe0f\u20e3 ❤\ufe0f",  # skin tone, keycap, heart
+        "\U0001f600",  # a pair of surrogate escapes is one character, not two lone ones
+        "می\u200cخواهم",  # ZWNJ inside a Persian word
+    ],
+)
+def test_emoji_and_joiners_are_text_not_controls(text: str) -> None:
+    for raw in (json.dumps({"type": "message", "text": text}), hello(name=text)):
+        frame = parse_frame(raw)
+        assert (frame.text if isinstance(frame, ChatText) else frame.name) == text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 
+from adapters.freshness import MalformedTimestamp
 from adapters.webhook import PushError, WebhookPusher, create_webhook_app
 from adapters.webhook.config import Bridge
 from adapters.webhook.contract import ContractError, parse_message, render_reply
@@ -115,37 +117,91 @@ async def test_group_messages_need_an_address(server: str) -> None:
     assert named["status"] == "replied"
 
 
-@pytest.mark.parametrize(
-    ("payload", "secret", "headers", "status"),
-    [
-        (message(), "the-wrong-secret-entirely", None, 401),
-        (
-            message(),
-            SECRET,
-            {TIMESTAMP_HEADER: "1000000000"},
-            401,
-        ),  # stale: signed at a fixed old time
-        (message(), SECRET, {SIGNATURE_HEADER: "sha256=" + "0" * 64}, 401),
-        (b"{not json", SECRET, None, 400),
-        (b"[1, 2, 3]", SECRET, None, 400),
-        (message(sender="小明"), SECRET, None, 400),
-        (message(text=""), SECRET, None, 400),
-        (message(text="长" * 2001), SECRET, None, 400),
-        (message(is_group="yes"), SECRET, None, 400),
-        (b"\xff\xfe\x00garbage", SECRET, None, 400),
-        (b"[" * 100_00 + b"]" * 100_00, SECRET, None, 400),
-        (b'{"id": ' + b"9" * 5000 + b"}", SECRET, None, 400),
-    ],
-)
-async def test_hostile_requests_get_4xx(
-    server: str, payload: Any, secret: str, headers: dict[str, str] | None, status: int
+def _body(**fields: str) -> bytes:
+    """A message body with some fields replaced by raw JSON text (numbers, escapes, nulls)."""
+    raw = json.dumps(message())
+    for name, value in fields.items():
+        raw = raw.replace(f'"{name}": {json.dumps(message()[name])}', f'"{name}": {value}')
+    return raw.encode()
+
+
+def _stamp(value: str) -> dict[str, str]:
+    return {TIMESTAMP_HEADER: value}
+
+
+# What an attacker or a broken bridge sends, and the 4xx (with a word of its error) it gets.
+# fmt: off
+HOSTILE = [
+    pytest.param(message(), "the-wrong-secret-entirely", None, 401, "signature", id="secret"),
+    pytest.param(message(), SECRET, _stamp("1000000000"), 401, "old", id="stale"),
+    pytest.param(message(), SECRET, _stamp(str(int(time.time()) + 3600)), 401, "future",
+                 id="future"),
+    pytest.param(message(), SECRET, {SIGNATURE_HEADER: "sha256=" + "0" * 64}, 401, "signature",
+                 id="signature"),
+    pytest.param(message(), SECRET, _stamp(""), 401, "missing", id="no-timestamp"),
+    pytest.param(message(), SECRET, _stamp("²"), 400, TIMESTAMP_HEADER, id="superscript-two"),
+    pytest.param(message(), SECRET, _stamp("１７７２０００００００"), 400, TIMESTAMP_HEADER,
+                 id="full-width-digits"),
+    pytest.param(message(), SECRET, _stamp("9" * 5000), 400, TIMESTAMP_HEADER, id="huge-stamp"),
+    pytest.param(message(), SECRET, _stamp("-1"), 400, TIMESTAMP_HEADER, id="negative-stamp"),
+    pytest.param(message(), SECRET, _stamp("1e9"), 400, TIMESTAMP_HEADER, id="float-stamp"),
+    pytest.param(b"{not json", SECRET, None, 400, "not valid JSON", id="not-json"),
+    pytest.param(b"[1, 2, 3]", SECRET, None, 400, "object", id="array"),
+    pytest.param(b"\xff\xfe\x00garbage", SECRET, None, 400, "JSON", id="not-utf8"),
+    pytest.param(b"[" * 100_00 + b"]" * 100_00, SECRET, None, 400, "JSON", id="deep"),
+    pytest.param(b'{"id": ' + b"9" * 5000 + b"}", SECRET, None, 400, "number", id="huge-id"),
+    pytest.param(_body(text="9" * 5000), SECRET, None, 400, "number", id="huge-text-number"),
+    pytest.param(_body(conversation="-" + "9" * 5000), SECRET, None, 400, "number",
+                 id="huge-negative"),
+    pytest.param(message(is_group=int("9" * 40)), SECRET, None, 400, "is_group",
+                 id="big-int-flag"),
+    pytest.param(_body(text="1e999"), SECRET, None, 400, "text", id="float-overflow"),
+    pytest.param(_body(text="NaN"), SECRET, None, 400, "text", id="nan"),
+    pytest.param(message(sender="小明"), SECRET, None, 400, "sender", id="sender-str"),
+    pytest.param(message(sender=[]), SECRET, None, 400, "sender", id="sender-list"),
+    pytest.param(message(text=""), SECRET, None, 400, "text", id="empty-text"),
+    pytest.param(message(text=42), SECRET, None, 400, "text", id="text-int"),
+    pytest.param(message(text=None), SECRET, None, 400, "text", id="text-null"),
+    pytest.param(message(text="长" * 2001), SECRET, None, 400, "text", id="text-long"),
+    pytest.param(message(id=7), SECRET, None, 400, "id", id="id-int"),
+    pytest.param(message(is_group="yes"), SECRET, None, 400, "is_group", id="flag-str"),
+    pytest.param(message(mentioned_bot=1), SECRET, None, 400, "mentioned_bot", id="flag-int"),
+    pytest.param(message(store_id=3), SECRET, None, 400, "store_id", id="store-int"),
+    pytest.param(_body(text='"a\\ud800b"'), SECRET, None, 400, "text: lone surrogate U+D800",
+                 id="lone-surrogate"),
+    pytest.param(_body(text='"\\udc00"'), SECRET, None, 400, "U+DC00", id="lone-low"),
+    pytest.param(message(sender={"id": "wx-1", "name": "\ud83d"}), SECRET, None, 400,
+                 "sender.name: lone surrogate", id="surrogate-name"),
+    pytest.param('{"id": "m", "text": "\udfff"}'.encode("utf-8", "surrogatepass"), SECRET, None,
+                 400, "U+DFFF", id="surrogate-bytes"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("payload", "secret", "headers", "status", "says"), HOSTILE)
+async def test_hostile_requests_get_a_clear_4xx(
+    server: str,
+    payload: Any,
+    secret: str,
+    headers: dict[str, str] | None,
+    status: int,
+    says: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     got, data, _, _ = await post(server, payload, secret=secret, headers=headers)
-    assert got == status
-    assert data["error"]
+    assert (got, says in data["error"]) == (status, True), data
+    assert "Traceback" not in caplog.text
     ok, answer, _, _ = await post(server, message(id=f"after-{status}-{len(str(payload))}"))
     assert ok == 200  # the server is still up and answering
     assert answer["status"] == "replied"
+
+
+async def test_emoji_are_text_not_refused(server: str) -> None:
+    england = "🏴\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f"
+    text = f"积分会过期吗？👨\u200d👩\u200d👧 🇨🇳 {england} ❤\ufe0f"
+    status, data, _, _ = await post(server, message(id="emoji", text=text))
+    assert (status, data["status"]) == (200, "replied")
+    assert "次年 12 月 31 日" in data["reply"]["text"]
 
 
 async def test_unknown_bridge_and_huge_body(server: str) -> None:
@@ -163,8 +219,10 @@ def test_signature_helpers_refuse_tampering() -> None:
         verify(SECRET, headers, body + b" ", clock=lambda: 1_700_000_100)
     with pytest.raises(SignatureMismatch):
         verify(SECRET, headers, body, clock=lambda: 1_700_001_000)
-    with pytest.raises(SignatureMismatch):
+    with pytest.raises(MalformedTimestamp):
         verify(SECRET, {TIMESTAMP_HEADER: "9" * 40, SIGNATURE_HEADER: "x"}, body)
+    with pytest.raises(MalformedTimestamp):
+        verify(SECRET, {TIMESTAMP_HEADER: "²", SIGNATURE_HEADER: "x"}, body)
 
 
 async def test_push_is_signed_and_failures_are_typed() -> None:

@@ -5,10 +5,12 @@ once, hostile callbacks refused with 4xx while the server stays up."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -23,13 +25,13 @@ from bot.types import MessageHandler
 from tests.adapters.wecom.wire import (
     AES_KEY,
     NONCE,
-    TIMESTAMP,
     VECTOR_CORP_ID,
     VECTOR_TOKEN,
     XML_BOMB,
     SlowBot,
     encrypted,
     get,
+    now_timestamp,
     post,
     real_core,
     serve,
@@ -68,17 +70,18 @@ class Running:
         return await post(self.url + "staff", body, query)
 
 
-StartChannel = Callable[[MessageHandler], Awaitable[Running]]
+StartChannel = Callable[..., Awaitable[Running]]
 
 
 @pytest.fixture
 async def start(wecom_server: FakePlatform) -> AsyncIterator[StartChannel]:
-    """Start the channel around a handler; everything is closed after the test."""
+    """Start the channel around a handler (``options``: the channel's); everything is closed
+    after the test."""
     async with AsyncExitStack() as stack:
 
-        async def run(handle: MessageHandler) -> Running:
+        async def run(handle: MessageHandler, **options: Any) -> Running:
             sub = create_wecom_app_channel(
-                handle, accounts(wecom_server), api_base=wecom_server.url
+                handle, accounts(wecom_server), api_base=wecom_server.url, **options
             )
             url = await stack.enter_async_context(serve("/wecom/app/", sub))
             crypto = CallbackCrypto(STAFF_TOKEN, AES_KEY, wecom_server.corp_id)
@@ -87,20 +90,58 @@ async def start(wecom_server: FakePlatform) -> AsyncIterator[StartChannel]:
         yield run
 
 
+VECTOR_GET = {
+    "msg_signature": "5c45ff5e21c57e6ad56bac8758b79b1d9ac89fd3",
+    "timestamp": "1409659589",
+    "nonce": "263014780",
+    "echostr": (
+        "P9nAzCzyDtyTWESHep1vC5X9xho/qYX3Zpb4yKa9SKld1DsH3Iyt3tP3zNdtp+4RPcs8TgAE7OaBO+FZXvnaqQ=="
+    ),
+}
+
+
 async def test_url_check_answers_the_official_vector(start: StartChannel) -> None:
-    running = await start(SlowBot())
-    params = {
-        "msg_signature": "5c45ff5e21c57e6ad56bac8758b79b1d9ac89fd3",
-        "timestamp": "1409659589",
-        "nonce": "263014780",
-        "echostr": (
-            "P9nAzCzyDtyTWESHep1vC5X9xho/qYX3Zpb4yKa9SKld1DsH3Iyt3tP3zNdtp+4RPcs8TgAE7OaBO+FZXvnaqQ=="
-        ),
-    }
+    # The vector was signed in 2014: the channel's clock is set to then.
+    running = await start(SlowBot(), wall=lambda: 1409659589.0 + 299)
+    params = VECTOR_GET
     assert await get(running.url + "vector", params) == (200, "1616140317555161061")
     assert (await get(running.url + "vector", {**params, "nonce": "1"}))[0] == 401
     assert (await get(running.url + "vector", {**params, "echostr": ""}))[0] == 400
     assert (await get(running.url + "nobody", params))[0] == 404
+
+
+async def test_a_stale_url_check_is_refused(start: StartChannel) -> None:
+    running = await start(SlowBot())  # the wall clock: the vector is years old
+    status, text = await get(running.url + "vector", VECTOR_GET)
+    assert (status, text.split(":")[0]) == (401, "StaleCallback")
+    assert "old" in text
+    crypto = CallbackCrypto(VECTOR_TOKEN, AES_KEY, VECTOR_CORP_ID)
+    echostr = crypto.encrypt("1616140317555161061")
+    for timestamp, status in ((now_timestamp(), 200), ("²", 400), ("9" * 5000, 400)):
+        signed = {"timestamp": timestamp, "nonce": "263014780", "echostr": echostr}
+        signed["msg_signature"] = crypto.signature(timestamp, "263014780", echostr)
+        assert (await get(running.url + "vector", signed))[0] == status, timestamp
+
+
+async def test_a_stale_callback_is_refused_and_not_answered(
+    start: StartChannel, wecom_server: FakePlatform
+) -> None:
+    bot = SlowBot()
+    bot.release.set()
+    running = await start(bot)
+    inner = build_xml(text_fields("zhangsan", running.crypto.receive_id, "旧的", "9301"))
+    old = str(int(time.time()) - 360)
+    for timestamp, status in ((old, 401), ("1", 401), (str(int(time.time()) + 600), 401)):
+        query, body = encrypted(running.crypto, inner, timestamp=timestamp)
+        got, text = await post(running.url + "staff", body, query)
+        assert (got, text.split(":")[0]) == (status, "StaleCallback"), timestamp
+    await running.channel.tasks.drain()
+    assert bot.seen == []
+    assert wecom_server.app_sent == []
+    query, body = encrypted(running.crypto, inner, timestamp=str(int(time.time()) - 240))
+    assert await post(running.url + "staff", body, query) == (200, "")  # 4 minutes: in time
+    await running.channel.tasks.drain()
+    assert [m.text for m in bot.seen] == ["旧的"]
 
 
 async def test_callback_is_acknowledged_before_the_answer_is_sent(
@@ -160,7 +201,8 @@ def _hostile(crypto: CallbackCrypto) -> list[tuple[str, dict[str, str], bytes, i
     huge = build_xml(text_fields("zhangsan", crypto.receive_id, "hi", "9" * 500))
     huge_query, huge_body = encrypted(crypto, huge)
     garbage = "not*base64"
-    bad_b64_query = {**query, "msg_signature": crypto.signature(TIMESTAMP, NONCE, garbage)}
+    signature = crypto.signature(query["timestamp"], NONCE, garbage)
+    bad_b64_query = {**query, "msg_signature": signature}
     bad_b64_body = build_xml({"Encrypt": garbage}).encode()
     return [
         ("bad signature", {**query, "msg_signature": "0" * 40}, body, 401),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from bot.contact import SENDS_PER_WINDOW
 from bot.demo import DEMO_DIR
 from bot.settings import Settings
 from bot.types import Address, InboundMessage, MessageHandler, Reply, TextReply
+from tests.adapters.wecom.wire import now_timestamp
 from tests.fakes.wecom_server import FakePlatform
 
 AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
@@ -119,9 +121,14 @@ def crypto_for(server: FakePlatform, receive_id: str | None = None) -> CallbackC
 
 
 def callback_body(
-    server: FakePlatform, *, crypto: CallbackCrypto | None = None, **inner: str
+    server: FakePlatform,
+    *,
+    crypto: CallbackCrypto | None = None,
+    timestamp: str | None = None,
+    **inner: str,
 ) -> tuple[bytes, dict[str, str]]:
-    """An encrypted, signed kf callback: (body, query)."""
+    """An encrypted, signed kf callback: (body, query), signed now unless ``timestamp`` says
+    when."""
     crypto = crypto or crypto_for(server)
     fields: dict[str, str | int] = {
         "ToUserName": server.corp_id, "CreateTime": 1772000000, "MsgType": "event",
@@ -130,7 +137,7 @@ def callback_body(
     fields.update(inner)
     encrypt = crypto.encrypt(build_xml(fields))
     body = build_xml({"ToUserName": server.corp_id, "Encrypt": encrypt, "AgentID": ""})
-    query = {"timestamp": "1772000000", "nonce": "n0nce"}
+    query = {"timestamp": timestamp or now_timestamp(), "nonce": "n0nce"}
     query["msg_signature"] = crypto.signature(query["timestamp"], query["nonce"], encrypt)
     return body.encode(), query
 
@@ -179,7 +186,7 @@ async def test_get_verifies_the_url(wecom_server: FakePlatform, start_kf: StartK
     kf = await start_kf()
     crypto = crypto_for(wecom_server)
     echostr = crypto.encrypt("1616140317555161061")
-    query = {"timestamp": "1409659589", "nonce": "263014780", "echostr": echostr}
+    query = {"timestamp": now_timestamp(), "nonce": "263014780", "echostr": echostr}
     query["msg_signature"] = crypto.signature(query["timestamp"], query["nonce"], echostr)
     async with aiohttp.ClientSession() as http:
         async with http.get(kf.url, params=query) as resp:
@@ -406,6 +413,9 @@ async def test_hostile_callbacks_get_4xx_and_the_server_stays_up(
         # The query checks every callback shares: missing or oversized parameters.
         (kf.url, body, {k: v for k, v in query.items() if k != "nonce"}, 400),
         (kf.url, body, {**query, "timestamp": "1" * 5000}, 400),
+        (kf.url, body, {**query, "timestamp": "²"}, 400),
+        # A replay: correctly signed, an hour ago.
+        (kf.url, *callback_body(wecom_server, timestamp=str(int(time.time()) - 3600)), 401),
     ]
     for url, payload, params, expected in cases:
         status, _ = await post(url, payload, params)
@@ -413,7 +423,8 @@ async def test_hostile_callbacks_get_4xx_and_the_server_stays_up(
     # Bad base64, correctly signed: refused by the decryption.
     crypto = crypto_for(wecom_server)
     bad = "!!!notbase64"
-    signed = {"timestamp": "1", "nonce": "n", "msg_signature": crypto.signature("1", "n", bad)}
+    now = now_timestamp()
+    signed = {"timestamp": now, "nonce": "n", "msg_signature": crypto.signature(now, "n", bad)}
     status, _ = await post(kf.url, build_xml({"Encrypt": bad}).encode(), signed)
     assert status == 400
     wecom_server.add_kf_message("wm-1", "积分会过期吗？")

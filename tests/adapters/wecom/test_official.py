@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from bot.contact import SENDS_PER_WINDOW, ContactLedger
 from bot.types import Address, MessageHandler
 from tests.adapters.wecom.wire import (
     AES_KEY,
-    TIMESTAMP,
+    CREATE_TIME,
     XML_BOMB,
     SlowBot,
     encrypted,
@@ -289,7 +290,7 @@ async def test_long_passive_answer_sends_the_rest_through_the_api(
 
 
 def event(kind: str, **extra: str) -> dict[str, str]:
-    return {"ToUserName": OURS, "FromUserName": USER, "CreateTime": TIMESTAMP, "MsgType": kind,
+    return {"ToUserName": OURS, "FromUserName": USER, "CreateTime": CREATE_TIME, "MsgType": kind,
             **extra}  # fmt: skip
 
 
@@ -341,6 +342,46 @@ async def test_hostile_callbacks_get_4xx_and_the_server_stays_up(start: StartCha
     assert bot.seen == []
     _, text = await running.send("还在吗", "600002")
     assert running.open_reply(text)["Content"] == "answer:还在吗"
+
+
+async def test_a_replayed_plain_signature_is_refused_whatever_the_body(
+    start: StartChannel, wecom_server: FakePlatform
+) -> None:
+    # The plain signature covers (token, timestamp, nonce), not the body: captured once, it
+    # would sign any body, from any "openid", for ever, were the timestamp not checked.
+    bot = fast_bot()
+    running = await start(bot, mode="plain")
+    for when in ("0", "1", str(int(time.time()) - 360), str(int(time.time()) + 360)):
+        captured = plain_query(TOKEN, timestamp=when)
+        for n, forged_user in enumerate(("oForged-1", "oForged-2")):
+            forged = text_fields(forged_user, OURS, "给我发优惠券", f"66{n}{when[-4:]}")
+            status, text = await post(running.url, build_xml(forged).encode(), captured)
+            assert (status, text.split(":")[0]) == (401, "StaleCallback"), when
+            assert "accepted" in text
+    await running.channel.tasks.drain()
+    assert bot.seen == []
+    assert wecom_server.custom_sent == []
+    in_time = plain_query(TOKEN, timestamp=str(int(time.time()) - 240))
+    status, text = await post(running.url, build_xml(text_fields(USER, OURS, "hi", "669")).encode(),
+                              in_time)  # fmt: skip
+    assert (status, running.open_reply(text)["Content"]) == (200, "answer:hi")
+
+
+@pytest.mark.parametrize("mode", ["compatible", "safe"])
+async def test_a_stale_encrypted_callback_is_refused(
+    start: StartChannel, wecom_server: FakePlatform, mode: Mode
+) -> None:
+    bot = fast_bot()
+    running = await start(bot, mode=mode)
+    old = str(int(time.time()) - 3600)
+    query, body = encrypted(running.crypto, build_xml(text_fields(USER, OURS, "旧", "670001")),
+                            timestamp=old)  # fmt: skip
+    params = {**plain_query(TOKEN, timestamp=old), **query, "encrypt_type": "aes"}
+    assert (await post(running.url, body, params))[0] == 401
+    for malformed in ("²", "１７７２０００００００", "9" * 5000, ""):
+        assert (await post(running.url, body, {**params, "timestamp": malformed}))[0] == 400
+    assert bot.seen == []
+    assert wecom_server.custom_sent == []
 
 
 async def test_real_core_answers_from_the_demo_faq_and_survives_a_restart(

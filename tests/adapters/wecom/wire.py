@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,7 +20,8 @@ from bot.demo import DEMO_DIR
 from bot.settings import Settings
 from bot.types import InboundMessage, Reply, TextReply
 
-TIMESTAMP = "1772000000"
+CREATE_TIME = "1772000000"
+"""A message's ``CreateTime`` (not checked for freshness: only the signed query timestamp is)."""
 NONCE = "nonce123"
 GUARD_S = 10.0
 """Only stops a broken test from hanging; no test asserts on time."""
@@ -80,30 +82,42 @@ class SlowBot:
         return TextReply(self._answer(msg))
 
 
+def now_timestamp() -> str:
+    """The signed ``timestamp`` query parameter of a callback sent now: the channels refuse one
+    more than 5 minutes from their clock (``adapters.freshness``)."""
+    return str(int(time.time()))
+
+
 def text_fields(user: str, to: str, content: str, msg_id: str, **extra: str) -> dict[str, str]:
     """A text message callback's fields."""
     return {
-        "ToUserName": to, "FromUserName": user, "CreateTime": TIMESTAMP, "MsgType": "text",
+        "ToUserName": to, "FromUserName": user, "CreateTime": CREATE_TIME, "MsgType": "text",
         "Content": content, "MsgId": msg_id, **extra,
     }  # fmt: skip
 
 
-def encrypted(crypto: CallbackCrypto, inner_xml: str) -> tuple[dict[str, str], bytes]:
-    """Query and body of an encrypted callback, signed as the platform signs it."""
+def encrypted(
+    crypto: CallbackCrypto, inner_xml: str, *, timestamp: str | None = None
+) -> tuple[dict[str, str], bytes]:
+    """Query and body of an encrypted callback, signed as the platform signs it (now, unless
+    ``timestamp`` says when)."""
+    timestamp = timestamp or now_timestamp()
     encrypt = crypto.encrypt(inner_xml)
     query = {
-        "msg_signature": crypto.signature(TIMESTAMP, NONCE, encrypt),
-        "timestamp": TIMESTAMP,
+        "msg_signature": crypto.signature(timestamp, NONCE, encrypt),
+        "timestamp": timestamp,
         "nonce": NONCE,
     }
     return query, build_xml({"ToUserName": crypto.receive_id, "Encrypt": encrypt}).encode()
 
 
-def plain_query(token: str) -> dict[str, str]:
-    """The Official Account's plain-mode signature query (sent in every mode)."""
+def plain_query(token: str, *, timestamp: str | None = None) -> dict[str, str]:
+    """The Official Account's plain-mode signature query (sent in every mode), signed now unless
+    ``timestamp`` says when."""
+    timestamp = timestamp or now_timestamp()
     return {
-        "signature": plain_signature(token, TIMESTAMP, NONCE),
-        "timestamp": TIMESTAMP,
+        "signature": plain_signature(token, timestamp, NONCE),
+        "timestamp": timestamp,
         "nonce": NONCE,
         "openid": "ignored",
     }
