@@ -5,6 +5,11 @@ A callback only says "something happened on open_kfid X" (with a short-lived ``T
 the nudge marks it dirty and hands it the newer token, and the loop syncs once more before it
 stops, so no callback is lost and two loops never race on one cursor in this process.
 
+An entry that cannot be used (:class:`~adapters.wecom.kf_messages.BadKfMessage`: a missing
+field, text that is not Unicode) is skipped, logged once with its msgid and counted in
+:attr:`KfChannel.skipped`; the rest of the page is handled and the cursor moves past it, so one
+bad entry never blocks the account.
+
 One sync reads pages while ``has_more``; the cursor is saved only after a page's messages were
 handled. A crash in between re-reads that page: the pipeline's durable dedupe (on msgid) answers
 nothing twice, and our ``send_msg`` msgid (derived from the inbound one) makes a retried send
@@ -52,6 +57,7 @@ from adapters.wecom.kf_messages import (
 from adapters.wecom.kf_state import KfState
 from adapters.wecom.limits import fit_window
 from bot.contact import ContactLedger
+from bot.text import encodable
 from bot.types import (
     Address,
     HandoffReply,
@@ -108,6 +114,8 @@ class KfChannel:
         self._clock = clock
         self._loops: dict[tuple[str, str], _Loop] = {}
         self._tasks = tasks if tasks is not None else BackgroundTasks("kf")
+        self.skipped = 0
+        """``sync_msg`` entries skipped as unusable since start (each also logged once)."""
 
     def nudge(self, account: str, open_kfid: str, token: str) -> None:
         """A callback arrived: start the loop of (account, open_kfid), or make it sync again."""
@@ -165,7 +173,11 @@ class KfChannel:
         try:
             msg = parse_kf_message(raw, open_kfid=open_kfid)
         except BadKfMessage as exc:
-            log.warning("kf %s/%s: skipped a message: %s", endpoint.account.name, open_kfid, exc)
+            self.skipped += 1
+            msgid = raw.get("msgid") if isinstance(raw, dict) else None
+            shown = msgid if isinstance(msgid, str) and encodable(msgid) else "?"
+            log.warning("kf %s/%s: skipped message %.64s (%d so far): %s",
+                        endpoint.account.name, open_kfid, shown, self.skipped, exc)  # fmt: skip
             return
         if msg.msgtype == "event":
             await self._on_event(endpoint, msg)

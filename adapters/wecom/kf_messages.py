@@ -9,6 +9,13 @@
                "welcome_code": "..."}}
 
 ``origin``: 3 the customer, 4 the system (events), 5 a human servicer.
+
+An entry that cannot be used is a :class:`BadKfMessage` naming the field, never any other
+exception: a field missing or of the wrong type, a ``send_time`` no date can hold, or text that is
+not Unicode (``sync_msg`` is JSON, whose ``"\\ud800"`` escapes decode to a lone surrogate no
+UTF-8 can carry: the reply, the database and the log would each fail on it later). The sync loop
+skips and counts such entries (``KfChannel.skipped``); one bad entry never blocks the page.
+Messages name values by type, never by content: an entry's text stays out of the log.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from bot.text import describe_unencodable
 
 ORIGIN_CUSTOMER = 3
 HUMAN_STATES = frozenset({2, 3})
@@ -63,15 +72,12 @@ def parse_kf_message(raw: Any, *, open_kfid: str) -> KfMessage:
     msgtype = _str(raw, "msgtype")
     event = raw.get("event") if msgtype == "event" else None
     event = event if isinstance(event, dict) else {}
-    send_time = raw.get("send_time", 0)
-    if isinstance(send_time, bool) or not isinstance(send_time, int) or send_time < 0:
-        raise BadKfMessage(f"send_time {send_time!r} is not epoch seconds")
     text, origin = raw.get("text"), raw.get("origin")
-    return KfMessage(
+    msg = KfMessage(
         msgid=_str(raw, "msgid"),
         open_kfid=str(raw.get("open_kfid") or event.get("open_kfid") or open_kfid),
         external_userid=str(raw.get("external_userid") or event.get("external_userid") or ""),
-        sent_at=datetime.fromtimestamp(send_time, UTC),
+        sent_at=_sent_at(raw.get("send_time", 0)),
         origin=origin if isinstance(origin, int) else 0,
         msgtype=msgtype,
         text=str(text.get("content", "")) if isinstance(text, dict) else "",
@@ -79,6 +85,28 @@ def parse_kf_message(raw: Any, *, open_kfid: str) -> KfMessage:
         welcome_code=str(event.get("welcome_code", "")),
         change_type=change if isinstance(change := event.get("change_type"), int) else 0,
     )
+    _check_unicode(msg)
+    return msg
+
+
+_TEXT_FIELDS = ("msgid", "open_kfid", "external_userid", "msgtype", "text", "event_type",
+                "welcome_code")  # fmt: skip
+
+
+def _check_unicode(msg: KfMessage) -> None:
+    for name in _TEXT_FIELDS:
+        problem = describe_unencodable(getattr(msg, name))
+        if problem is not None:
+            raise BadKfMessage(f"{name} is not Unicode text: {problem}")
+
+
+def _sent_at(send_time: object) -> datetime:
+    if isinstance(send_time, bool) or not isinstance(send_time, int) or send_time < 0:
+        raise BadKfMessage(f"send_time is not epoch seconds (a {type(send_time).__name__})")
+    try:
+        return datetime.fromtimestamp(send_time, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise BadKfMessage(f"send_time of {len(str(send_time))} digits is no date") from None
 
 
 def reply_msgid(msg: KfMessage, part: int) -> str:

@@ -13,6 +13,11 @@ Key scheme, shared by both directions so that ``parse_xml(build_xml(f)) == f``:
   ``"item"``, ``"item#2"`` (``SendPicsInfo.PicList.item#2.PicMd5Sum``), so nothing is lost and a
   duplicated field never silently overwrites the first one.
 
+Text that is not Unicode never gets in: a lone surrogate cannot be written in UTF-8 bytes nor as
+a character reference (``&#xD800;`` is not an XML character), so expat refuses both, and a
+``str`` document carrying one is refused before parsing with the character named. Every such
+refusal is a :class:`MalformedXML`, a 400.
+
 XML 1.0 cannot carry most C0 control characters (not even as ``&#1;``), and every XML parser
 turns ``\\r\\n`` and ``\\r`` into ``\\n``. :func:`build_xml` therefore drops the characters XML
 forbids and normalises line ends itself, so what it writes is exactly what the receiver reads.
@@ -27,6 +32,7 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml.ElementTree as defused_et
 
 from adapters.wecom.errors import MalformedXML
+from bot.text import describe_unencodable
 
 MAX_CALLBACK_BYTES = 64 * 1024
 """Callbacks are a few hundred bytes; anything near this limit is hostile or broken."""
@@ -49,11 +55,14 @@ def parse_xml(body: bytes | str, *, max_bytes: int = MAX_CALLBACK_BYTES) -> dict
 
     Raises :class:`MalformedXML` for a body over ``max_bytes``, any DTD, entity declaration or
     external reference, a document that is not well-formed or not UTF-8 (or another encoding it
-    declares), a root other than ``<xml>``, or nesting deeper than :data:`MAX_DEPTH`.
+    declares), text that is not Unicode (a lone surrogate), a root other than ``<xml>``, or
+    nesting deeper than :data:`MAX_DEPTH`.
     """
     size = len(body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body)
     if size > max_bytes:
         raise MalformedXML(f"body of {size} bytes is over the {max_bytes}-byte limit")
+    if isinstance(body, str) and (problem := describe_unencodable(body)) is not None:
+        raise MalformedXML(f"the document is not Unicode text: {problem}")
     root = _parse_root(body)
     if root.tag != ROOT_TAG:
         raise MalformedXML(f"root element is <{root.tag}>, expected <{ROOT_TAG}>")

@@ -386,7 +386,12 @@ def _cursor_position(cursor: Any) -> int | None:
 
 
 def _dumps(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False)
+    text = json.dumps(data, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate goes out as a JSON escape, as JSON allows
+        return json.dumps(data)
+    return text
 
 
 @pytest.fixture

@@ -249,6 +249,30 @@ async def test_non_text_messages_get_a_short_notice(
     assert sent_to(wecom_server, "wm-1") == [NON_TEXT_TEXT]
 
 
+async def test_unusable_messages_are_skipped_counted_and_logged_not_answered(
+    wecom_server: FakePlatform, start_kf: StartKf, core: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    # sync_msg is JSON: a "\ud800" escape decodes to a lone surrogate no reply, row or log line
+    # can carry. It and a send_time no date can hold are skipped; the rest of the page is not.
+    wecom_server.add_kf_message("wm-1", "坏的\ud800消息")
+    wecom_server.add_kf_message("wm-2", "积分会过期吗？")["send_time"] = 10**15
+    wecom_server.add_kf_message("wm-3", "积分会过期吗？")["external_userid"] = "wm-\udc00"
+    wecom_server.add_kf_message("wm-4", "积分会过期吗？👨\u200d👩\u200d👧🇨🇳")
+    kf = await start_kf()
+    with caplog.at_level(logging.WARNING, logger="adapters.wecom.kf_channel"):
+        await callback(kf, wecom_server)
+    assert kf.app[KF_RUNTIME].channel.skipped == 3
+    skipped = [r.getMessage() for r in caplog.records if "skipped message" in r.getMessage()]
+    assert len(skipped) == 3
+    assert "text is not Unicode text: lone surrogate U+D800 at character 3" in skipped[0]
+    assert "坏的" not in caplog.text, "a member's text stays out of the log"
+    assert [s["touser"] for s in wecom_server.kf_sent] == ["wm-4"]  # emoji are text
+    assert EXPIRY_ANSWER in wecom_server.kf_sent[0]["text"]["content"]
+    assert await KfState(core.engine).cursor("shop", KFID) == "cur4"  # moved past them
+    await callback(kf, wecom_server)
+    assert kf.app[KF_RUNTIME].channel.skipped == 3, "not read again"
+
+
 async def test_a_message_delivered_twice_is_answered_once(
     wecom_server: FakePlatform, start_kf: StartKf
 ) -> None:

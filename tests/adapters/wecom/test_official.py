@@ -336,6 +336,10 @@ async def test_hostile_callbacks_get_4xx_and_the_server_stays_up(start: StartCha
             400,
         ),
         ("10 MB", signed, b"<xml>" + b"x" * (10 * 1024 * 1024) + b"</xml>", 413),
+        # Text that is not Unicode: a UTF-8-encoded lone surrogate, a reference to one.
+        ("surrogate bytes", signed, _with_content(b"\xed\xa0\x80"), 400),
+        ("surrogate reference", signed, _with_content(b"&#xD800;"), 400),
+        ("encrypted surrogate", *_encrypted_with_content(running, signed, "&#xDFFF;"), 400),
     ]
     for name, params, payload, status in cases:
         assert (await post(running.url, payload, params))[0] == status, name
@@ -382,6 +386,21 @@ async def test_a_stale_encrypted_callback_is_refused(
         assert (await post(running.url, body, {**params, "timestamp": malformed}))[0] == 400
     assert bot.seen == []
     assert wecom_server.custom_sent == []
+
+
+def _with_content(raw: bytes) -> bytes:
+    """A text callback whose Content is ``raw`` bytes, as they are (markup, not CDATA)."""
+    xml = build_xml(event("text", MsgId="600009", Content="PLACEHOLDER")).encode()
+    return xml.replace(b"<![CDATA[PLACEHOLDER]]>", raw)
+
+
+def _encrypted_with_content(
+    running: Running, signed: dict[str, str], raw: str
+) -> tuple[dict[str, str], bytes]:
+    """Query and body of an encrypted callback whose message's Content is ``raw`` markup."""
+    inner = build_xml(event("text", MsgId="600010", Content="PLACEHOLDER"))
+    query, body = encrypted(running.crypto, inner.replace("<![CDATA[PLACEHOLDER]]>", raw))
+    return {**signed, **query, "encrypt_type": "aes"}, body
 
 
 async def test_real_core_answers_from_the_demo_faq_and_survives_a_restart(

@@ -142,6 +142,29 @@ def test_bodies_that_are_not_utf8_are_refused(body: bytes) -> None:
 
 
 @pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ("<xml><Content>好\ud800</Content></xml>", r"U\+D800 at character 16"),
+        ("<xml><Content>\udfff</Content></xml>".encode("utf-8", "surrogatepass"), "not well"),
+        ("<xml><Content>&#xD800;</Content></xml>", "invalid character"),
+        (b"<xml><Content>&#55296;</Content></xml>", "invalid character"),
+    ],
+    ids=["str-surrogate", "utf8-encoded-surrogate", "hex-reference", "decimal-reference"],
+)
+def test_text_that_is_not_unicode_is_refused(body: str | bytes, says: str) -> None:
+    with pytest.raises(MalformedXML, match=says):
+        parse_xml(body)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["👨\u200d👩\u200d👧", "🇨🇳", "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f"],
+)
+def test_emoji_round_trip(text: str) -> None:
+    assert parse_xml(build_xml({"Content": text}).encode()) == {"Content": text}
+
+
+@pytest.mark.parametrize(
     "body", ["<root><A>1</A></root>", "<XML><A>1</A></XML>", '<xml xmlns="urn:x"><A>1</A></xml>']
 )
 def test_a_root_other_than_xml_is_refused(body: str) -> None:
