@@ -15,6 +15,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import aclosing
 
 from adapters import MAX_TEXT_CHARS, Clock, utc_now
+from bot.text import encodable
 from bot.types import HandoffReply, InboundMessage, MemberRef, MessageHandler, Reply, TextReply
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ def _problem(text: str) -> str | None:
         return f"（消息太长：最多 {MAX_TEXT_CHARS} 字，这条有 {len(text)} 字）"
     if any(unicodedata.category(ch) == "Cc" and ch != "\t" for ch in text):
         return "（消息里有控制字符，请重新输入）"
+    if not encodable(text):  # a byte that is not UTF-8, read with surrogateescape (C locale)
+        return "（消息里有无法识别的字符，请检查终端的编码是否为 UTF-8）"
     return None
 
 

@@ -46,6 +46,7 @@ from knowledge import remote
 from knowledge.breaker import CircuitBreaker
 from knowledge.deadline import DeadlineTransport
 from knowledge.errors import ServiceUnavailable
+from knowledge.redact import llm_failure
 from knowledge.types import Citation, Hit, SearchResult
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,8 @@ class ChatModel:
             raise LLMUnavailable(str(exc), breaker_open=exc.breaker_open) from exc
         except Exception as exc:
             # openai's 4xx errors and parsing errors all mean the same here: no usable output.
-            raise LLMError(f"{type(exc).__name__}: {exc}") from exc
+            # The message never quotes the response: it is logged (bot.redact).
+            raise LLMError(llm_failure(exc)) from exc
 
     async def aclose(self) -> None:
         """Release the HTTP connections."""

@@ -29,6 +29,7 @@ import openai
 from knowledge.breaker import CircuitBreaker
 from knowledge.deadline import retry_after_seconds, retry_delay, time_left, within
 from knowledge.errors import ServiceUnavailable
+from knowledge.redact import llm_failure
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ async def _retried(
                 raise
             delay = retry_delay(_retry_after(exc), time_left(), attempt=done)
             if done >= retries or delay is None:
-                raise ServiceUnavailable(f"{type(exc).__name__}: {exc}") from exc
+                raise ServiceUnavailable(llm_failure(exc)) from exc
             log.debug("transient %s, retrying in %.2f s", type(exc).__name__, delay)
         done += 1
         await asyncio.sleep(delay)
