@@ -48,7 +48,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from adapters import MAX_TEXT_CHARS
-from bot.text import describe_unencodable_json, stray_control
+from bot.text import describe_unencodable, describe_unencodable_json, stray_control
 from bot.types import HandoffReply, InboundMessage, Reply, TextReply
 
 Frame = dict[str, Any]
@@ -151,6 +151,9 @@ _CLIENT_FRAME: TypeAdapter[Hello | ChatText] = TypeAdapter(ClientFrame)
 
 def parse_frame(raw: str) -> Hello | ChatText:
     """Parse one text frame; raise :class:`ProtocolError` for anything malformed."""
+    if (unencodable := describe_unencodable(raw)) is not None:
+        # aiohttp closes a socket that sends invalid UTF-8 (1007); a str from elsewhere may not.
+        raise ProtocolError("bad_encoding", f"消息含有无法编码的字符（{unencodable}）")
     try:
         return _CLIENT_FRAME.validate_json(raw)
     except ValidationError as exc:

@@ -65,6 +65,7 @@ def test_accepted_frames(raw: str, expected: object) -> None:
         (hello(name="\ud800"), "bad_encoding"),
         (hello(room="r\udc00"), "bad_encoding"),
         ('{"type": "message", "text": "ok", "x\\ud800": 1}', "bad_encoding"),
+        ('{"type": "message", "text": "a\ud800"}', "bad_encoding"),  # the character itself
     ],
 )
 def test_refused_frames(raw: str, code: str) -> None:
