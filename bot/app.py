@@ -98,8 +98,10 @@ class App:
         gc.freeze()
 
     async def close(self) -> None:
-        """Release the LLM connections, the knowledge base and the engine, in that order."""
+        """Let the inbox's background give-backs finish, then release the LLM connections, the
+        knowledge base and the engine, in that order."""
         try:
+            await self.inbox.settle()
             await self.answerer.aclose()
         finally:
             try:

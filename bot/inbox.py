@@ -177,6 +177,13 @@ class Inbox:
         async with self._engine.begin() as conn:
             return (await conn.execute(query)).rowcount
 
+    async def settle(self) -> None:
+        """Wait for the give-backs still running in the background (a cancelled answer hands its
+        message back after the caller has gone): before the engine is disposed, or a give-back
+        would open a connection on a closed pool and leave it unclosed."""
+        while self._releases:
+            await asyncio.gather(*self._releases, return_exceptions=True)
+
     async def waiting(self, now: datetime | None = None) -> tuple[int, timedelta]:
         """How many messages wait for an answer and how long the oldest has waited (readiness)."""
         now = now or self._clock()

@@ -218,6 +218,26 @@ async def test_shutting_down_gives_leases_back(engine: AsyncEngine, twin: AsyncE
     assert answers.answered == ["m1"]
 
 
+async def test_a_cancelled_answer_is_given_back_before_settle_returns(
+    engine: AsyncEngine, twin: AsyncEngine
+) -> None:
+    """The caller went away (a bridge hung up, a shutdown): its message is handed back in the
+    background, and ``settle`` waits for that before the engine may be disposed."""
+    hung = Answers()
+    hung.gate.clear()
+    inbox = Inbox(engine, hung)
+    cut = asyncio.create_task(inbox.handle(message("m1")))
+    await hung.started.wait()
+    cut.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cut
+    await inbox.settle()
+    answers = Answers()
+    other = Inbox(twin, answers, join_wait=0.3)  # no lease to wait out: it was given back
+    assert isinstance(await other.handle(message("m1")), TextReply)
+    assert answers.answered == ["m1"]
+
+
 async def test_a_database_that_cannot_record_is_unavailable(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'siyu.db'}")
     try:
