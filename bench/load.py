@@ -25,6 +25,9 @@ Scenarios (``--scenarios``, default all):
 - ``oa_burst`` / ``oa_llm``: ``--oa-burst`` Official Account text messages at ``--oa-rate``/s,
   extractive / through the slow LLM: acknowledgement p50/p99, passive replies vs ``success``, and
   how many answers reached the platform (passive + ``custom/send``) within 120 s.
+- ``webhook_scaled``: the webhook steps again on ``--processes`` (default 1 and 2) ``siyu
+  serve`` processes sharing a scratch PostgreSQL database (on ``--postgres``) and a Chroma
+  server, load spread round robin: answered/s per process count.
 - ``half_sent``: ``--half-sent`` connections each announcing a 1 MiB webhook body (valid signature
   headers) and sending half of it, held open; the server's RSS before, at its peak, and 5 s after
   they close; ``/healthz`` latency meanwhile.
@@ -58,12 +61,15 @@ from adapters.wecom.crypto import CallbackCrypto
 from bench.callback_ack import AES_KEY, OA_APP_ID, OA_SECRET, SIGN_TOKEN, oa_shot
 from bench.fake_platform import QUESTIONS, child, until_stdin_closes
 from bot.demo import DEMO_DIR
+from tests.scale.cluster import SECRET as CLUSTER_SECRET
+from tests.scale.cluster import cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 SIYU = str(Path(sys.executable).with_name("siyu"))
 SECRET = "bench-bridge-secret-0123456789"
 CLIENT_TIMEOUT_S = 30.0
 WARM_MSG_IDS = 1_000_000
+DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 
 # --- the helper process: bare handler and slow LLM -----------------------------------------------
@@ -195,7 +201,10 @@ async def open_loop(
     return time.perf_counter() - start
 
 
-def hook_shot(url: str, tag: str) -> Any:
+def hook_shot(url: str | Sequence[str], tag: str, secret: str = SECRET) -> Any:
+    """Send message ``n`` to ``url`` (or, given several, to the ``n``-th one round robin)."""
+    urls = [url] if isinstance(url, str) else list(url)
+
     async def shot(http: aiohttp.ClientSession, n: int) -> str:
         sender = {"id": f"wx-{n % 500}", "name": "会员"}
         message = {
@@ -203,8 +212,8 @@ def hook_shot(url: str, tag: str) -> Any:
             "text": QUESTIONS[n % len(QUESTIONS)],
         }  # fmt: skip
         body = json.dumps(message, ensure_ascii=False).encode()
-        headers = {**signed_headers(SECRET, body), "Content-Type": "application/json"}
-        async with http.post(url, data=body, headers=headers) as resp:
+        headers = {**signed_headers(secret, body), "Content-Type": "application/json"}
+        async with http.post(urls[n % len(urls)], data=body, headers=headers) as resp:
             await resp.read()
             return {200: "answered", 503: "shed"}.get(resp.status, f"http {resp.status}")
 
@@ -236,6 +245,33 @@ async def webhook_steps(serve: Serve, helper_url: str, args: argparse.Namespace)
                 out[target].append(step_figures(rate, args.seconds, tally, wall))
                 print(f"load: {target} {rate}/s done", file=sys.stderr)
                 await asyncio.sleep(3)  # let a backlog drain before the next step
+    return out
+
+
+async def scaled_steps(args: argparse.Namespace) -> dict[str, Any]:
+    """The webhook steps on 1, 2, … ``siyu serve`` processes sharing a fresh PostgreSQL database
+    and a Chroma server (README "Scaling out"; :mod:`tests.scale.cluster`), load spread round
+    robin, local embedder, extractive answers."""
+    out: dict[str, Any] = {}
+    timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S)
+    for count in args.processes:
+        with tempfile.TemporaryDirectory(prefix="siyu-bench-scaled-") as tmp:
+            extra = {"SIYU_EMBEDDING": "local"}
+            async with cluster(Path(tmp), args.postgres, count, **extra) as running:
+                urls = [running.hook(i) for i in range(count)]
+                steps = []
+                async with aiohttp.ClientSession(
+                    timeout=timeout, connector=aiohttp.TCPConnector(limit=2000)
+                ) as http:
+                    await open_loop(http, 5, 10, hook_shot(urls, "warm", CLUSTER_SECRET), Tally())
+                    for rate in args.rates:
+                        tally, sent = Tally(), int(rate * args.seconds)
+                        shot = hook_shot(urls, f"p{count}-{rate}", CLUSTER_SECRET)
+                        wall = await open_loop(http, rate, sent, shot, tally)
+                        steps.append(step_figures(rate, args.seconds, tally, wall))
+                        print(f"load: {count} processes {rate}/s done", file=sys.stderr)
+                        await asyncio.sleep(3)
+                out[f"{count}_processes"] = steps
     return out
 
 
@@ -391,6 +427,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 async with serving(env, args.code, Path(tmp)) as serve:
                     out["oa_llm"] = await oa_burst(serve, platform, args.oa_burst, args.oa_rate)
                     out["oa_llm"]["llm_delay_s"] = args.llm_delay
+    if "webhook_scaled" in wanted:
+        out["webhook_scaled"] = await scaled_steps(args)
     return out
 
 
@@ -398,15 +436,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", default="20,40,80", help="webhook requests/s, per step")
     parser.add_argument("--seconds", type=float, default=15.0, help="per step")
-    parser.add_argument("--scenarios", default="webhook,oa_burst,oa_llm,half_sent")
+    parser.add_argument("--scenarios", default="webhook,oa_burst,oa_llm,half_sent,webhook_scaled")
     parser.add_argument("--oa-burst", type=int, default=300)
     parser.add_argument("--oa-rate", type=float, default=300.0, help="the burst's messages/s")
     parser.add_argument("--llm-delay", type=float, default=2.0)
     parser.add_argument("--half-sent", type=int, default=400)
     parser.add_argument("--code", default=None, help="run the servers from this checkout")
+    parser.add_argument("--processes", default="1,2", help="webhook_scaled: serve processes")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("SIYU_TEST_POSTGRES_URL", DEFAULT_POSTGRES),
+        help="webhook_scaled: a PostgreSQL server to create a scratch database on",
+    )
     parser.add_argument("--helper", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.rates = [float(r) for r in args.rates.split(",")]
+    args.processes = [int(p) for p in args.processes.split(",")]
     return args
 
 
