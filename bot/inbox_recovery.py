@@ -63,6 +63,9 @@ BATCH = 200
 MAX_SEND_ATTEMPTS = 8
 """Tries (claims) of one message after which a send that keeps failing is given up."""
 
+STOP_WAIT = 5.0
+"""Seconds :meth:`Recovery.stop` lets a running pass finish before cutting it short."""
+
 
 class Recovery:
     """The loop of one process (see the module doc); :meth:`start` and :meth:`stop` it."""
@@ -84,18 +87,25 @@ class Recovery:
         self._grace = grace
         self._batch = batch
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     def start(self) -> None:
         """Run passes in the background until :meth:`stop` (nothing to do without channels)."""
         if self._deliverers and self._task is None:
             self._task = asyncio.create_task(self._run(), name="inbox recovery")
 
-    async def stop(self) -> None:
-        """Stop the loop; an answer cut short is given back to the inbox (its lease)."""
+    async def stop(self, wait: float = STOP_WAIT) -> None:
+        """Stop the loop: a running pass may finish within ``wait`` seconds (a send cut short
+        would be sent again after its lease: at least once), then it is cancelled; an answer
+        cut short is given back to the inbox."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        if task is None:
+            return
+        self._stopping.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), wait)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
     async def run_once(self) -> int:
         """One pass: how many stranded messages were answered and sent (or settled)."""
@@ -111,7 +121,7 @@ class Recovery:
         return sum(done)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.run_once()
             except Exception as exc:  # the database is down: the next pass tries again
@@ -119,7 +129,8 @@ class Recovery:
                     log.exception("inbox recovery: a pass failed")
                 else:
                     log.warning("inbox recovery: a pass failed: %s: %s", type(exc).__name__, exc)
-            await asyncio.sleep(self._interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
 
     async def _conversation(self, items: Sequence[Stranded]) -> int:
         done = 0
