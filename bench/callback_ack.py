@@ -159,11 +159,12 @@ async def serve(args: argparse.Namespace) -> None:
         core = await App.build(settings(Path(tmp) / "data", args.embedding))
         try:
             await core.knowledge.ingest_path(DEMO_DIR / "faq.csv")
-            handle = core.inbox.handle
-            kf = create_kf_app(handle, [kf_account()], api_base=args.platform, engine=core.engine)
+            kf = create_kf_app(
+                core.inbox, [kf_account()], api_base=args.platform, engine=core.engine
+            )
             # No LLM here: extractive answers, CPU-bound, as `siyu serve` configures them.
             oa = create_official_app(
-                handle,
+                core.inbox,
                 [oa_account()],
                 api_base=args.platform,
                 admission=Admission(MAX_ANSWERING_CPU),

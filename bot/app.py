@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -72,7 +72,7 @@ class App:
         answerer = _answerer(settings, knowledge, breaker)
         store = Store(engine)
         pipeline = Pipeline(store, answerer, settings.bot.config())
-        inbox = Inbox(engine, pipeline.handle)
+        inbox = Inbox(engine, pipeline.handle, lease=timedelta(seconds=settings.bot.inbox_lease))
         return cls(settings, engine, knowledge, pipeline, store, answerer, inbox, breaker)
 
     async def preview_answer(

@@ -40,6 +40,7 @@ from knowledge.types import Kind
 
 if TYPE_CHECKING:
     from adapters.admission import Admission
+    from bot.inbox_recovery import Recovery
 
 cli = typer.Typer(help="Siyu (私域): customer-care bot for retail brands on WeChat / WeCom.")
 eval_app = typer.Typer(help="Measure retrieval and answer quality.")
@@ -224,32 +225,50 @@ def _channel_apps(app: App, admission: Admission) -> list[tuple[str, web.Applica
     from adapters.wecom.kf import create_kf_app
     from adapters.wecom.official import create_official_app
 
-    settings, handle = app.settings, app.inbox.handle
+    settings, inbox = app.settings, app.inbox
     mounted: list[tuple[str, web.Application]] = []
     wecom, limit = settings.wecom, settings.web.max_body_bytes
     if bridges := settings.webhook.bridges:
         hooks = create_webhook_app(
-            handle, bridges, max_body_bytes=limit, admission=admission,
+            inbox.handle, bridges, max_body_bytes=limit, admission=admission,
             undelivered=app.inbox.undelivered,
         )  # fmt: skip
         mounted.append(("/hooks/", hooks))
     shared = {"admission": admission, "max_body_bytes": limit}
     if wecom.kf:
         kf = create_kf_app(
-            handle, wecom.kf, api_base=wecom.api_base, engine=app.engine,
+            inbox, wecom.kf, api_base=wecom.api_base, engine=app.engine,
             session_ended=app.pipeline.human_session_ended, **shared,
         )  # fmt: skip
         mounted.append(("/wecom/kf/", kf))
     if wecom.apps:
-        apps = create_wecom_app_channel(handle, wecom.apps, api_base=wecom.api_base, **shared)
+        apps = create_wecom_app_channel(inbox, wecom.apps, api_base=wecom.api_base, **shared)
         mounted.append(("/wecom/app/", apps))
     if wecom.official_accounts:
         oa = create_official_app(
-            handle, wecom.official_accounts, api_base=wecom.wechat_api_base,
+            inbox, wecom.official_accounts, api_base=wecom.wechat_api_base,
             ledger=app.store.contacts, **shared,
         )  # fmt: skip
         mounted.append(("/wechat/oa/", oa))
     return mounted
+
+
+def _recovery(
+    app: App, admission: Admission, mounted: list[tuple[str, web.Application]]
+) -> Recovery:
+    """The inbox's recovery loop over the mounted platform channels (not the bridges: they get
+    their answers on their retries), answering within the process's one ``admission``."""
+    from adapters.wecom.app_channel import APP_CHANNEL
+    from adapters.wecom.kf import KF_RUNTIME
+    from adapters.wecom.official import OA_CHANNEL
+    from bot.inbox_recovery import Recovery
+
+    deliverers = {}
+    for _, sub_app in mounted:
+        for key in (KF_RUNTIME, APP_CHANNEL, OA_CHANNEL):
+            if key in sub_app:
+                deliverers.update(sub_app[key].deliverers())
+    return Recovery(app.inbox, deliverers, admit=admission.line_up)
 
 
 def _admission(settings: Settings) -> Admission:
@@ -293,8 +312,19 @@ async def _serve(app: App) -> None:
         app.pipeline.handle, settings.web, bot_name=settings.bot.name,
         brand=settings.bot.brand, stores=stores, admission=admission,
     )  # fmt: skip
-    for prefix, sub_app in _channel_apps(app, admission):
+    mounted = _channel_apps(app, admission)
+    for prefix, sub_app in mounted:
         web_app.add_subapp(prefix, sub_app)
+    recovery = _recovery(app, admission, mounted)
+
+    async def start_recovery(_: web.Application) -> None:  # after the channels started
+        recovery.start()
+
+    async def stop_recovery(_: web.Application) -> None:  # before they close their clients
+        await recovery.stop()
+
+    web_app.on_startup.append(start_recovery)
+    web_app.on_shutdown.append(stop_recovery)
 
     def announce(url: str) -> None:
         console.print(f"Siyu web chat: [bold]{url}[/bold]  (group room: {url}?room=demo)")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.hours import DEFAULT_HANDOFF_HOURS, ServiceHours
@@ -169,10 +169,14 @@ class LLMSettings(Section):
         )  # fmt: skip
 
 
+LEASE_MARGIN_S = 2.0
+"""What an answer does besides waiting on remote services (retrieval, storing), at most."""
+
+
 class BotSettings(Section):
     """How the bot talks and when people take over (``SIYU_BOT_NAME``, ``SIYU_BRAND_NAME``,
     ``SIYU_REPLY_MAX_BYTES``, ``SIYU_HISTORY_TURNS``, ``SIYU_TIMEZONE``, ``SIYU_HANDOFF_HOURS``,
-    ``SIYU_ANSWER_DEADLINE``).
+    ``SIYU_ANSWER_DEADLINE``, ``SIYU_INBOX_LEASE_SECONDS``).
 
     ``timezone`` is the brand's: handoff hours, campaign crons and quiet hours, and "today" in
     the answers are all read in it.
@@ -182,6 +186,11 @@ class BotSettings(Section):
     :class:`bot.retail.RetailAnswerer`); a service that has not answered by then is given up and
     the answer is extractive (keyword retrieval when the embeddings server is the one missing).
     8 s leaves a member's answer under 10 s with the local work included.
+
+    ``inbox_lease``: how long a process holds a message it answers or sends (:mod:`bot.inbox`).
+    It bounds how long a message cut by a crash waits before another process (or this one,
+    restarted) takes it over, and must exceed the answer deadline with room to spare, or a live
+    process would lose a message mid-answer.
     """
 
     name: str = Field(default="小域", validation_alias="SIYU_BOT_NAME")
@@ -196,6 +205,19 @@ class BotSettings(Section):
     answer_deadline: float = Field(
         default=8.0, gt=0, le=60, validation_alias="SIYU_ANSWER_DEADLINE"
     )
+    inbox_lease: float = Field(
+        default=30.0, ge=5, le=600, validation_alias="SIYU_INBOX_LEASE_SECONDS"
+    )
+
+    @model_validator(mode="after")
+    def _lease_outlasts_an_answer(self) -> BotSettings:
+        if self.inbox_lease < self.answer_deadline + LEASE_MARGIN_S:
+            raise ValueError(
+                f"SIYU_INBOX_LEASE_SECONDS ({self.inbox_lease:g}) must be at least "
+                f"SIYU_ANSWER_DEADLINE + {LEASE_MARGIN_S:g} s ({self.answer_deadline:g} + "
+                f"{LEASE_MARGIN_S:g}): a lease shorter than an answer loses live messages"
+            )
+        return self
 
     @field_validator("timezone", mode="before")
     @classmethod

@@ -29,6 +29,36 @@ delivered one gets ``NoReply("duplicate")``; a retry while another request (in t
 another) is answering waits for that answer up to ``join_wait`` seconds, then raises
 :class:`bot.errors.Unavailable` to be retried again.
 
+**Channels that send through a platform API** (the Official Account's customer-service send,
+the WeCom app's ``message/send``, kf's ``send_msg``) deliver after the request that brought the
+message is gone, so for them "handed out" is not "done". They call :meth:`Inbox.record` before
+acknowledging the callback (the row is committed before the HTTP response leaves; a database
+that cannot record it makes the callback fail, and the platform retries), then
+:meth:`Inbox.answer_to_send`, which hands the answer out to ``sending``: this process holds a
+lease on it while it sends. :meth:`Inbox.sent` then marks it ``delivered`` with an ``outcome``:
+``sent``, ``passive`` (the Official Account's passive reply carried it), or the decision that
+it never will be (``window_closed``, ``person_serving``, ``over_quota``, ``no_reply``,
+``rejected``, ``gave_up``). A process that dies in ``sending`` leaves the message to the
+recovery loop (:mod:`bot.inbox_recovery`), which sends it again once the lease has run out.
+
+Decision: after hand-out, delivery is **at least once**. kf's ``send_msg`` carries a msgid
+derived from the inbound one, so sending again cannot deliver twice there. The Official
+Account's ``custom/send`` and the app's ``message/send`` have no idempotency key: a process
+killed between the platform accepting a send and the ``delivered`` UPDATE (one round trip to
+the database) makes the member receive that answer twice. The other choice, at most once,
+would lose every answer whose process died anywhere in ``sending`` (the whole platform call,
+hundreds of milliseconds, not one UPDATE), and a member who asked gets no answer at all; a rare
+duplicate is the lesser harm. The passive reply is the exception: once handed to the HTTP
+response it counts as delivered (there is no later point at which we learn WeChat received
+it), and a retry of it gets ``success``.
+
+Decision: a process restarted after a crash has a new owner id and does not recognise its
+predecessor's leases (pids are reused, and a container's are all alike, so "is that pid alive"
+cannot be trusted). Their messages wait for the lease to run out: the delay of a message cut by
+a crash is bounded by ``SIYU_INBOX_LEASE_SECONDS`` (30 s) plus the recovery loop's interval,
+and the lease is never shorter than an answer may take (``SIYU_ANSWER_DEADLINE``), or a live
+owner would lose its message to another process mid-answer.
+
 Rows older than the retention (``SIYU_RETENTION_SEEN_DAYS``) are pruned by the scheduler
 leader (:mod:`campaigns.retention`); a retry after that is answered again, and platforms retry
 within minutes.
@@ -42,7 +72,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -63,6 +93,9 @@ from knowledge.types import Citation
 log = logging.getLogger(__name__)
 
 PENDING, ANSWERING, ANSWERED, DELIVERED = "pending", "answering", "answered", "delivered"
+SENDING = "sending"
+"""Answered and handed out to a channel that sends it through a platform API; ``owner`` holds a
+lease while it sends. Between ``answered`` and ``delivered``."""
 
 LEASE = timedelta(seconds=30)
 """How long a claim lasts. Longer than any answer takes (the LLM's deadline is shorter), so a
@@ -103,6 +136,15 @@ class Entry:
     reply: Reply | None
 
 
+@dataclass(frozen=True, slots=True)
+class Stranded:
+    """A message nobody is answering or sending (:meth:`Inbox.stranded`)."""
+
+    message: InboundMessage
+    state: str
+    attempts: int
+
+
 class Inbox:
     """Records, orders and hands out the answers of inbound messages (see the module doc)."""
 
@@ -126,6 +168,14 @@ class Inbox:
         self._monotonic = monotonic
         self._changed: dict[str, asyncio.Event] = {}
         self._releases: set[asyncio.Task[None]] = set()
+        self._queued: set[int] = set()
+        """Messages this process recorded and will answer itself (:meth:`record`): the recovery
+        loop leaves them alone while they wait for an answer slot here."""
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a claim lasts (``SIYU_INBOX_LEASE_SECONDS``)."""
+        return self._lease
 
     async def handle(self, msg: InboundMessage) -> Reply:
         """Record ``msg``, answer it once, and return what to send now (see the module doc).
@@ -143,12 +193,117 @@ class Inbox:
             with _unavailable_on_outage(f"claiming message {msg.id}"):
                 claimed = await self._claim(entry)
             if claimed:
-                return await self._answer_claimed(entry, msg)
+                reply = await self._answer_claimed(entry, msg, DELIVERED)
+                return NoReply("duplicate") if reply is None else reply
             if self._monotonic() >= give_up:
                 raise Unavailable(f"message {msg.id} is still being answered", RETRY_AFTER)
             await self._wait_for_change(entry.session_key)
             with _unavailable_on_outage(f"reading message {msg.id}"):
                 entry = await self._get(entry.id)
+
+    async def record(self, msg: InboundMessage) -> None:
+        """Record ``msg`` before its callback is acknowledged (a platform's retry finds it
+        recorded). This process then answers it with :meth:`answer_to_send`. Raises
+        :class:`bot.errors.Unavailable` when the database cannot record it."""
+        with _unavailable_on_outage(f"recording message {msg.id}"):
+            entry = await self._accept(msg)
+        if entry.state == PENDING:
+            self._queued.add(entry.id)
+
+    async def answer_to_send(self, msg: InboundMessage) -> Reply | None:
+        """Record ``msg`` (if it is not yet), answer it once and hand the answer out to
+        ``sending``, leased to this process until :meth:`sent` (see the module doc).
+
+        The reply to send now, or None when there is nothing for this caller to send: it was
+        delivered, another request holds it, or an earlier message of the conversation is still
+        being answered after ``join_wait`` (the recovery loop answers it in turn). Raises
+        :class:`bot.errors.Unavailable` when it cannot be recorded or answered now."""
+        with _unavailable_on_outage(f"recording message {msg.id}"):
+            entry = await self._accept(msg)
+        self._queued.discard(entry.id)
+        give_up = self._monotonic() + self._join_wait
+        while True:
+            if entry.state not in (PENDING, ANSWERING):
+                with _unavailable_on_outage(f"handing out message {msg.id}"):
+                    return await self._take_to_send(entry)
+            with _unavailable_on_outage(f"claiming message {msg.id}"):
+                claimed = await self._claim(entry)
+            if claimed:
+                return await self._answer_claimed(entry, msg, SENDING)
+            if entry.state == ANSWERING or self._monotonic() >= give_up:
+                return None  # another request answers it (its lease is alive), or it waits
+            await self._wait_for_change(entry.session_key)
+            with _unavailable_on_outage(f"reading message {msg.id}"):
+                entry = await self._get(entry.id)
+
+    async def sent(self, msg: InboundMessage, outcome: str) -> bool:
+        """The answer to ``msg`` this process was sending is done; ``outcome`` says how (sent,
+        or why it never will be: see the module doc). False when its lease had run out and
+        another process took it over. Raises :class:`bot.errors.Unavailable` on an outage (the
+        lease then runs out and the message is sent again: at least once)."""
+        query = (
+            _TABLE.update()
+            .where(
+                _TABLE.c.channel == msg.channel,
+                _TABLE.c.message_id == msg.id,
+                _TABLE.c.state == SENDING,
+                _TABLE.c.owner == self.owner,
+            )
+            .values(
+                state=DELIVERED, outcome=outcome[:32], owner=None, lease_until=None,
+                updated_at=self._clock(),
+            )
+        )  # fmt: skip
+        with _unavailable_on_outage(f"marking message {msg.id} {outcome}"):
+            async with self._engine.begin() as conn:
+                done = (await conn.execute(query)).rowcount == 1
+        if not done:
+            log.warning("message %s was %s after its lease ran out", msg.id, outcome)
+        return done
+
+    async def stranded(
+        self, channels: Collection[str], *, grace: timedelta, limit: int
+    ) -> list[Stranded]:
+        """Messages of ``channels`` that nobody is answering or sending, oldest first: pending
+        for longer than ``grace`` (and not waiting for a slot in this process), answered but
+        never handed out for longer than ``grace``, or answering / sending under a lease that
+        ran out (its process died)."""
+        now = self._clock()
+        c = _TABLE.c
+        lost = sa.or_(
+            sa.and_(c.state.in_((PENDING, ANSWERED)), c.updated_at < now - grace),
+            sa.and_(c.state.in_((ANSWERING, SENDING)), c.lease_until < now),
+        )
+        query = (
+            sa.select(c.id, c.message, c.state, c.attempts)
+            .where(c.channel.in_(list(channels)), lost)
+            .order_by(c.id)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            Stranded(stored_message(row.message), str(row.state), int(row.attempts))
+            for row in rows
+            if row.id not in self._queued
+        ]
+
+    async def abandon(self, msg: InboundMessage, outcome: str) -> bool:
+        """Give up on ``msg`` (its sends kept failing): done with ``outcome``, never sent."""
+        query = (
+            _TABLE.update()
+            .where(
+                _TABLE.c.channel == msg.channel,
+                _TABLE.c.message_id == msg.id,
+                _TABLE.c.state != DELIVERED,
+            )
+            .values(
+                state=DELIVERED, outcome=outcome, owner=None, lease_until=None,
+                updated_at=self._clock(),
+            )
+        )  # fmt: skip
+        async with self._engine.begin() as conn:
+            return (await conn.execute(query)).rowcount == 1
 
     async def undelivered(self, channel: str, message_id: str) -> bool:
         """The answer handed out for this message never reached its caller: keep it for the
@@ -161,7 +316,7 @@ class Inbox:
                 _TABLE.c.state == DELIVERED,
                 _TABLE.c.reply.is_not(None),
             )
-            .values(state=ANSWERED, updated_at=self._clock())
+            .values(state=ANSWERED, outcome=None, updated_at=self._clock())
         )
         async with self._engine.begin() as conn:
             return (await conn.execute(query)).rowcount == 1
@@ -239,7 +394,10 @@ class Inbox:
         async with self._engine.begin() as conn:
             return (await conn.execute(query)).rowcount == 1
 
-    async def _answer_claimed(self, entry: Entry, msg: InboundMessage) -> Reply:
+    async def _answer_claimed(self, entry: Entry, msg: InboundMessage, to: str) -> Reply | None:
+        """Answer a claimed message and hand the answer out to ``to`` (``delivered``: the
+        caller's response carries it; ``sending``: the caller sends it under a lease). None when
+        the lease was lost meanwhile."""
         try:
             reply = await self._answer(msg)
         except Unavailable:
@@ -249,31 +407,50 @@ class Inbox:
             self._give_back_later(entry)
             raise
         with _unavailable_on_outage(f"storing the answer to {msg.id}"):
-            stored = await self._store(entry.id, reply)
+            stored = await self._store(entry.id, reply, to)
         self._notify(entry.session_key)
-        return reply if stored else NoReply("duplicate")
+        return reply if stored else None
 
-    async def _store(self, key: int, reply: Reply) -> bool:
-        """Store the answer and hand it out, if the lease is still ours."""
+    async def _store(self, key: int, reply: Reply, to: str) -> bool:
+        """Store the answer and hand it out to state ``to``, if the lease is still ours."""
         query = (
             _TABLE.update()
             .where(_TABLE.c.id == key, _TABLE.c.owner == self.owner, _TABLE.c.state == ANSWERING)
-            .values(
-                state=DELIVERED,
-                reply=reply_fields(reply),
-                owner=None,
-                lease_until=None,
-                updated_at=self._clock(),
-            )
+            .values(reply=reply_fields(reply), **self._handed_out(to))
         )
         async with self._engine.begin() as conn:
             return (await conn.execute(query)).rowcount == 1
+
+    def _handed_out(self, to: str) -> dict[str, Any]:
+        """The columns of a message handed out to ``to``: ``sending`` keeps a lease."""
+        now = self._clock()
+        if to == SENDING:
+            return {"state": SENDING, "owner": self.owner, "lease_until": now + self._lease,
+                    "updated_at": now}  # fmt: skip
+        return {"state": DELIVERED, "outcome": "response", "owner": None, "lease_until": None,
+                "updated_at": now}  # fmt: skip
+
+    async def _take_to_send(self, entry: Entry) -> Reply | None:
+        """Take an answered message to send, or one whose sender's lease ran out."""
+        now = self._clock()
+        free = sa.or_(
+            _TABLE.c.state == ANSWERED,
+            sa.and_(_TABLE.c.state == SENDING, _TABLE.c.lease_until < now),
+        )
+        query = (
+            _TABLE.update()
+            .where(_TABLE.c.id == entry.id, free)
+            .values(attempts=_TABLE.c.attempts + 1, **self._handed_out(SENDING))
+        )
+        async with self._engine.begin() as conn:
+            taken = (await conn.execute(query)).rowcount == 1
+        return entry.reply if taken else None
 
     async def _hand_out(self, entry: Entry) -> Reply:
         query = (
             _TABLE.update()
             .where(_TABLE.c.id == entry.id, _TABLE.c.state == ANSWERED)
-            .values(state=DELIVERED, updated_at=self._clock())
+            .values(**self._handed_out(DELIVERED))
         )
         with _unavailable_on_outage(f"handing out message {entry.id}"):
             async with self._engine.begin() as conn:

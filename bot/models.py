@@ -124,5 +124,6 @@ class InboxMessage(SQLModel, table=True):
     lease_until: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     attempts: int = Field(default=0)
     reply: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON, nullable=True))
+    outcome: str | None = Field(default=None, max_length=32)
     received_at: datetime = Field(sa_column=_utc_column(nullable=False))
     updated_at: datetime = Field(sa_column=_utc_column(nullable=False, index=True))

@@ -29,6 +29,7 @@ from bot.app import App
 from bot.commands import HANDOFF_TEXT
 from bot.contact import SENDS_PER_WINDOW, WINDOW
 from bot.demo import DEMO_DIR
+from bot.inbox import Inbox
 from bot.settings import Settings
 from bot.types import Address, InboundMessage, Reply, TextReply
 from campaigns.config import CampaignsConfig, RateLimits
@@ -131,7 +132,7 @@ async def brand(tmp_path: Path, wecom_server: FakePlatform) -> AsyncIterator[Bra
 
     async def handle(msg: InboundMessage) -> Reply:
         """The real pipeline; questions about membership get an answer of three messages."""
-        reply = await core.inbox.handle(msg)
+        reply = await core.pipeline.handle(msg)
         if msg.text == SLOW_QUESTION:
             handled.set()
             await slow.wait()
@@ -143,12 +144,13 @@ async def brand(tmp_path: Path, wecom_server: FakePlatform) -> AsyncIterator[Bra
         stack.push_async_callback(core.close)
         await core.knowledge.ingest_path(DEMO_DIR / "faq.csv")
         await core.knowledge.ingest(promotion())
+        inbox = Inbox(core.engine, handle)
         kf = create_kf_app(
-            handle, [account(fake)], api_base=fake.url, engine=core.engine, clock=clock,
+            inbox, [account(fake)], api_base=fake.url, engine=core.engine, clock=clock,
             backoff=0.0,
         )  # fmt: skip
         oa = create_official_app(
-            handle, [oa_account], api_base=fake.url, ledger=core.store.contacts, clock=clock
+            inbox, [oa_account], api_base=fake.url, ledger=core.store.contacts, clock=clock
         )
         kf_url = await stack.enter_async_context(serve("/wecom/kf/", kf)) + "shop"
         oa_url = await stack.enter_async_context(serve("/wechat/oa/", oa)) + "brand"

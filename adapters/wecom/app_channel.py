@@ -4,13 +4,16 @@ Mounted at ``/wecom/app/``; each account answers at ``/{name}``:
 
 - ``GET``: the URL check. ``msg_signature`` is verified over ``echostr``, which is decrypted and
   answered as plain text (no quotes, no newline), as the admin page expects within 1 s.
-- ``POST``: the encrypted callback. It is verified, decrypted and parsed, then acknowledged at once
+- ``POST``: the encrypted callback. It is verified, decrypted and parsed, recorded in the inbox
+  (:meth:`bot.inbox.Inbox.record`; 503 when it cannot be, and WeCom retries), then acknowledged
   with HTTP 200 and an empty body; the pipeline runs in a background task owned by the
   sub-application, and the answer goes out through ``message/send`` (split to the 2048-byte
   limit), at most 30 a minute and 1,000 an hour to one member (:mod:`adapters.wecom.quota`: a
-  reply over it is dropped with a log line, never sent for the platform to refuse). WeCom
-  retries a callback it did not see acknowledged; the pipeline's durable dedupe on
-  ``(channel, MsgId)`` makes a retried message answer nothing.
+  reply over it is dropped with a log line, never sent for the platform to refuse). The message
+  is done once its send went out or was dropped (:meth:`bot.inbox.Inbox.sent`); a process that
+  dies before leaves it to the recovery loop (:mod:`bot.inbox_recovery`, through
+  :meth:`WeComAppChannel.deliver`). WeCom retries a callback it did not see acknowledged; the
+  inbox's key ``(channel, MsgId)`` makes a retried message answer nothing.
 
 Only text messages reach the pipeline; events (enter_agent, ...) and other message types are
 acknowledged and logged.
@@ -31,7 +34,8 @@ from adapters.wecom.config import WeComAppAccount
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.limits import TEXT_MAX_BYTES, split_text
 from adapters.wecom.quota import RecipientQuota
-from bot.types import InboundMessage, MemberRef, MessageHandler
+from bot.inbox import Inbox
+from bot.types import InboundMessage, MemberRef, Reply
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +53,7 @@ class WeComAppChannel(CallbackEndpoint[WeComAppAccount]):
 
     def __init__(
         self,
-        handle: MessageHandler,
+        inbox: Inbox,
         accounts: Sequence[WeComAppAccount],
         *,
         api_base: str,
@@ -60,7 +64,7 @@ class WeComAppChannel(CallbackEndpoint[WeComAppAccount]):
         """``options`` are :class:`CallbackEndpoint`'s (``admission``, ``max_body_bytes``,
         ``tokens``). Raises ``ValueError`` for an account without an EncodingAESKey."""
         super().__init__(accounts, api_base=api_base, **options)
-        self._handle = handle
+        self._inbox = inbox
         self._quota = quota if quota is not None else RecipientQuota()
         self._clock = clock
 
@@ -79,10 +83,11 @@ class WeComAppChannel(CallbackEndpoint[WeComAppAccount]):
     async def handle(
         self, account: _Account, query: Mapping[str, str], body: bytes
     ) -> web.Response:
-        """Acknowledge at once; a text message is answered in the background."""
+        """Record a text message and acknowledge; it is answered in the background."""
         msg = self._message(account, self.open(account, query, body))
         if msg is not None:
-            self.tasks.answer(self._answer(account, msg), what=f"answer to {msg.id}")
+            await self._inbox.record(msg)  # Unavailable: 503, WeCom sends it again
+            self.tasks.answer(self._answer(msg), what=f"answer to {msg.id}")
         return web.Response(status=200)
 
     def _message(self, account: _Account, fields: dict[str, str]) -> InboundMessage | None:
@@ -105,28 +110,40 @@ class WeComAppChannel(CallbackEndpoint[WeComAppAccount]):
             store_id=account.config.store_id,
         )
 
-    async def _answer(self, account: _Account, msg: InboundMessage) -> None:
-        text = reply_text(await self._handle(msg))
+    async def _answer(self, msg: InboundMessage) -> None:
+        reply = await self._inbox.answer_to_send(msg)
+        if reply is not None:
+            await self._inbox.sent(msg, await self.deliver(msg, reply))
+
+    async def deliver(self, msg: InboundMessage, reply: Reply) -> str:
+        """Send ``reply`` to the staff member who wrote ``msg`` (also the recovery loop's
+        :data:`bot.inbox_recovery.Deliver`); the outcome. A platform failure raises."""
+        account = self.accounts.get(msg.channel.removeprefix(CHANNEL_PREFIX))
+        text = reply_text(reply)
+        if account is None:
+            return "rejected"  # an account no longer configured: nowhere to send it
         if text is None:
-            return
+            return "no_reply"
         client = self.clients[account.name]
         user = msg.sender.external_id
         for part in split_text(text, TEXT_MAX_BYTES, max_parts=MAX_PARTS):
             if not self._quota.take(f"{account.name}:{user}"):
                 log.warning("%s: reply to %s dropped: over message/send's per-member limit "
                             "(30 a minute, 1,000 an hour)", account.channel, user)  # fmt: skip
-                return
+                return "over_quota"
             await client.message_send_text(
-                agentid=account.config.agent_id, touser=msg.sender.external_id, content=part
+                agentid=account.config.agent_id, touser=user, content=part
             )
+        return "sent"
 
 
 def create_wecom_app_channel(
-    handle: MessageHandler, accounts: Sequence[WeComAppAccount], **options: Any
+    inbox: Inbox, accounts: Sequence[WeComAppAccount], **options: Any
 ) -> web.Application:
-    """A sub-application to mount at ``/wecom/app/`` (``options``: :class:`WeComAppChannel`'s);
+    """A sub-application to mount at ``/wecom/app/``, recording and answering through ``inbox``
+    (``options``: :class:`WeComAppChannel`'s);
     ``app[APP_CHANNEL].tasks`` holds the answers still being worked on."""
-    channel = WeComAppChannel(handle, accounts, **options)
+    channel = WeComAppChannel(inbox, accounts, **options)
     app = channel.application()
     app[APP_CHANNEL] = channel
     return app

@@ -18,7 +18,9 @@ mode verifies its signature, since it does not cover the body) → body size (41
 receive id (400 / 403) → XML (400). Everything before the body size is checked before the body
 is read. A refused request is logged once and answered with the status of its
 :class:`CallbackError` and a one-line body naming it; nothing a caller sends can make an
-endpoint answer 500.
+endpoint answer 500. A callback whose message cannot be recorded (the database is down:
+:class:`bot.errors.Unavailable`) is answered 503 with ``Retry-After``: not acknowledged, so the
+platform sends it again (:mod:`bot.inbox`: nothing is acknowledged that was not recorded).
 
 Freshness (:mod:`adapters.freshness`, the webhook's rule): every signature WeChat and WeCom send
 covers the ``timestamp`` query parameter — the Official Account's plain ``signature`` and every
@@ -49,7 +51,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -64,7 +66,8 @@ from adapters.wecom.config import CallbackAccount
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.errors import CallbackError, MalformedXML, StaleCallback, WeComError
 from adapters.wecom.xmlwire import parse_xml
-from bot.types import NoReply, Reply
+from bot.errors import Unavailable
+from bot.types import InboundMessage, NoReply, Reply
 
 log = logging.getLogger(__name__)
 
@@ -309,6 +312,16 @@ class CallbackEndpoint(Generic[C]):
             raise BadQuery(f"{account.channel} has no EncodingAESKey to check the URL with")
         return account.crypto.verify_url(signature, timestamp, nonce, echostr)
 
+    async def deliver(self, msg: InboundMessage, reply: Reply) -> str | None:
+        """Send the answer to a message of this channel recorded earlier through the platform
+        API (what the recovery loop calls, :data:`bot.inbox_recovery.Deliver`): the outcome,
+        or None to try again later. Only while the sub-application runs."""
+        raise NotImplementedError
+
+    def deliverers(self) -> dict[str, Callable[[InboundMessage, Reply], Awaitable[str | None]]]:
+        """:meth:`deliver` for each account's ``InboundMessage.channel``."""
+        return {account.channel: self.deliver for account in self.accounts.values()}
+
     async def started(self) -> None:
         """Called once the API clients exist, before the first request is served."""
 
@@ -345,6 +358,10 @@ class CallbackEndpoint(Generic[C]):
             return await self.handle(account, request.query, body)
         except CallbackError as exc:
             return refused(account.channel, exc)
+        except Unavailable as exc:  # not recorded: unacknowledged, the platform sends it again
+            log.warning("%s: callback not acknowledged: %s", account.channel, exc)
+            retry_after = {"Retry-After": str(max(1, round(exc.retry_after)))}
+            return web.Response(status=503, text="unavailable", headers=retry_after)
 
     def check_query(self, account: Account[C], query: Mapping[str, str]) -> None:
         """What can be checked of a ``POST`` before its body is read: the signed query

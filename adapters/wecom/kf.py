@@ -31,7 +31,8 @@ from adapters.wecom.errors import MalformedXML
 from adapters.wecom.kf_channel import CHANNEL_PREFIX, KfChannel, KfEndpoint
 from adapters.wecom.kf_state import KfState
 from bot.contact import ContactLedger
-from bot.types import MessageHandler, SessionEnded
+from bot.inbox import Inbox
+from bot.types import InboundMessage, Reply, SessionEnded
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class KfRuntime(CallbackEndpoint[KfAccount]):
     channel_prefix = CHANNEL_PREFIX
 
     def __init__(
-        self, handle: MessageHandler, accounts: Sequence[KfAccount], *, api_base: str,
+        self, inbox: Inbox, accounts: Sequence[KfAccount], *, api_base: str,
         engine: AsyncEngine, clock: Clock = utc_now, timeout: float = 10.0, backoff: float = 0.5,
         page_size: int = KF_SYNC_MAX_LIMIT, session_ended: SessionEnded | None = None,
         **options: Any,
@@ -56,7 +57,7 @@ class KfRuntime(CallbackEndpoint[KfAccount]):
         an account without an EncodingAESKey (WeCom requires one)."""
         super().__init__(accounts, api_base=api_base, **options)
         self.client_options = {"timeout": timeout, "backoff": backoff}
-        self._handle, self._session_ended = handle, session_ended
+        self._inbox, self._session_ended = inbox, session_ended
         self._engine, self._clock, self._page_size = engine, clock, page_size
         self._channel: KfChannel | None = None
 
@@ -85,10 +86,15 @@ class KfRuntime(CallbackEndpoint[KfAccount]):
             name: KfEndpoint(a.config, self.clients[name]) for name, a in self.accounts.items()
         }
         self._channel = KfChannel(
-            self._handle, KfState(self._engine), endpoints, ledger=ContactLedger(self._engine),
+            self._inbox, KfState(self._engine), endpoints, ledger=ContactLedger(self._engine),
             clock=self._clock, page_size=self._page_size, session_ended=self._session_ended,
             tasks=self.tasks,
         )  # fmt: skip
+
+    async def deliver(self, msg: InboundMessage, reply: Reply) -> str | None:
+        """Send the reply to a message recorded earlier (the recovery loop's
+        :data:`bot.inbox_recovery.Deliver`): :meth:`KfChannel.deliver`."""
+        return await self.channel.deliver(msg, reply)
 
     async def stopping(self) -> None:
         if self._channel is not None:
@@ -115,12 +121,11 @@ class KfRuntime(CallbackEndpoint[KfAccount]):
 KF_RUNTIME = web.AppKey("siyu_wecom_kf", KfRuntime)
 
 
-def create_kf_app(
-    handle: MessageHandler, accounts: Sequence[KfAccount], **options: Any
-) -> web.Application:
-    """A sub-application to mount at ``/wecom/kf/`` (``options``: :class:`KfRuntime`'s); one
+def create_kf_app(inbox: Inbox, accounts: Sequence[KfAccount], **options: Any) -> web.Application:
+    """A sub-application to mount at ``/wecom/kf/``, recording and answering each pulled message
+    through ``inbox`` (``options``: :class:`KfRuntime`'s); one
     route per verb serves every account; ``app[KF_RUNTIME]`` is the runtime."""
-    runtime = KfRuntime(handle, accounts, **options)
+    runtime = KfRuntime(inbox, accounts, **options)
     app = runtime.application()
     app[KF_RUNTIME] = runtime
     return app

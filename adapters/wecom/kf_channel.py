@@ -11,9 +11,17 @@ field, text that is not Unicode) is skipped, logged once with its msgid and coun
 bad entry never blocks the account.
 
 One sync reads pages while ``has_more``; the cursor is saved only after a page's messages were
-handled. A crash in between re-reads that page: the pipeline's durable dedupe (on msgid) answers
-nothing twice, and our ``send_msg`` msgid (derived from the inbound one) makes a retried send
-idempotent on the platform too. Messages are handled one after another, in the platform's order.
+handled, and each customer text message is recorded in the inbox before it is answered
+(:meth:`bot.inbox.Inbox.answer_to_send`), so none is lost when the cursor moves. A message is
+done when its reply was sent, or a decision says it never will be (a person serves, the window
+is closed, the platform refused it): :meth:`bot.inbox.Inbox.sent` with that outcome. A crash in
+between (the answer handed out, ``send_msg`` not yet made) leaves it ``sending``: the re-read
+page finds it leased, and once the lease has run out the recovery loop (:mod:`bot.inbox_recovery`,
+through :meth:`KfChannel.deliver`) sends it. Our ``send_msg`` msgid (derived from the inbound
+one) makes a repeated send idempotent on the platform, so that sending again cannot deliver
+twice. A send that fails in transport (timeout, busy, frequency limit) stays ``sending`` for the
+recovery loop too, and the sync moves on. Messages are handled one after another, in the
+platform's order.
 
 Before each reply the channel:
 
@@ -46,9 +54,16 @@ from adapters import Clock
 from adapters.wecom.callback import BackgroundTasks
 from adapters.wecom.client import KF_SYNC_MAX_LIMIT, WeComClient
 from adapters.wecom.config import KfAccount
-from adapters.wecom.errors import APIError, WindowClosedError
+from adapters.wecom.errors import (
+    APIError,
+    RateLimitedError,
+    SystemBusyError,
+    TransportError,
+    WindowClosedError,
+)
 from adapters.wecom.kf_messages import (
     HUMAN_STATES,
+    ORIGIN_CUSTOMER,
     BadKfMessage,
     KfMessage,
     parse_kf_message,
@@ -57,13 +72,13 @@ from adapters.wecom.kf_messages import (
 from adapters.wecom.kf_state import KfState
 from adapters.wecom.limits import fit_window
 from bot.contact import ContactLedger
+from bot.inbox import Inbox
 from bot.text import encodable
 from bot.types import (
     Address,
     HandoffReply,
     InboundMessage,
     MemberRef,
-    MessageHandler,
     NoReply,
     Reply,
     SessionEnded,
@@ -78,6 +93,9 @@ MAX_QUESTION_CHARS = 2000
 SESSION_ENDED = 3
 """``session_status_change`` ``change_type`` when the human agent ended the session."""
 STATE_QUEUE, STATE_AGENT = 2, 3
+SENT = "sent"
+RETRYABLE = (TransportError, SystemBusyError, RateLimitedError)
+"""Send failures that may pass: the message stays ``sending`` and is sent again later."""
 
 
 @dataclass
@@ -101,11 +119,11 @@ class KfChannel:
     """The sync loops of every kf account, tracked so that shutdown cancels and awaits them."""
 
     def __init__(
-        self, handle: MessageHandler, state: KfState, endpoints: Mapping[str, KfEndpoint], *,
+        self, inbox: Inbox, state: KfState, endpoints: Mapping[str, KfEndpoint], *,
         ledger: ContactLedger, clock: Clock, page_size: int = KF_SYNC_MAX_LIMIT,
         session_ended: SessionEnded | None = None, tasks: BackgroundTasks | None = None,
     ) -> None:  # fmt: skip
-        self._handle = handle
+        self._inbox = inbox
         self._ledger = ledger
         self._session_ended = session_ended
         self._page_size = page_size
@@ -207,8 +225,27 @@ class KfChannel:
             notice = NON_TEXT_TEXT if msg.msgtype != "text" else TOO_LONG_TEXT
             await self._reply_text(endpoint, msg, address, notice)
         else:
-            reply = await self._handle(self._inbound(endpoint.account, msg, address))
-            await self._deliver(endpoint, msg, address, reply)
+            inbound = self._inbound(endpoint.account, msg, address)
+            reply = await self._inbox.answer_to_send(inbound)  # recorded before the cursor moves
+            if reply is None:
+                return  # done already, or another request has it
+            outcome = await self._deliver(endpoint, msg, address, reply)
+            if outcome is not None:
+                await self._inbox.sent(inbound, outcome)
+
+    async def deliver(self, inbound: InboundMessage, reply: Reply) -> str | None:
+        """Send the reply to a message recorded earlier (the recovery loop's
+        :data:`bot.inbox_recovery.Deliver`); the outcome, None to try again later."""
+        address = inbound.address
+        endpoint = self._endpoints.get(inbound.channel.removeprefix(CHANNEL_PREFIX))
+        if endpoint is None or address is None or not address.chat:
+            return "rejected"  # an account no longer configured, or no chat to send to
+        msg = KfMessage(
+            msgid=inbound.id, open_kfid=address.chat, external_userid=address.user,
+            sent_at=inbound.received_at, origin=ORIGIN_CUSTOMER, msgtype="text",
+            text=inbound.text,
+        )  # fmt: skip
+        return await self._deliver(endpoint, msg, address, reply)
 
     def _inbound(self, account: KfAccount, msg: KfMessage, address: Address) -> InboundMessage:
         channel = CHANNEL_PREFIX + account.name
@@ -225,36 +262,38 @@ class KfChannel:
 
     async def _deliver(
         self, endpoint: KfEndpoint, msg: KfMessage, address: Address, reply: Reply
-    ) -> None:
+    ) -> str | None:
+        """Send ``reply`` (and hand off when it says so); the outcome, None to try again."""
         if isinstance(reply, NoReply):
-            return
-        if not await self._reply_text(endpoint, msg, address, reply.text):
-            return
-        if isinstance(reply, HandoffReply):
+            return "no_reply"
+        outcome = await self._reply_text(endpoint, msg, address, reply.text)
+        if outcome == SENT and isinstance(reply, HandoffReply):
             await self._hand_off(endpoint, msg)
+        return outcome
 
     async def _reply_text(
         self, endpoint: KfEndpoint, msg: KfMessage, address: Address, text: str
-    ) -> bool:
+    ) -> str | None:
         """Send ``text`` (split to what the window allows) unless a person serves or the window
-        is closed; True when every part was sent."""
+        is closed; the outcome (``sent`` when every part was), None to try again later."""
         name = endpoint.account.name
         if await self._human_serving(endpoint, msg):
             log.info("kf %s: %s is served by a person: silent", name, msg.external_userid)
-            return False
+            return "person_serving"
         limit = self._ledger.limit
         parts = await fit_window(self._ledger, address, text, self._clock(), max_parts=limit)
         if not parts:
             log.info("kf %s: window of %s closed: not sent", name, msg.external_userid)
-            return False
+            return "window_closed"
         for part, content in enumerate(parts):
-            if not await self._send(endpoint, msg, address, part, content):
-                return False
-        return True
+            failed = await self._send(endpoint, msg, address, part, content)
+            if failed != SENT:
+                return failed
+        return SENT
 
     async def _send(
         self, endpoint: KfEndpoint, msg: KfMessage, address: Address, part: int, content: str
-    ) -> bool:
+    ) -> str | None:
         name = endpoint.account.name
         try:
             await endpoint.client.kf_send_text(
@@ -266,11 +305,14 @@ class KfChannel:
         except WindowClosedError as exc:
             await self._ledger.close(address)
             log.info("kf %s: platform closed the window of %s: %s", name, msg.msgid, exc)
-            return False
+            return "window_closed"
+        except RETRYABLE as exc:  # same msgid next time: the platform never delivers it twice
+            log.warning("kf %s: reply to %s not sent yet: %s", name, msg.msgid, exc)
+            return None
         except APIError as exc:
             log.warning("kf %s: reply to %s not sent: %s", name, msg.msgid, exc)
-            return False
-        return True
+            return "rejected"
+        return SENT
 
     async def _human_serving(self, endpoint: KfEndpoint, msg: KfMessage) -> bool:
         try:

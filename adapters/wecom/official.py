@@ -38,12 +38,25 @@ as their answers take (seconds with an LLM), which was the whole p99 of the ackn
 (issue 11: 4.57 s); now an acknowledgement waits for an answer only while the process is idle
 enough to give it one at once (bench/load.py ``oa_burst``, bench/callback_ack.py).
 
-Exactly once: WeChat retries a message it saw no answer to (same MsgId, about every 5 s, three
-attempts). Each message's answer is one task in :class:`InFlight`; a retry waits on the same task
-within its own budget. Whoever finds the finished answer first claims it: a request still open
-returns it passively, else the task's completion sends it through the API. A retry after delivery
-answers ``success``; after a restart the pipeline's durable dedupe answers NoReply("duplicate"),
-which is ``success`` too.
+Durable, and exactly once: each text message is recorded in the inbox
+(:meth:`bot.inbox.Inbox.record`) before the callback is answered, overloaded or not; when it
+cannot be recorded the callback gets 503, no ``success``, and WeChat sends it again. Its answer
+is then made with :meth:`bot.inbox.Inbox.answer_to_send` and is done (``delivered``) once the
+passive reply carried it or ``custom/send`` accepted it (:meth:`bot.inbox.Inbox.sent`); a
+process that dies before that leaves it to the recovery loop (:mod:`bot.inbox_recovery`), which
+sends it through :meth:`OfficialAccountChannel.deliver` once the dead process's lease ran out.
+Decision: a message cut by a crash is not answered passively to a retry (the lease of its dead
+owner outlives WeChat's three retries, ~15 s): the retries get ``success`` and the answer
+follows through ``custom/send``, once.
+
+WeChat retries a message it saw no answer to (same MsgId, about every 5 s, three attempts).
+Within one process each message's answer is one task in :class:`InFlight`; a retry waits on the
+same task within its own budget. Whoever finds the finished answer first claims it: a request
+still open returns it passively, else the task's completion sends it through the API. A retry
+after delivery answers ``success``, in this process or any other (the inbox says it is done).
+
+Media and ``subscribe`` notices are not recorded: they are answered from constants, without the
+pipeline, and a lost one costs a member a notice, not an answer.
 
 Text (and voice with WeChat's speech recognition) goes to the pipeline; ``subscribe`` gets a
 welcome; images, voice, video get a polite "text only" note; everything else is ``success`` and
@@ -79,7 +92,8 @@ from adapters.wecom.inflight import Answer, InFlight
 from adapters.wecom.limits import TEXT_MAX_BYTES, fit_window, split_text
 from adapters.wecom.xmlwire import parse_xml, text_reply_xml
 from bot.contact import ContactLedger
-from bot.types import Address, InboundMessage, MemberRef, MessageHandler
+from bot.inbox import Inbox
+from bot.types import Address, InboundMessage, MemberRef, Reply
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +128,7 @@ class OfficialAccountChannel(CallbackEndpoint[OfficialAccountConfig]):
 
     def __init__(
         self,
-        handle: MessageHandler,
+        inbox: Inbox,
         accounts: Sequence[OfficialAccountConfig],
         *,
         api_base: str,
@@ -128,7 +142,7 @@ class OfficialAccountChannel(CallbackEndpoint[OfficialAccountConfig]):
         ``tokens``). Raises ``ValueError`` for a compatible- or safe-mode account without an
         EncodingAESKey."""
         super().__init__(accounts, api_base=api_base, **options)
-        self._handle = handle
+        self._inbox = inbox
         self._ledger = ledger
         self._clock = clock
         self._welcome = welcome
@@ -168,7 +182,7 @@ class OfficialAccountChannel(CallbackEndpoint[OfficialAccountConfig]):
         # A passive reply carries one message (the first part is a prefix of the stripped text):
         # the rest goes through the API.
         if rest := text.strip()[len(first) :].strip():
-            self.tasks.spawn(self._send(account, user, rest), what="rest of a long answer")
+            self.tasks.spawn(self._send_later(account, user, rest, None), what="rest of an answer")
         return web.Response(text=self._passive(callback, first), content_type="application/xml")
 
     def check_query(self, account: _Account, query: Mapping[str, str]) -> None:
@@ -202,7 +216,8 @@ class OfficialAccountChannel(CallbackEndpoint[OfficialAccountConfig]):
             msg = self._message(account, msg_id, user, question)
             if msg is None:
                 return None
-            return await self._respond(account, msg_id, user, lambda: self._ask(msg))
+            await self._inbox.record(msg)  # before any acknowledgement; Unavailable: 503
+            return await self._respond(account, msg_id, user, lambda: self._ask(msg), msg)
         if kind in MEDIA_TYPES:
             key = fields.get("MsgId", "")[:MAX_ID_CHARS] or f"{user}:{fields.get('CreateTime', '')}"
             return await self._respond(account, key, user, _constant(MEDIA_TEXT))
@@ -230,12 +245,21 @@ class OfficialAccountChannel(CallbackEndpoint[OfficialAccountConfig]):
         )
 
     async def _ask(self, msg: InboundMessage) -> str | None:
-        return reply_text(await self._handle(msg))
+        """The answer's text for this process to deliver, if it is this process's to deliver."""
+        reply = await self._inbox.answer_to_send(msg)
+        if reply is None:
+            return None  # done already, or another request (maybe another process) has it
+        text = reply_text(reply)
+        if text is None:
+            await self._inbox.sent(msg, "no_reply")
+        return text
 
     async def _respond(
-        self, account: _Account, key: str, user: str, produce: Produce
-    ) -> str | None:
-        """Start (or join) the answer for ``key`` and wait for it within the account's budget."""
+        self, account: _Account, key: str, user: str, produce: Produce,
+        msg: InboundMessage | None = None,
+    ) -> str | None:  # fmt: skip
+        """Start (or join) the answer for ``key`` and wait for it within the account's budget;
+        the passive reply's text, ``msg`` (if recorded) marked delivered with it."""
         budget = account.config.reply_budget_seconds
         answer = self.inflight.get(f"{account.config.name}:{key}")
         if answer is None:
@@ -243,26 +267,50 @@ class OfficialAccountChannel(CallbackEndpoint[OfficialAccountConfig]):
             answer = self.inflight.start(
                 f"{account.config.name}:{key}",
                 lambda entry: self.tasks.answer(_fill(entry, produce), what=f"answer to {key}"),
-                lambda entry: self._finished(account, user, entry),
+                lambda entry: self._finished(account, user, entry, msg),
             )
             if overloaded:
                 return None  # acknowledge now; the answer follows through the API
-        return await answer.wait(budget, until=self.tasks.admission.strained())
+        text = await answer.wait(budget, until=self.tasks.admission.strained())
+        if text is not None and msg is not None:
+            await self._inbox.sent(msg, "passive")  # Unavailable: 503, sent later by the API
+        return text
 
-    def _finished(self, account: _Account, user: str, answer: Answer) -> None:
+    def _finished(
+        self, account: _Account, user: str, answer: Answer, msg: InboundMessage | None
+    ) -> None:
         """The answer is ready and no request is waiting for it: send it through the API."""
         if answer.text is not None and answer.claim():
-            work = self._send(account, user, answer.text)
+            work = self._send_later(account, user, answer.text, msg)
             self.tasks.spawn(work, what="customer-service send")
 
-    async def _send(self, account: _Account, user: str, text: str) -> None:
-        """Send ``text`` through ``custom/send``, split to what the contact window allows."""
+    async def _send_later(
+        self, account: _Account, user: str, text: str, msg: InboundMessage | None
+    ) -> None:
+        outcome = await self._send(account, user, text)
+        if msg is not None:
+            await self._inbox.sent(msg, outcome)
+
+    async def deliver(self, msg: InboundMessage, reply: Reply) -> str:
+        """Send the answer to a message of this channel's recorded earlier (the recovery loop,
+        :data:`bot.inbox_recovery.Deliver`) through ``custom/send``; the outcome."""
+        account = self.accounts.get(msg.channel.removeprefix(CHANNEL_PREFIX))
+        text = reply_text(reply)
+        if account is None:
+            return "rejected"  # an account no longer configured: nowhere to send it
+        if text is None:
+            return "no_reply"
+        return await self._send(account, msg.sender.external_id, text)
+
+    async def _send(self, account: _Account, user: str, text: str) -> str:
+        """Send ``text`` through ``custom/send``, split to what the contact window allows; the
+        outcome (``sent``, ``window_closed``). A platform failure raises."""
         address = _address(account, user)
         at = self._clock()
         parts = await fit_window(self._ledger, address, text, at, max_parts=MAX_CUSTOM_PARTS)
         if not parts:
             log.info("%s: window of %s closed: answer not sent", account.channel, user)
-            return
+            return "window_closed"
         client = self.clients[account.name]
         for part in parts:
             try:
@@ -270,7 +318,8 @@ class OfficialAccountChannel(CallbackEndpoint[OfficialAccountConfig]):
             except WindowClosedError as exc:
                 await self._ledger.close(address)
                 log.info("%s: platform closed the window of %s: %s", account.channel, user, exc)
-                return
+                return "window_closed"
+        return "sent"
 
     def _passive(self, callback: _Callback, text: str) -> str:
         """The passive reply XML carrying ``text``, encrypted when the callback was."""
@@ -303,14 +352,15 @@ def _constant(text: str) -> Produce:
 
 
 def create_official_app(
-    handle: MessageHandler, accounts: Sequence[OfficialAccountConfig], **options: Any
+    inbox: Inbox, accounts: Sequence[OfficialAccountConfig], **options: Any
 ) -> web.Application:
-    """A sub-application to mount at ``/wechat/oa/`` (``options``: the channel's; ``ledger``, the
-    core's contact-window ledger every customer-service send consumes from, is required).
+    """A sub-application to mount at ``/wechat/oa/``, recording and answering through ``inbox``
+    (``options``: the channel's; ``ledger``, the core's contact-window ledger every
+    customer-service send consumes from, is required).
 
     ``app[OA_CHANNEL]`` exposes the in-flight answers and background tasks (tests, shutdown).
     """
-    channel = OfficialAccountChannel(handle, accounts, **options)
+    channel = OfficialAccountChannel(inbox, accounts, **options)
     app = channel.application()
     app[OA_CHANNEL] = channel
     return app

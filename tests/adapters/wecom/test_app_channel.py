@@ -14,12 +14,14 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.wecom.app_channel import APP_CHANNEL, WeComAppChannel, create_wecom_app_channel
 from adapters.wecom.config import WeComAppAccount
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.quota import RecipientQuota
 from adapters.wecom.xmlwire import build_xml
+from bot.inbox import Inbox
 from bot.text import utf8_len
 from bot.types import MessageHandler
 from tests.adapters.wecom.wire import (
@@ -38,6 +40,7 @@ from tests.adapters.wecom.wire import (
     text_fields,
 )
 from tests.fakes.wecom_server import FakePlatform
+from tests.sql import sql_engine
 
 STAFF_TOKEN = "staff-callback-token"
 AGENT_ID = 1000002
@@ -74,14 +77,22 @@ StartChannel = Callable[..., Awaitable[Running]]
 
 
 @pytest.fixture
-async def start(wecom_server: FakePlatform) -> AsyncIterator[StartChannel]:
-    """Start the channel around a handler (``options``: the channel's); everything is closed
-    after the test."""
+async def engine(data_dir: Path) -> AsyncIterator[AsyncEngine]:
+    """A real SQLite database for the inbox."""
+    async with sql_engine("sqlite", data_dir) as engine:
+        yield engine
+
+
+@pytest.fixture
+async def start(wecom_server: FakePlatform, engine: AsyncEngine) -> AsyncIterator[StartChannel]:
+    """Start the channel around a handler (behind a real inbox) or an inbox (``options``: the
+    channel's); everything is closed after the test."""
     async with AsyncExitStack() as stack:
 
-        async def run(handle: MessageHandler, **options: Any) -> Running:
+        async def run(handle: MessageHandler | Inbox, **options: Any) -> Running:
+            inbox = handle if isinstance(handle, Inbox) else Inbox(engine, handle)
             sub = create_wecom_app_channel(
-                handle, accounts(wecom_server), api_base=wecom_server.url, **options
+                inbox, accounts(wecom_server), api_base=wecom_server.url, **options
             )
             url = await stack.enter_async_context(serve("/wecom/app/", sub))
             crypto = CallbackCrypto(STAFF_TOKEN, AES_KEY, wecom_server.corp_id)
@@ -180,7 +191,7 @@ async def test_faq_answer_end_to_end_and_retries_answer_once(
     start: StartChannel, wecom_server: FakePlatform, tmp_path: Path
 ) -> None:
     async with real_core(tmp_path) as core:
-        running = await start(core.inbox.handle)
+        running = await start(core.inbox)
         assert await running.send(QUESTION, "8001") == (200, "")
         for _ in range(2):  # WeCom's sequential retries of the same MsgId
             assert await running.send(QUESTION, "8001") == (200, "")
@@ -250,12 +261,12 @@ async def test_events_and_other_types_are_acknowledged_and_ignored(
     assert wecom_server.app_sent == []
 
 
-def test_an_account_without_aes_key_is_refused() -> None:
+def test_an_account_without_aes_key_is_refused(engine: AsyncEngine) -> None:
     account = WeComAppAccount(
         name="nokey", token=SecretStr("t"), corp_id="ww1", agent_id=1, secret=SecretStr("s")
     )
     with pytest.raises(ValueError, match="encoding_aes_key"):
-        create_wecom_app_channel(SlowBot(), [account], api_base="http://127.0.0.1:9")
+        create_wecom_app_channel(Inbox(engine, SlowBot()), [account], api_base="http://127.0.0.1:9")
 
 
 async def test_replies_over_the_per_member_limit_are_dropped_not_sent(

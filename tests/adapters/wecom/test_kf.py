@@ -29,6 +29,7 @@ from bot.app import App
 from bot.commands import HANDOFF_TEXT
 from bot.contact import SENDS_PER_WINDOW
 from bot.demo import DEMO_DIR
+from bot.inbox import Inbox
 from bot.settings import Settings
 from bot.types import Address, InboundMessage, MessageHandler, Reply, TextReply
 from tests.adapters.wecom.wire import now_timestamp
@@ -96,9 +97,11 @@ async def start_kf(wecom_server: FakePlatform, core: App) -> AsyncIterator[Start
     runners: list[web.AppRunner] = []
 
     async def start(handle: MessageHandler | None = None, **options: Any) -> Kf:
+        """A handler given stands behind an inbox of its own on the core's database."""
         accounts = options.pop("accounts", None) or [account(wecom_server)]
+        inbox = core.inbox if handle is None else Inbox(core.engine, handle)
         sub = create_kf_app(
-            handle or core.inbox.handle, accounts, api_base=wecom_server.url,
+            inbox, accounts, api_base=wecom_server.url,
             engine=core.engine, clock=lambda: now(wecom_server),
             backoff=0.0, **options,
         )  # fmt: skip
@@ -296,7 +299,7 @@ async def test_restart_after_a_failed_page_loses_nothing_and_repeats_nothing(
         handled.append(msg.sender.external_id)
         if len(handled) == 2:  # page 1 is handled: the fetch of page 2 fails for good
             wecom_server.http_status(SYNC, 500, times=3)
-        return await core.inbox.handle(msg)
+        return await core.pipeline.handle(msg)
 
     first = await start_kf(crash_after_page_one, page_size=2)
     await callback(first, wecom_server)
@@ -324,7 +327,7 @@ async def test_a_callback_during_a_sync_makes_the_loop_sync_again(
             wecom_server.add_kf_message("wm-2", "积分会过期吗？")
             status, _ = await post(kf.url, *callback_body(wecom_server))
             assert status == 200
-        return await core.inbox.handle(msg)
+        return await core.pipeline.handle(msg)
 
     kf = await start_kf(second_message_meanwhile)
     await callback(kf, wecom_server)
@@ -348,7 +351,7 @@ async def test_a_long_answer_is_capped_at_five_messages(
     wecom_server: FakePlatform, start_kf: StartKf, core: App
 ) -> None:
     async def verbose(msg: InboundMessage) -> Reply:
-        await core.inbox.handle(msg)  # records the member and opens the window
+        await core.pipeline.handle(msg)  # records the member and opens the window
         return TextReply("这是一个非常长的回答。" * 1000)
 
     wecom_server.add_kf_message("wm-1", "说说你们的一切")

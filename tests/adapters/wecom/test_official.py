@@ -16,6 +16,7 @@ from typing import Literal
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.admission import Admission
 from adapters.wecom.config import OfficialAccountConfig
@@ -29,6 +30,7 @@ from adapters.wecom.official import (
 )
 from adapters.wecom.xmlwire import build_xml, parse_xml
 from bot.contact import SENDS_PER_WINDOW, ContactLedger
+from bot.inbox import Inbox
 from bot.types import Address, MessageHandler
 from tests.adapters.wecom.wire import (
     AES_KEY,
@@ -89,10 +91,16 @@ StartChannel = Callable[..., Awaitable[Running]]
 
 
 @pytest.fixture
-async def ledger(data_dir: Path) -> AsyncIterator[ContactLedger]:
-    """The core's contact-window ledger on a real SQLite database."""
+async def engine(data_dir: Path) -> AsyncIterator[AsyncEngine]:
+    """A real SQLite database for the inbox and the ledger."""
     async with sql_engine("sqlite", data_dir) as engine:
-        yield ContactLedger(engine)
+        yield engine
+
+
+@pytest.fixture
+def ledger(engine: AsyncEngine) -> ContactLedger:
+    """The core's contact-window ledger on a real SQLite database."""
+    return ContactLedger(engine)
 
 
 async def member_wrote(server: FakePlatform, ledger: ContactLedger) -> None:
@@ -103,12 +111,15 @@ async def member_wrote(server: FakePlatform, ledger: ContactLedger) -> None:
 
 
 @pytest.fixture
-async def start(wecom_server: FakePlatform, ledger: ContactLedger) -> AsyncIterator[StartChannel]:
-    """Start the channel around a handler with one account; closed after the test."""
+async def start(
+    wecom_server: FakePlatform, ledger: ContactLedger, engine: AsyncEngine
+) -> AsyncIterator[StartChannel]:
+    """Start the channel with one account around a handler (behind a real inbox) or an inbox;
+    closed after the test."""
     async with AsyncExitStack() as stack:
 
         async def run(
-            handle: MessageHandler, mode: Mode = "safe", budget: float = FAST,
+            handle: MessageHandler | Inbox, mode: Mode = "safe", budget: float = FAST,
             admission: Admission | None = None,
         ) -> Running:  # fmt: skip
             account = OfficialAccountConfig(
@@ -117,8 +128,9 @@ async def start(wecom_server: FakePlatform, ledger: ContactLedger) -> AsyncItera
                 encoding_aes_key=None if mode == "plain" else SecretStr(AES_KEY),
                 reply_budget_seconds=budget, store_id="sh-xuhui",
             )  # fmt: skip
+            inbox = handle if isinstance(handle, Inbox) else Inbox(engine, handle)
             sub = create_official_app(
-                handle, [account], api_base=wecom_server.url, ledger=ledger, admission=admission
+                inbox, [account], api_base=wecom_server.url, ledger=ledger, admission=admission
             )
             url = await stack.enter_async_context(serve("/wechat/oa/", sub))
             crypto = CallbackCrypto(TOKEN, AES_KEY, wecom_server.oa_app_id)
@@ -407,20 +419,21 @@ async def test_real_core_answers_from_the_demo_faq_and_survives_a_restart(
     start: StartChannel, tmp_path: Path
 ) -> None:
     async with real_core(tmp_path) as core:
-        running = await start(core.inbox.handle, mode="safe")
+        running = await start(core.inbox, mode="safe")
         status, text = await running.send("积分会过期吗？", "700001")
         assert status == 200
         assert "次年 12 月 31 日" in running.open_reply(text)["Content"]
-        restarted = await start(core.inbox.handle, mode="safe")  # no in-process memory
+        restarted = await start(core.inbox, mode="safe")  # no in-process memory
         assert await restarted.send("积分会过期吗？", "700001") == (200, "success")
 
 
-def test_an_encrypted_mode_account_needs_a_key(ledger: ContactLedger) -> None:
+def test_an_encrypted_mode_account_needs_a_key(ledger: ContactLedger, engine: AsyncEngine) -> None:
     account = OfficialAccountConfig(
         name="nokey", token=SecretStr("t"), app_id="wx1", secret=SecretStr("s"), mode="safe"
     )
+    inbox = Inbox(engine, fast_bot())
     with pytest.raises(ValueError, match="needs a key"):
-        create_official_app(fast_bot(), [account], api_base="http://127.0.0.1:9", ledger=ledger)
+        create_official_app(inbox, [account], api_base="http://127.0.0.1:9", ledger=ledger)
 
 
 async def test_overload_acknowledges_at_once_and_answers_through_the_api(
@@ -429,7 +442,16 @@ async def test_overload_acknowledges_at_once_and_answers_through_the_api(
     bot = SlowBot()
     running = await start(bot, budget=FAST, admission=Admission(2))
     await member_wrote(wecom_server, ledger)
-    busy = [asyncio.create_task(running.send(f"问题{i}", f"3000{i:02d}")) for i in range(2)]
+    others = [f"oUser-busy-{i}" for i in range(2)]  # two conversations: answered side by side
+    for user in others:
+        wecom_server.add_oa_message(user)
+        await ledger.open(Address("oa", "brand", user), datetime.now(UTC))
+    busy = [
+        asyncio.create_task(
+            running.send("", "", fields=text_fields(user, OURS, f"问题{i}", f"3000{i:02d}"))
+        )
+        for i, user in enumerate(others)
+    ]
     await until(lambda: len(bot.seen) == 2, lambda: asyncio.sleep(0.01))
     # Every slot is taken and each of those requests waits within its 4.5 s budget for a passive
     # reply. The next message is acknowledged without waiting for an answer, and, since work now
