@@ -230,8 +230,8 @@ def _channel_apps(app: App, admission: Admission) -> list[tuple[str, web.Applica
     wecom, limit = settings.wecom, settings.web.max_body_bytes
     if bridges := settings.webhook.bridges:
         hooks = create_webhook_app(
-            inbox.handle, bridges, max_body_bytes=limit, admission=admission,
-            undelivered=app.inbox.undelivered,
+            inbox.respond, bridges, max_body_bytes=limit, admission=admission,
+            responded=inbox.responded,
         )  # fmt: skip
         mounted.append(("/hooks/", hooks))
     shared = {"admission": admission, "max_body_bytes": limit}

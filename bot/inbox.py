@@ -18,11 +18,16 @@ one message, identified by ``(channel, message id)`` as the platform sends it:
    again, ``attempts`` counts the tries) and raises :class:`bot.errors.Unavailable`: the member
    is not told "sorry" for an outage, the retry is answered. The apology is for questions the
    knowledge does not cover, and for our own bugs.
-4. **Hand out** the answer: storing the reply and marking it ``delivered`` is one UPDATE that
-   only the lease's owner can make. The caller then sends it (the HTTP response, a passive
-   reply). A channel that finds its caller gone before it could send (a bridge that timed
-   out) calls :meth:`Inbox.undelivered`: the answer goes back to ``answered`` and the caller's
-   retry gets it, never silence.
+4. **Hand out** the answer: storing the reply and handing it out is one UPDATE that only the
+   lease's owner can make. :meth:`Inbox.handle` (the console: the answer is shown in the same
+   process) marks it ``delivered`` at once. A bridge's answer travels back in the HTTP
+   response, which can be lost with the process or the connection, so :meth:`Inbox.respond`
+   hands it out to ``sending`` under this process's lease and the webhook confirms with
+   :meth:`Inbox.responded` once the response is written (``delivered``) or finds its caller gone
+   (a bridge that timed out: ``answered`` again). A retry meanwhile waits; a retry after the
+   process died takes the answer over when the lease runs out. So the bridge's retry always
+   gets the answer, never ``duplicate`` for an answer it did not receive; a process killed
+   after writing the response but before confirming it sends it once more (at least once).
 
 A retry of a message already answered but not handed out gets that answer; a retry of a
 delivered one gets ``NoReply("duplicate")``; a retry while another request (in this process or
@@ -305,21 +310,49 @@ class Inbox:
         async with self._engine.begin() as conn:
             return (await conn.execute(query)).rowcount == 1
 
-    async def undelivered(self, channel: str, message_id: str) -> bool:
-        """The answer handed out for this message never reached its caller: keep it for the
-        caller's retry. True when it was handed out and is now waiting again."""
+    async def respond(self, msg: InboundMessage) -> Reply:
+        """:meth:`handle` for a caller whose answer travels back in its own response (a bridge):
+        the answer is handed out to ``sending``, leased to this process, and the caller says
+        with :meth:`responded` whether the response went out. Until then a retry of the message
+        waits (up to ``join_wait``) instead of being told ``duplicate``; if this process dies
+        first, a retry after the lease takes the answer over and gets it.
+
+        Raises :class:`bot.errors.Unavailable` when the message cannot be recorded or answered
+        now, or another request still holds it after ``join_wait``."""
+        with _unavailable_on_outage(f"recording message {msg.id}"):
+            entry = await self._accept(msg)
+        give_up = self._monotonic() + self._join_wait
+        while True:
+            if entry.state == DELIVERED:
+                return NoReply("duplicate")
+            reply = await self._respond_once(entry, msg)
+            if reply is not None:
+                return reply
+            if self._monotonic() >= give_up:
+                raise Unavailable(f"message {msg.id} is still being answered", RETRY_AFTER)
+            await self._wait_for_change(entry.session_key)
+            with _unavailable_on_outage(f"reading message {msg.id}"):
+                entry = await self._get(entry.id)
+
+    async def responded(self, msg: InboundMessage, delivered: bool) -> None:
+        """The response carrying the answer :meth:`respond` gave this process went out
+        (``delivered``: the message is done) or did not (the caller had gone: the answer waits
+        for its retry). Nothing happens for a message this process does not hold."""
+        values: dict[str, Any] = (
+            {"state": DELIVERED, "outcome": "response"} if delivered else {"state": ANSWERED}
+        )
         query = (
             _TABLE.update()
             .where(
-                _TABLE.c.channel == channel,
-                _TABLE.c.message_id == message_id,
-                _TABLE.c.state == DELIVERED,
-                _TABLE.c.reply.is_not(None),
+                _TABLE.c.channel == msg.channel, _TABLE.c.message_id == msg.id,
+                _TABLE.c.state == SENDING, _TABLE.c.owner == self.owner,
             )
-            .values(state=ANSWERED, outcome=None, updated_at=self._clock())
-        )
-        async with self._engine.begin() as conn:
-            return (await conn.execute(query)).rowcount == 1
+            .values(owner=None, lease_until=None, updated_at=self._clock(), **values)
+        )  # fmt: skip
+        with _unavailable_on_outage(f"marking message {msg.id} responded"):
+            async with self._engine.begin() as conn:
+                await conn.execute(query)
+        self._notify(msg.session_key)
 
     async def release(self) -> int:
         """Give back this process's leases (shutting down): another process, or this one after
@@ -429,6 +462,18 @@ class Inbox:
                     "updated_at": now}  # fmt: skip
         return {"state": DELIVERED, "outcome": "response", "owner": None, "lease_until": None,
                 "updated_at": now}  # fmt: skip
+
+    async def _respond_once(self, entry: Entry, msg: InboundMessage) -> Reply | None:
+        """One step of :meth:`respond`: the reply now handed out to this process, or None when
+        another request holds the message (or an earlier one of its conversation)."""
+        if entry.state in (ANSWERED, SENDING):
+            with _unavailable_on_outage(f"handing out message {msg.id}"):
+                return await self._take_to_send(entry)
+        with _unavailable_on_outage(f"claiming message {msg.id}"):
+            claimed = await self._claim(entry)
+        if not claimed:
+            return None
+        return await self._answer_claimed(entry, msg, SENDING)
 
     async def _take_to_send(self, entry: Entry) -> Reply | None:
         """Take an answered message to send, or one whose sender's lease ran out."""

@@ -7,9 +7,10 @@ body (401) → contract (400) → an answer slot (503) → the durable inbox (:m
 pipeline → a signed JSON response. Nothing a bridge sends can make this answer 500: every parse
 error is a 400 naming what is wrong, a bug in answering is turned into a polite reply by the
 pipeline's error boundary, and a dependency failure (the database, say) is 503 with
-``Retry-After``: the message waits in the inbox and the bridge's retry is answered. When the
-bridge has gone before its answer was ready (its own timeout), the answer is handed back to the
-inbox (``undelivered``) so that the retry gets it instead of ``duplicate``.
+``Retry-After``: the message waits in the inbox and the bridge's retry is answered. The answer
+is written before the inbox is told it went out (``responded``); when the bridge has gone before
+its answer was ready (its own timeout), the answer is handed back to the inbox, so that the retry
+gets it instead of ``duplicate`` (:meth:`bot.inbox.Inbox.respond`).
 
 Load shedding: the answer takes a slot of the process's :class:`~adapters.admission.Admission`.
 When the line for slots is full, or no slot comes within its wait, the bridge gets 503 with
@@ -36,13 +37,14 @@ from adapters.webhook.config import Bridge
 from adapters.webhook.contract import ContractError, parse_message, render_reply
 from adapters.webhook.signing import SignatureMismatch, signed_headers, signed_timestamp, verify
 from bot.errors import Unavailable
-from bot.types import MessageHandler
+from bot.types import InboundMessage, MessageHandler
 
 log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "webhook."
 
-Undelivered = Callable[[str, str], Awaitable[bool]]
+Responded = Callable[[InboundMessage, bool], Awaitable[None]]
+"""Told whether the reply to a message reached its bridge: :meth:`bot.inbox.Inbox.responded`."""
 
 
 def create_webhook_app(
@@ -51,17 +53,18 @@ def create_webhook_app(
     *,
     max_body_bytes: int,
     admission: Admission | None = None,
-    undelivered: Undelivered | None = None,
+    responded: Responded | None = None,
     clock: Clock = utc_now,
     wall: Callable[[], float] = time.time,
 ) -> web.Application:
     """A sub-application to mount at ``/hooks/``; one route serves every bridge by name.
-    ``admission`` is the process's (one of its own when not given); ``undelivered`` is the
-    inbox's :meth:`bot.inbox.Inbox.undelivered`."""
+    ``admission`` is the process's (one of its own when not given). With the durable inbox,
+    ``handle`` is :meth:`bot.inbox.Inbox.respond` and ``responded`` tells it whether each
+    response went out (:meth:`bot.inbox.Inbox.responded`); a plain handler needs neither."""
     endpoint = _Endpoint(
         handle, {b.name: b for b in bridges}, max_body_bytes, admission or Admission(), clock, wall
     )
-    endpoint.undelivered = undelivered
+    endpoint.responded = responded
     app = web.Application(client_max_size=max_body_bytes)
     app.router.add_post("/{name}", endpoint.receive)
     return app
@@ -83,7 +86,7 @@ class _Endpoint:
         self._admission = admission
         self._clock = clock
         self._wall = wall
-        self.undelivered: Undelivered | None = None
+        self.responded: Responded | None = None
 
     async def receive(self, request: web.Request) -> web.Response:
         bridge = self._bridges.get(request.match_info["name"])
@@ -117,12 +120,35 @@ class _Endpoint:
             return _busy(exc)
         except Unavailable as exc:  # a dependency failed: the inbox keeps it for the retry
             return _unavailable(exc)
-        if request.transport is None or request.transport.is_closing():
-            # The bridge gave up waiting: keep the answer for its retry instead of losing it.
-            if self.undelivered is not None:
-                await self.undelivered(msg.channel, msg.id)
+        response = _signed_json(secret, render_reply(reply), self._wall)
+        delivered = await _write(request, response)
+        if not delivered:
             log.info("webhook %s: bridge left before the answer to %s", bridge.name, msg.id)
-        return _signed_json(secret, render_reply(reply), self._wall)
+        if self.responded is not None:
+            await self._confirm(self.responded, msg, delivered)
+        return response
+
+    @staticmethod
+    async def _confirm(responded: Responded, msg: InboundMessage, delivered: bool) -> None:
+        """Tell the inbox; an outage here is only logged: the response has gone already, and
+        the message's lease runs out (its retry then gets the answer again: at least once)."""
+        try:
+            await responded(msg, delivered)
+        except Unavailable as exc:
+            log.warning("webhook: could not confirm message %s: %s", msg.id, exc)
+
+
+async def _write(request: web.Request, response: web.Response) -> bool:
+    """Send ``response`` now (so that it is known to have gone out before the inbox is told);
+    False when the bridge had already hung up or hangs up while it is written."""
+    if request.transport is None or request.transport.is_closing():
+        return False
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except (ConnectionError, RuntimeError):  # reset; or "cannot write to closing transport"
+        return False
+    return request.transport is not None
 
 
 def _signed_json(secret: str, payload: dict[str, Any], wall: Callable[[], float]) -> web.Response:

@@ -3,6 +3,7 @@ signed messages in, signed replies out, hostile requests refused with 4xx, pushe
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
@@ -30,9 +31,11 @@ from adapters.webhook.signing import (
 )
 from bot.app import App
 from bot.demo import DEMO_DIR
+from bot.inbox import Inbox
 from bot.settings import Settings
-from bot.types import TextReply
+from bot.types import InboundMessage, Reply, TextReply
 from knowledge.types import Citation
+from tests.sql import sql_engine
 
 SECRET = "a-shared-secret-of-bridge"
 BRIDGE = Bridge(name="bridge", secret=SECRET, store_id="sh-xuhui")
@@ -312,7 +315,7 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[str, App]]:
     app = await App.build(settings)
     await app.knowledge.ingest_path(DEMO_DIR / "faq.csv")
     hooks = create_webhook_app(
-        app.inbox.handle, [BRIDGE], max_body_bytes=MAX_BODY, undelivered=app.inbox.undelivered
+        app.inbox.respond, [BRIDGE], max_body_bytes=MAX_BODY, responded=app.inbox.responded
     )
     root = web.Application(client_max_size=MAX_BODY)
     root.add_subapp("/hooks/", hooks)
@@ -349,3 +352,92 @@ async def test_a_database_failure_is_a_503_the_bridge_retries(
     assert "次年 12 月 31 日" in data["reply"]["text"]
     again = await post(url, message(id="m-outage"))
     assert again[1] == {"status": "silent", "reason": "duplicate", "reply": None}
+
+
+class Gated:
+    """The answer function behind a real inbox: held until ``gate`` opens, then a fixed text."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.started = asyncio.Event()
+        self.answered = 0
+
+    async def __call__(self, msg: InboundMessage) -> Reply:
+        self.started.set()
+        await self.gate.wait()
+        self.answered += 1
+        return TextReply(f"答：{msg.text}", answered_by="extractive")
+
+
+@pytest.fixture
+async def gated(tmp_path: Path) -> AsyncIterator[tuple[str, Gated]]:
+    """The webhook over a real inbox (SQLite) whose answers wait for the test: a slow LLM."""
+    answer = Gated()
+    async with sql_engine("sqlite", tmp_path) as engine:
+        inbox = Inbox(engine, answer, join_wait=30)
+        hooks = create_webhook_app(
+            inbox.respond, [BRIDGE], max_body_bytes=MAX_BODY, responded=inbox.responded
+        )
+        root = web.Application(client_max_size=MAX_BODY)
+        root.add_subapp("/hooks/", hooks)
+        runner = web.AppRunner(root)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        try:
+            yield f"http://127.0.0.1:{runner.addresses[0][1]}/hooks/bridge", answer
+        finally:
+            answer.gate.set()
+            await runner.cleanup()
+            await inbox.settle()
+
+
+async def impatient_post(url: str, payload: dict[str, Any]) -> None:
+    """A bridge whose own timeout is shorter than the answer: it hangs up."""
+    body = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json", **signed_headers(SECRET, body)}
+    timeout = aiohttp.ClientTimeout(total=0.3)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        with pytest.raises(TimeoutError):
+            async with http.post(url, data=body, headers=headers) as resp:
+                await resp.read()
+
+
+async def until_answered(answer: Gated, count: int) -> None:
+    for _ in range(200):
+        if answer.answered >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the answer never finished")
+
+
+async def test_a_bridge_that_timed_out_gets_the_answer_on_its_retry(
+    gated: tuple[str, Gated],
+) -> None:
+    url, answer = gated
+    await impatient_post(url, message(id="slow-1"))
+    answer.gate.set()
+    await until_answered(answer, 1)
+    await asyncio.sleep(0.3)  # the handler finds its bridge gone and hands the answer back
+    status, data, _, _ = await post(url, message(id="slow-1"))  # the bridge's retry
+    assert (status, data["status"]) == (200, "replied")
+    assert data["reply"]["text"] == "答：积分会过期吗？"
+    again = await post(url, message(id="slow-1"))
+    assert again[1] == {"status": "silent", "reason": "duplicate", "reply": None}
+    assert answer.answered == 1, "answered once"
+
+
+async def test_a_retry_that_joins_a_gone_bridges_answer_gets_it(
+    gated: tuple[str, Gated],
+) -> None:
+    """The retry arrives while the first request is still answering; the first request's bridge
+    has gone by the time the answer is ready: the retry (the latest request) gets it."""
+    url, answer = gated
+    await impatient_post(url, message(id="slow-2"))
+    await answer.started.wait()
+    retry = asyncio.create_task(post(url, message(id="slow-2")))
+    await asyncio.sleep(0.3)
+    assert not retry.done(), "the retry waits for the answer being made"
+    answer.gate.set()
+    status, data, _, _ = await retry
+    assert (status, data["status"]) == (200, "replied")
+    assert answer.answered == 1

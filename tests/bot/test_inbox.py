@@ -125,12 +125,42 @@ async def test_a_retry_whose_answer_never_reached_its_caller_gets_the_answer(
 ) -> None:
     answers = Answers()
     inbox = Inbox(engine, answers)
-    first = await inbox.handle(message("m1"))
-    assert await inbox.undelivered("webhook.shop", "m1")  # the bridge had hung up
-    assert await inbox.handle(message("m1")) == first  # its retry gets it, not silence
-    assert await inbox.handle(message("m1")) == NoReply("duplicate")
+    first = await inbox.respond(message("m1"))
+    assert isinstance(first, TextReply)
+    await inbox.responded(message("m1"), False)  # the bridge had hung up
+    assert await inbox.respond(message("m1")) == first  # its retry gets it, not silence
+    await inbox.responded(message("m1"), True)
+    assert await inbox.respond(message("m1")) == NoReply("duplicate")
     assert answers.answered == ["m1"], "answered once"
-    assert not await inbox.undelivered("webhook.shop", "m2")  # nothing to take back
+
+
+async def test_a_retry_waits_while_the_answer_is_being_written(
+    engine: AsyncEngine, twin: AsyncEngine
+) -> None:
+    answers = Answers()
+    one, two = Inbox(engine, answers), Inbox(twin, answers, join_wait=30)
+    first = await one.respond(message("m1"))
+    retry = asyncio.create_task(two.respond(message("m1")))
+    await asyncio.sleep(0.5)
+    assert not retry.done(), "not told duplicate before the response went out"
+    await one.responded(message("m1"), True)
+    assert await retry == NoReply("duplicate")
+    assert isinstance(first, TextReply)
+
+
+async def test_an_answer_whose_writer_died_goes_to_the_retry_after_the_lease(
+    engine: AsyncEngine, twin: AsyncEngine
+) -> None:
+    clock = Clock()
+    answers = Answers()
+    dead = Inbox(engine, answers, clock=clock, owner="dead")
+    first = await dead.respond(message("m1"))  # ... and the process dies before it confirms
+    live = Inbox(twin, answers, clock=clock, join_wait=0.3)
+    with pytest.raises(Unavailable):  # the lease is live: its response may still go out
+        await live.respond(message("m1"))
+    clock.now += LEASE + timedelta(seconds=1)
+    assert await live.respond(message("m1")) == first
+    assert answers.answered == ["m1"], "the answer is handed out again, not made again"
 
 
 async def test_a_retry_while_the_answer_is_made_elsewhere_waits_for_it(

@@ -231,17 +231,20 @@ async def bridge_send(
     """Post ``body`` until it is answered, as a bridge does: a 503 (after its ``Retry-After``,
     capped at 2 s), a reset or a timeout is retried on the next URL of ``urls()`` (a callable:
     the cluster's current URLs, which change when a process restarts)."""
+    seen: list[str] = []
     for attempt in range(tries):
         current = urls() if callable(urls) else urls
         url = current[attempt % len(current)]
         try:
             status, payload = await post(http, url, body)
-        except (aiohttp.ClientError, TimeoutError):
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            seen.append(type(exc).__name__)
             await asyncio.sleep(0.2)
             continue
+        seen.append(f"{status} {(payload or {}).get('error', '')}")
         if status == 503:
             await asyncio.sleep(min(2.0, float((payload or {}).get("retry_after", 1))))
             continue
         assert status == 200, (status, payload)
         return Outcome(payload["status"], payload.get("reason"), attempt + 1)
-    raise AssertionError(f"no answer after {tries} tries")
+    raise AssertionError(f"no answer after {tries} tries: {seen}")
