@@ -16,8 +16,9 @@ meanwhile, so every line logged on that message's behalf carries it, whichever m
 
 What a line may contain is :mod:`bot.redact`'s rule: members' text and the model's output are
 never logged; ids, lengths and kinds are. Decisions: aiohttp's access log (one line per request,
-query strings included, which carry signatures and openids) stays at WARNING unless the level is
-DEBUG; SQLAlchemy holds its own loggers at WARNING (:mod:`bot.redact`).
+query strings included, which carry signatures and openids) and httpx's line per outbound request
+(the LLM, the embeddings server) stay at WARNING unless the level is DEBUG; SQLAlchemy holds its
+own loggers at WARNING (:mod:`bot.redact`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ _MESSAGE_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "siyu_message_id", default=None
 )
 
-QUIET_BELOW_DEBUG = ("aiohttp.access",)
+QUIET_BELOW_DEBUG = ("aiohttp.access", "httpx")
 """Loggers held at WARNING unless the level is DEBUG (see the module docstring)."""
 
 

@@ -82,12 +82,16 @@ class SiyuProc:
         """Send ``sig``, wait for the exit; its code (AssertionError if it does not exit)."""
         if self.alive:
             self.proc.send_signal(sig)
+        return await self.exited(within)
+
+    async def exited(self, within: float = 60.0) -> int:
+        """Wait for the exit (after a signal already sent); its code."""
         try:
             async with asyncio.timeout(within):
                 await self._drain_stdout()
                 return await self.proc.wait()
         except TimeoutError:
-            raise AssertionError(f"{self.name} did not exit {within} s after {sig.name}") from None
+            raise AssertionError(f"{self.name} did not exit within {within} s") from None
 
     async def kill(self) -> None:
         """SIGKILL if still running, and reap."""
