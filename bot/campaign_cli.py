@@ -20,6 +20,7 @@ A command that refuses anything (a bad cron among them) exits 1 with the reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -325,7 +326,8 @@ def worker() -> None:
             console.print(f"worker {_owner()} delivering; Ctrl-C stops")
             await delivery.run(stop)
 
-    asyncio.run(main())
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C during start-up, before the handlers
+        asyncio.run(main())
     console.print("stopped")
 
 
@@ -365,6 +367,8 @@ def scheduler() -> None:
 
     try:
         asyncio.run(main())
-        console.print("stopped")
+    except KeyboardInterrupt:  # Ctrl-C during start-up, before the handlers
+        pass
     except (CampaignError, ValueError) as exc:  # a bad cron in the settings
         raise _fail(str(exc)) from None
+    console.print("stopped")

@@ -17,8 +17,9 @@ meanwhile, so every line logged on that message's behalf carries it, whichever m
 What a line may contain is :mod:`bot.redact`'s rule: members' text and the model's output are
 never logged; ids, lengths and kinds are. Decisions: aiohttp's access log (one line per request,
 query strings included, which carry signatures and openids) and httpx's line per outbound request
-(the LLM, the embeddings server) stay at WARNING unless the level is DEBUG; SQLAlchemy holds its
-own loggers at WARNING (:mod:`bot.redact`).
+(the LLM, the embeddings server) stay at WARNING unless the level is DEBUG, and so do Alembic's
+two lines per start (:mod:`bot.schema` logs an upgrade itself); SQLAlchemy holds its own loggers
+at WARNING (:mod:`bot.redact`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ _MESSAGE_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "siyu_message_id", default=None
 )
 
-QUIET_BELOW_DEBUG = ("aiohttp.access", "httpx")
+QUIET_BELOW_DEBUG = ("aiohttp.access", "httpx", "alembic")
 """Loggers held at WARNING unless the level is DEBUG (see the module docstring)."""
 
 
@@ -89,15 +90,33 @@ class PlainFormatter(logging.Formatter):
         return text
 
 
-def configure_logging(level: str, *, json_lines: bool, stream: TextIO | None = None) -> None:
-    """Send every log line to ``stream`` (stderr) at ``level``, as JSON or plain lines; replaces
-    whatever handlers the root logger had (``siyu``'s own default among them)."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a line is logged, not the one it was built
+    with: a command run in-process by a test runner, which swaps stderr for a buffer it closes
+    afterwards, must not leave later lines writing to a closed buffer."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
+def configure_logging(level: str, *, json_lines: bool) -> None:
+    """Send every log line to stderr at ``level``, as JSON or plain lines. Replaces the stderr
+    handlers already on the root logger (``siyu``'s own default, an earlier call) and leaves
+    any other handler alone (a test runner's capture)."""
+    handler = StderrHandler()
     handler.setFormatter(JsonFormatter() if json_lines else PlainFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
-        old.close()
+        if isinstance(old, logging.StreamHandler) and old.stream in (sys.stderr, sys.__stderr__):
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
     quiet = logging.WARNING if root.level > logging.DEBUG else logging.NOTSET
