@@ -24,6 +24,10 @@ Two kinds of work wait differently:
 
 Counts (:attr:`running`, :attr:`waiting`, :attr:`shed`) are plain attributes for tests, benches
 and a readiness check; shedding is logged once per interval with a count, not per request.
+
+:meth:`Admission.close` is the process draining (SIGTERM, :mod:`adapters.web.drain`): from then on
+:meth:`Admission.admit` refuses at once with :class:`Busy`, while the answers already admitted or
+lined up finish (and :attr:`demand` tells when they have).
 """
 
 from __future__ import annotations
@@ -88,6 +92,9 @@ class Admission:
         """Interactive requests refused so far."""
         self._strain: asyncio.Future[None] | None = None
         self._shedding = Throttled("shedding load", logger=log)
+        self.closed = False
+        """No new interactive work is admitted (:meth:`close`)."""
+        self._quiet: list[asyncio.Future[None]] = []
 
     @property
     def demand(self) -> int:
@@ -119,6 +126,8 @@ class Admission:
     async def admit(self) -> AsyncIterator[None]:
         """Hold a slot while a person waits for the answer; :class:`Busy` when the line is full
         or the slot does not come within ``wait`` seconds."""
+        if self.closed:
+            raise self._refuse("shutting down")
         if self.saturated and self.waiting >= self.queue:
             raise self._refuse(f"{self.running} answering and {self.waiting} waiting")
         self.waiting += 1
@@ -126,15 +135,42 @@ class Admission:
         try:
             async with asyncio.timeout(self.wait):
                 await self._slots.acquire()
-        except TimeoutError:
-            raise self._refuse(f"no answer slot within {self.wait:g} s") from None
-        finally:
+        except BaseException as exc:
             self.waiting -= 1
+            self._check_quiet()
+            if isinstance(exc, TimeoutError):
+                raise self._refuse(f"no answer slot within {self.wait:g} s") from None
+            raise
+        self.waiting -= 1
         self.running += 1
         try:
             yield
         finally:
             self._release()
+
+    def close(self) -> None:
+        """Admit no new interactive work (the process is draining); idempotent."""
+        self.closed = True
+
+    async def quiet(self) -> None:
+        """Return once no answer runs or waits (:attr:`demand` is 0)."""
+        if not self.demand:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._quiet.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in self._quiet:
+                self._quiet.remove(waiter)
+
+    def _check_quiet(self) -> None:
+        if self.demand:
+            return
+        waiters, self._quiet = self._quiet, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def line_up(self) -> Ticket:
         """A place in line for work whose caller was already answered: counted from now (so
@@ -156,10 +192,12 @@ class Admission:
 
     def _leave_line(self) -> None:
         self.background_waiting -= 1
+        self._check_quiet()
 
     def _release(self) -> None:
         self.running -= 1
         self._slots.release()
+        self._check_quiet()
 
     def _refuse(self, reason: str) -> Busy:
         self.shed += 1

@@ -22,6 +22,7 @@ from bot.db import create_engine
 from bot.inbox import Inbox
 from bot.llm import LLMAnswerer
 from bot.pipeline import Pipeline
+from bot.readiness import Readiness, readiness
 from bot.retail import RetailAnswerer
 from bot.retail.exemplars import FLOORS, ExemplarIntents
 from bot.retail.writer import LLMRetailWriter
@@ -82,6 +83,12 @@ class App:
         small talk and complaints as in a conversation (:meth:`Pipeline.preview`)."""
         text, _ = await self.pipeline.preview(question, store_id=store_id, at=at or utc_now())
         return text
+
+    def readiness(self) -> Readiness:
+        """What ``/readyz`` checks for this process: the database, the vector store and the
+        inbox's lag (:mod:`bot.readiness`), bounded as ``SIYU_READY_*`` say."""
+        config = self.settings.ops.readiness()
+        return readiness(self.engine, self.knowledge.ping, self.inbox, config)
 
     def settle(self) -> None:
         """Hide everything built so far from the garbage collector's full collections.

@@ -20,6 +20,7 @@ A command that refuses anything (a bad cron among them) exits 1 with the reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -35,7 +36,9 @@ from rich.table import Table
 
 from bot.app import App, campaigns_config
 from bot.clock import utc_now
+from bot.logs import configure_logging
 from bot.settings import Settings
+from bot.shutdown import stop_on_signals, until_stopped
 from campaigns.copy import CopyWriter
 from campaigns.members import ImportFileError, import_members
 from campaigns.models import Campaign
@@ -69,8 +72,8 @@ def _run_key(now: datetime) -> str:
 
 
 @asynccontextmanager
-async def _app() -> AsyncIterator[App]:
-    app = await App.build(Settings())
+async def _app(settings: Settings | None = None) -> AsyncIterator[App]:
+    app = await App.build(settings or Settings())
     try:
         yield app
     finally:
@@ -110,6 +113,13 @@ async def _worker(app: App, owner: str) -> AsyncIterator[DeliveryWorker]:
     settings = app.settings
     async with platform_sender(settings.wecom, bridges=settings.webhook.bridges) as sender:
         yield DeliveryWorker(app.engine, sender, campaigns_config(settings), owner=owner)
+
+
+def _long_running() -> Settings:
+    """The settings of a long-running command, its logging configured from them."""
+    settings = Settings()
+    configure_logging(settings.ops.log_level, json_lines=settings.ops.log_json)
+    return settings
 
 
 def _fail(message: str) -> typer.Exit:
@@ -305,27 +315,32 @@ def campaign_report(
 
 
 def worker() -> None:
-    """Deliver outbox messages until stopped (run several for more throughput)."""
+    """Deliver outbox messages until stopped (run several for more throughput). A database
+    outage is waited out; SIGTERM finishes the send in hand and gives back the rest."""
+    settings = _long_running()
 
     async def main() -> None:
-        async with _app() as app, _worker(app, _owner()) as delivery:
+        async with _app(settings) as app, _worker(app, _owner()) as delivery:
             app.settle()
+            stop = stop_on_signals()
             console.print(f"worker {_owner()} delivering; Ctrl-C stops")
-            await delivery.run()
+            await delivery.run(stop)
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C during start-up, before the handlers
         asyncio.run(main())
-    except KeyboardInterrupt:
-        console.print("stopped")
+    console.print("stopped")
 
 
 def scheduler() -> None:
-    """Fire campaigns on their cron while this process is the scheduler leader."""
+    """Fire campaigns on their cron while this process is the scheduler leader. A database
+    outage is waited out (leadership is elected again); SIGTERM releases the leadership."""
     from campaigns.retention import prune, summary
     from campaigns.scheduler import CampaignScheduler
 
+    settings = _long_running()
+
     async def main() -> None:
-        async with _app() as app, _planner(app) as planner:
+        async with _app(settings) as app, _planner(app) as planner:
             await _sync_settings(app)
 
             async def fire(campaign_id: int, run_key: str) -> str:
@@ -346,12 +361,14 @@ def scheduler() -> None:
                 app.engine, url, fire, tz=tz, owner=_owner(), maintenance=maintain,
                 maintenance_cron=retention.cron,
             )  # fmt: skip
+            stop = stop_on_signals()
             console.print(f"scheduler {_owner()} waiting for leadership; Ctrl-C stops")
-            await runner.run()
+            await until_stopped(runner.run(), stop)
 
     try:
         asyncio.run(main())
-    except KeyboardInterrupt:
-        console.print("stopped")
+    except KeyboardInterrupt:  # Ctrl-C during start-up, before the handlers
+        pass
     except (CampaignError, ValueError) as exc:  # a bad cron in the settings
         raise _fail(str(exc)) from None
+    console.print("stopped")

@@ -29,10 +29,12 @@ from rich.table import Table
 from bot import db_cli, report_cli
 from bot.app import App
 from bot.db import create_engine
-from bot.errors import ConfigError
+from bot.errors import ConfigError, is_unavailable
 from bot.ingesting import FileResult, ingest_files
+from bot.logs import configure_logging
 from bot.schema import upgrade
 from bot.settings import Settings
+from bot.shutdown import stop_on_signals
 from bot.startup import check_data_dir, settings_problems
 from knowledge.loaders import MetaOverrides
 from knowledge.metadata import parse_datetime
@@ -48,6 +50,7 @@ cli.add_typer(eval_app, name="eval")
 cli.add_typer(db_cli.db_app, name="db")
 cli.command()(report_cli.report)
 console = Console()
+log = logging.getLogger(__name__)
 
 
 def _campaign_commands() -> None:
@@ -311,6 +314,7 @@ async def _serve(app: App) -> None:
     web_app = create_web_app(
         app.pipeline.handle, settings.web, bot_name=settings.bot.name,
         brand=settings.bot.brand, stores=stores, admission=admission,
+        ready=app.readiness().check,
     )  # fmt: skip
     mounted = _channel_apps(app, admission)
     for prefix, sub_app in mounted:
@@ -333,10 +337,27 @@ async def _serve(app: App) -> None:
         console.print("Ctrl-C stops.")
 
     app.settle()
+    stop = stop_on_signals()
     try:
-        await serve(web_app, settings.web, on_started=announce)
+        await serve(web_app, settings.web, on_started=announce, stop=stop)
     except CannotListen as exc:
         raise _cannot_listen(exc) from exc
+    finally:
+        await _give_back(app)
+
+
+async def _give_back(app: App) -> None:
+    """The inbox's leases this process still holds go back to ``pending`` (the server has
+    stopped: another process, or this one restarted, answers them at once)."""
+    try:
+        released = await app.inbox.release()
+    except Exception as exc:  # the database is down: the leases run out by themselves
+        if not is_unavailable(exc):
+            raise
+        log.warning("could not give back the inbox's leases (%s); they run out by themselves", exc)
+        return
+    if released:
+        log.info("gave back %d messages to the inbox for another process", released)
 
 
 def _cannot_listen(exc: Exception) -> ConfigError:
@@ -355,10 +376,17 @@ def _ready_to_serve(settings: Settings) -> None:
         raise _cannot_listen(exc) from exc
 
 
+def start_logging(settings: Settings) -> None:
+    """Configure this long-running process's logging from ``SIYU_LOG_*`` (:mod:`bot.logs`)."""
+    configure_logging(settings.ops.log_level, json_lines=settings.ops.log_json)
+
+
 @cli.command()
 def serve() -> None:
-    """Serve the web chat (1:1 and group rooms) and /healthz."""
+    """Serve the web chat (1:1 and group rooms), the configured channels, /healthz and /readyz;
+    SIGTERM drains (README "Operations")."""
     settings = Settings()
+    start_logging(settings)
     _ready_to_serve(settings)
     try:
         _run(_serve, settings)
@@ -376,6 +404,7 @@ def demo(
     from bot.demo import SAMPLE_QUESTIONS, demo_settings, write_current_demo
 
     settings = demo_settings(Settings())
+    start_logging(settings)
     if serve_after:
         _ready_to_serve(settings)
     else:

@@ -1,7 +1,7 @@
 """The base every settings section derives from, so that each package owns its own section; the
-core's sections (:class:`KnowledgeSettings`, :class:`LLMSettings`, :class:`BotSettings`) and the
-values they build for the components (:class:`LLMConfig`, :class:`BotConfig`,
-:class:`knowledge.config.KnowledgeConfig`).
+core's sections (:class:`KnowledgeSettings`, :class:`LLMSettings`, :class:`BotSettings`,
+:class:`OpsSettings`) and the values they build for the components (:class:`LLMConfig`,
+:class:`BotConfig`, :class:`ReadinessConfig`, :class:`knowledge.config.KnowledgeConfig`).
 
 A section is a ``pydantic-settings`` model read from the environment and an optional ``.env``
 file. Every variable keeps its ``SIYU_*`` name: a section's field names its variable in full with
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -240,3 +240,47 @@ class BotSettings(Section):
             history_turns=self.history_turns, timezone=self.timezone,
             handoff_hours=ServiceHours.parse(self.handoff_hours),
         )  # fmt: skip
+
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadinessConfig:
+    """What :mod:`bot.readiness` holds a process to: each check's time bound, and how long the
+    oldest message may wait in the inbox before the process says it is not ready."""
+
+    check_timeout: float
+    max_inbox_lag: float
+
+
+class OpsSettings(Section):
+    """Operating a process (README "Operations"): how the long-running commands log (``serve``,
+    ``demo``, ``worker``, ``scheduler``; :mod:`bot.logs`) and what ``/readyz`` asks of it
+    (:mod:`bot.readiness`).
+
+    - ``log_level`` (``SIYU_LOG_LEVEL``, default INFO, any case);
+    - ``log_json`` (``SIYU_LOG_JSON``, default off: plain lines; on: one JSON object per line with
+      a timestamp, level, logger, message and the id of the message being answered);
+    - ``ready_timeout`` (``SIYU_READY_TIMEOUT``, seconds, default 2): the most each readiness
+      check may take (a hung database answers "not ready" in that time, not never);
+    - ``ready_max_inbox_lag`` (``SIYU_READY_MAX_INBOX_LAG``, seconds, default 60): a message
+      waiting (pending or being answered) longer than this makes the process not ready.
+    """
+
+    log_level: LogLevel = Field(default="INFO", validation_alias="SIYU_LOG_LEVEL")
+    log_json: bool = Field(default=False, validation_alias="SIYU_LOG_JSON")
+    ready_timeout: float = Field(default=2.0, gt=0, le=30, validation_alias="SIYU_READY_TIMEOUT")
+    ready_max_inbox_lag: float = Field(
+        default=60.0, gt=0, validation_alias="SIYU_READY_MAX_INBOX_LAG"
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    def readiness(self) -> ReadinessConfig:
+        return ReadinessConfig(
+            check_timeout=self.ready_timeout, max_inbox_lag=self.ready_max_inbox_lag
+        )

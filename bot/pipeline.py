@@ -46,6 +46,7 @@ from bot.config import BotConfig
 from bot.errors import Unavailable, is_unavailable
 from bot.groups import Addressing, quote_for
 from bot.guard import guard_text
+from bot.logs import answering
 from bot.models import Member
 from bot.smalltalk import classify, strip_pleasantries
 from bot.smalltalk import reply as smalltalk_reply
@@ -83,6 +84,15 @@ class Context:
 
 Next = Callable[[Context], Awaitable[Reply]]
 Step = Callable[[Context, Next], Awaitable[Reply]]
+
+
+def _outcome(reply: Reply) -> str:
+    """What a log line says about a reply: its kind, never its text (:mod:`bot.redact`)."""
+    if isinstance(reply, NoReply):
+        return f"silent ({reply.reason})"
+    if isinstance(reply, HandoffReply):
+        return f"handed off, {len(reply.text)} characters"
+    return f"answered by {reply.answered_by}, {len(reply.text)} characters"
 
 
 def build_chain(steps: Sequence[Step], terminal: Next) -> Next:
@@ -161,8 +171,10 @@ class Pipeline:
         )
 
     async def handle(self, msg: InboundMessage) -> Reply:
-        """Handle one inbound message and return what to send back (maybe nothing)."""
-        return await self._chain(Context(msg, self._clock()))
+        """Handle one inbound message and return what to send back (maybe nothing). Every line
+        logged meanwhile carries the message's id (:func:`bot.logs.answering`)."""
+        with answering(msg.id):
+            return await self._chain(Context(msg, self._clock()))
 
     async def human_session_ended(self, ref: MemberRef) -> None:
         """A person closed the member's session on the platform: the bot answers again."""
@@ -172,7 +184,7 @@ class Pipeline:
 
     async def _error_boundary(self, ctx: Context, call_next: Next) -> Reply:
         try:
-            return await call_next(ctx)
+            reply = await call_next(ctx)
         except Exception as exc:
             if is_unavailable(exc):  # an outage: the inbox keeps the message, the caller retries
                 why = f"{type(exc).__name__}: {exc}"
@@ -185,6 +197,8 @@ class Pipeline:
             # The one place message failures are logged; the member still gets a polite reply.
             log.exception("failed to handle message %s on %s", ctx.msg.id, ctx.msg.channel)
             return TextReply(NOT_FOUND_TEXT, quote=quote_for(ctx.msg), answered_by="error")
+        log.info("message %s on %s: %s", ctx.msg.id, ctx.msg.channel, _outcome(reply))
+        return reply
 
     async def _session_lock(self, ctx: Context, call_next: Next) -> Reply:
         async with self._locks.hold(ctx.msg.session_key):

@@ -5,8 +5,8 @@ sections are ``settings.web`` (:class:`adapters.web.config.WebSettings`), ``sett
 (:class:`adapters.webhook.config.WebhookSettings`) and ``settings.wecom``
 (:class:`adapters.wecom.config.WeComSettings`), and campaigns' is ``settings.campaigns``
 (:class:`campaigns.config.CampaignSettings`); the core's are ``settings.knowledge``,
-``settings.llm`` and ``settings.bot`` (:mod:`bot.config`). Only the data dir and the database
-URL sit at the top, read by every part that stores something.
+``settings.llm``, ``settings.bot`` and ``settings.ops`` (:mod:`bot.config`). Only the data dir
+and the database URL sit at the top, read by every part that stores something.
 
 Every variable keeps its ``SIYU_*`` name (see :mod:`bot.config`) and is documented in
 ``.env.example``. This module composes the sections, so it belongs to the composition root with
@@ -24,7 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from adapters.web.config import WebSettings
 from adapters.webhook.config import WebhookSettings
 from adapters.wecom.config import WeComSettings
-from bot.config import BotSettings, KnowledgeSettings, LLMSettings, Section
+from bot.config import BotSettings, KnowledgeSettings, LLMSettings, OpsSettings, Section
 from campaigns.config import CampaignSettings
 
 
@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     bot: BotSettings = Field(default_factory=BotSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
 
     web: WebSettings = Field(default_factory=WebSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
@@ -90,6 +91,7 @@ _SECTIONS: dict[str, type[Section]] = {
     "knowledge": KnowledgeSettings,
     "llm": LLMSettings,
     "bot": BotSettings,
+    "ops": OpsSettings,
     "web": WebSettings,
     "webhook": WebhookSettings,
     "wecom": WeComSettings,

@@ -34,6 +34,8 @@ from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from bot.outage import Outage
+
 log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT = 10.0
@@ -93,14 +95,19 @@ class Leadership:
         return await self._try_advisory_lock()
 
     async def wait(self, poll_seconds: float = 5.0) -> None:
-        """Return once the lock is ours, trying every ``poll_seconds`` (database errors are
-        logged and retried: a database that is down elects nobody)."""
+        """Return once the lock is ours, trying every ``poll_seconds``. A database that is down
+        elects nobody: the attempts back off up to ``poll_seconds`` and the outage is logged
+        once (:class:`bot.outage.Outage`), not per attempt."""
+        outage = Outage("scheduler leader election", cap=poll_seconds)
         while True:
             try:
-                if await self.try_acquire():
-                    return
+                acquired = await self.try_acquire()
             except (OSError, SQLAlchemyError) as exc:
-                log.warning("leader election failed, retrying: %s", exc)
+                await outage.wait(exc)
+                continue
+            outage.over()
+            if acquired:
+                return
             await asyncio.sleep(poll_seconds)
 
     async def still_leader(self) -> bool:

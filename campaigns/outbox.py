@@ -210,6 +210,22 @@ class Outbox:
             values["error"] = error[:2000]
         return await self._update_owned(row_id, owner, values)
 
+    async def give_back(self, owner: str) -> int:
+        """Release every row ``owner`` claimed whose attempt has not begun (a worker stopping);
+        rows with an attempt keep their lease: their outcome is unknown (module docstring).
+        How many were given back."""
+        stmt = (
+            OUTBOX.update()
+            .where(
+                OUTBOX.c.lease_owner == owner,
+                OUTBOX.c.state == "pending",
+                OUTBOX.c.attempt_at.is_(None),
+            )
+            .values(lease_owner=None, lease_until=None)
+        )
+        async with self._engine.begin() as conn:
+            return int((await conn.execute(stmt)).rowcount)
+
     async def counts(self, run_id: int) -> dict[tuple[str, str | None], int]:
         """Rows of a run by (state, reason)."""
         stmt = (

@@ -3,9 +3,10 @@
 Shape. :class:`CampaignScheduler` waits for :class:`~campaigns.leader.Leadership`, then runs an
 ``AsyncIOScheduler`` over a ``SQLAlchemyJobStore`` in the same database (table
 ``apscheduler_jobs``), and every ``sync_seconds`` makes the jobs match the enabled campaigns that
-have a cron: one job ``campaign:<id>`` each. It checks it still leads before each sync; when it does
-not, it shuts its scheduler down and goes back to waiting. Cancel :meth:`CampaignScheduler.run` to
-stop it.
+have a cron: one job ``campaign:<id>`` each. It checks it still leads every ``leader_poll_seconds``
+(and so before each sync); when it does not (its lock's connection died with a database outage,
+say), it shuts its scheduler down and goes back to waiting, which elects again once the database
+is back. Cancel :meth:`CampaignScheduler.run` to stop it: leadership is released.
 
 Decisions:
 
@@ -264,11 +265,19 @@ class CampaignScheduler:
                 await asyncio.sleep(0)  # AsyncIOScheduler shuts down in a loop callback
 
     async def _keep_syncing(self) -> None:
+        """Check the leadership every ``leader_poll_seconds`` (a lost lock connection is noticed
+        that soon, not at the next sync) and sync the jobs every ``sync_seconds``."""
+        check = min(self._poll, self._sync_seconds)
+        rounds_per_sync = max(1, round(self._sync_seconds / check))
+        rounds = 0
         while True:
-            await asyncio.sleep(self._sync_seconds)
+            await asyncio.sleep(check)
             if not await self._leadership.still_leader():
                 log.warning("scheduler %s lost leadership; stops scheduling", self._owner)
                 return
+            rounds += 1
+            if rounds % rounds_per_sync:
+                continue
             try:
                 await self.sync_jobs()
             except (OSError, SQLAlchemyError):

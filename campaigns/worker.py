@@ -32,6 +32,19 @@ another worker), or that becomes due later (a retry), goes out in a later task o
 
 Several workers (processes) may run against one database: claims never overlap (leases, SKIP
 LOCKED on PostgreSQL) and the rate limiter's slots are shared.
+
+Outages and stopping (:meth:`DeliveryWorker.run`):
+
+- **A database outage does not end the worker.** A dependency failure
+  (:func:`bot.errors.is_unavailable`) anywhere in a round ends that round; the worker waits with
+  a capped exponential backoff (:class:`bot.outage.Outage`, logged once per outage) and claims
+  again. Nothing is lost or doubled by the round it broke off: the rows it had claimed come back
+  when their lease runs out; a row whose attempt was committed but whose ``sent`` was not is an
+  "unknown outcome" row (step 1): retried with the same ``msgid`` on kf, ended ``failed`` on
+  routes that cannot be repeated safely.
+- **Stopping** (``stop`` set: SIGTERM) takes effect between sends: the send in hand finishes
+  and is recorded, the rows of the batch not yet started are given back at once
+  (:meth:`campaigns.outbox.Outbox.give_back`), then ``run`` returns.
 """
 
 from __future__ import annotations
@@ -46,7 +59,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.clock import Clock, utc_now
 from bot.contact import WINDOWED_ROUTES, ContactLedger
-from bot.errors import DeliveryError
+from bot.errors import DeliveryError, is_unavailable
+from bot.outage import Outage, pause
 from bot.types import Address, Outbound, OutboundSender
 from campaigns.config import CampaignsConfig
 from campaigns.locks import SendLocks
@@ -107,11 +121,23 @@ class DeliveryWorker:
     def outbox(self) -> Outbox:
         return self._outbox
 
-    async def run(self) -> None:
-        """Deliver until cancelled, polling every ``idle_seconds`` when nothing is due."""
-        while True:
-            if not await self.run_once():
-                await asyncio.sleep(self._idle)
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Deliver until ``stop`` is set (or cancelled), polling every ``idle_seconds`` when
+        nothing is due; database outages are waited out (module docstring)."""
+        stop = stop or asyncio.Event()
+        outage = Outage(f"delivery worker {self._owner}")
+        while not stop.is_set():
+            try:
+                handled = await self.run_once(stop)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                await outage.wait(exc, stop)
+                continue
+            outage.over()
+            if not handled:
+                await pause(self._idle, stop)
+        await self._give_back()
 
     async def drain(self) -> int:
         """Deliver until no row is due now; the number of rows handled."""
@@ -120,15 +146,30 @@ class DeliveryWorker:
             total += handled
         return total
 
-    async def run_once(self) -> int:
-        """Claim one batch and handle every row of it; how many rows were claimed."""
+    async def run_once(self, stop: asyncio.Event | None = None) -> int:
+        """Claim one batch and handle every row of it (until ``stop`` is set: the rest stay
+        claimed, for :meth:`run` to give back); how many rows were claimed."""
         rows = await self._outbox.claim(
             self._owner, limit=self._batch, now=self._clock(),
             lease_seconds=self._config.lease_seconds,
         )  # fmt: skip
         for group in _sendable_groups(rows):
+            if stop is not None and stop.is_set():
+                break
             await self._handle(group)
         return len(rows)
+
+    async def _give_back(self) -> None:
+        """Stopping: the rows claimed but not started go back to other workers now."""
+        try:
+            count = await self._outbox.give_back(self._owner)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            log.warning("could not give back the claimed rows (%s); their lease runs out", exc)
+            return
+        if count:
+            log.info("gave back %d claimed outbox rows", count)
 
     async def _handle(self, rows: Sequence[OutboxRow]) -> None:
         """One send: a single row, or every row of one staff task (under the task's lease).

@@ -233,13 +233,28 @@ class KnowledgeBase:
         return True
 
     async def _watch(self, interval: float) -> None:
+        """Refresh every ``interval`` seconds. The one place a failed background refresh is
+        reported: once when the failures start (type and message; the traceback at DEBUG, each
+        time) and once when a refresh works again, so a database outage is two lines, not one
+        traceback per tick."""
+        failures = 0
         while True:
             await asyncio.sleep(interval)
             try:
                 await self.refresh()
-            except Exception:
-                # The one place a failed background refresh is reported; the next tick retries.
-                log.exception("knowledge refresh failed; still serving the previous snapshot")
+            except Exception as exc:
+                failures += 1
+                log.debug("knowledge refresh failed", exc_info=True)
+                if failures == 1:
+                    why = (str(exc).strip().splitlines() or [""])[0][:200]
+                    log.warning(
+                        "knowledge refresh failed (%s: %s); still serving the previous "
+                        "snapshot, retrying every %g s", type(exc).__name__, why, interval,
+                    )  # fmt: skip
+                continue
+            if failures:
+                log.warning("knowledge refresh works again after %d failed attempts", failures)
+                failures = 0
 
     @property
     def threshold(self) -> float:
@@ -427,6 +442,11 @@ class KnowledgeBase:
     def catalogue(self) -> Catalogue:
         """The active stores, products and promotions as records (see :mod:`knowledge.records`)."""
         return self._snapshot.catalogue
+
+    async def ping(self) -> int:
+        """How many entries the vector store holds: a cheap call that proves it answers
+        (readiness checks). Raises :class:`~knowledge.errors.StoreError` when it does not."""
+        return await self._store.count()
 
     def chunk_count(self) -> int:
         """Number of active chunks."""

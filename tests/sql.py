@@ -11,10 +11,11 @@ then goes through the one schema path.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,29 @@ async def sql_engine(backend: str, data_dir: Path) -> AsyncIterator[AsyncEngine]
         async with admin.begin() as conn:
             await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         await admin.dispose()
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database of a unique name, dropped afterwards (for
+    tests whose subprocesses need a whole database: they cannot share a schema search path).
+    Skips without ``SIYU_TEST_POSTGRES_URL``. Use from a test's own thread, not inside its loop."""
+    url = postgres_url()
+    name = f"siyu_t_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        eng = create_async_engine(url, isolation_level="AUTOCOMMIT")
+        try:
+            async with eng.connect() as conn:
+                await conn.execute(text(sql))
+        finally:
+            await eng.dispose()
+
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    try:
+        yield f"{url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 async def migrated(url: str) -> AsyncEngine:

@@ -1,8 +1,8 @@
 """The web server's section of the settings: where ``siyu serve`` listens, the page's chips, and
 the limits every endpoint on it shares (the web chat, the webhook and the WeCom callbacks are
 mounted on the one server): body size and body time (:mod:`adapters.limits`), idle timeout and
-connection cap (:mod:`adapters.web.connections`), and how many requests may queue for an answer
-(:mod:`adapters.admission`)."""
+connection cap (:mod:`adapters.web.connections`), how many requests may queue for an answer
+(:mod:`adapters.admission`), and how long a stopping server drains (:mod:`adapters.web.drain`)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ class WebSettings(Section):
     - ``answer_queue`` (``SIYU_WEB_ANSWER_QUEUE``) and ``answer_wait_seconds``
       (``SIYU_WEB_ANSWER_WAIT_SECONDS``): web chat messages and webhook requests that may wait for
       an answer slot, and for how long; past either the webhook answers 503 with ``Retry-After``
-      and the web chat a ``busy`` frame.
+      and the web chat a ``busy`` frame;
+    - ``drain_seconds`` (``SIYU_WEB_DRAIN_SECONDS``): on SIGTERM, how long answers in flight may
+      take to finish before what is left is given back to the inbox (:mod:`adapters.web.drain`).
     """
 
     host: str = Field(default="127.0.0.1", validation_alias="SIYU_WEB_HOST")
@@ -45,6 +47,7 @@ class WebSettings(Section):
     answer_wait_seconds: float = Field(
         default=DEFAULT_WAIT_S, ge=0, validation_alias="SIYU_WEB_ANSWER_WAIT_SECONDS"
     )
+    drain_seconds: float = Field(default=10.0, ge=0, validation_alias="SIYU_WEB_DRAIN_SECONDS")
     suggestions: tuple[str, ...] = Field(
         default=DEFAULT_SUGGESTIONS, validation_alias="SIYU_WEB_SUGGESTIONS"
     )

@@ -1,4 +1,4 @@
-"""The web chat's HTTP side: the page, the WebSocket, ``/healthz``, and running it all.
+"""The web chat's HTTP side: the page, the WebSocket, ``/healthz``, ``/readyz``, and running it.
 
 Routes::
 
@@ -6,7 +6,15 @@ Routes::
     GET /static/*  its script and style sheet
     GET /ws        the chat WebSocket (JSON frames, see :mod:`adapters.web.protocol`)
     GET /api/stores  {"stores": [{"id": str, "name": str}]}: the store menu, read on each request
-    GET /healthz   {"status": "ok"}
+    GET /healthz   {"status": "ok"}: liveness, nothing but the event loop answering
+    GET /readyz    200 {"status": "ready", "checks": {...}} or 503 {"status": "not ready",
+                   "failing": [...], "checks": {...}}: the core's checks (:mod:`bot.readiness`:
+                   database, knowledge, inbox lag), or ``draining`` once the server stops
+
+Stopping (:func:`serve` given a ``stop`` event, which ``siyu serve`` sets on SIGTERM / SIGINT):
+the server drains (:mod:`adapters.web.drain`: new work refused with 503, in-flight work given up
+to ``SIYU_WEB_DRAIN_SECONDS``), then the runner cancels what is left within
+:data:`SHUTDOWN_TIMEOUT_S` and closes.
 
 The page's suggested questions (chips) are rendered into it once, at start-up. A port that cannot
 be bound is a :class:`CannotListen` naming host and port, never an ``OSError`` traceback.
@@ -25,7 +33,7 @@ import errno
 import html
 import logging
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from aiohttp import WSMsgType, web
@@ -43,6 +51,8 @@ from adapters.web.connections import (
     GuardedSite,
     connection_cap,
 )
+from adapters.web.drain import Drain
+from bot.readiness import Check, Report
 from bot.types import MessageHandler
 
 logger = logging.getLogger(__name__)
@@ -50,8 +60,12 @@ logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 HEARTBEAT_S = 30.0
 """Ping idle sockets this often; a browser that misses the pong is dropped."""
-SHUTDOWN_TIMEOUT_S = 5.0
+SHUTDOWN_TIMEOUT_S = 1.0
+"""After the drain, how long the runner waits for the handlers still running before it cancels
+them (the drain already waited for them)."""
 
+ReadyCheck = Callable[[], Awaitable[Report]]
+"""The process's readiness checks (:meth:`bot.readiness.Readiness.check`)."""
 StoreList = Callable[[], Sequence[tuple[str, str]]]
 """The brand's stores as (store id, display name), asked on every request (the directory may
 change while the server runs)."""
@@ -60,6 +74,8 @@ CHAT = web.AppKey("siyu_web_chat", WebChat)
 PAGE = web.AppKey("siyu_web_page", bytes)
 MAX_WS_BYTES = web.AppKey("siyu_web_max_ws_bytes", int)
 STORES: web.AppKey[StoreList] = web.AppKey("siyu_web_stores")
+READY: web.AppKey[ReadyCheck] = web.AppKey("siyu_web_ready")
+DRAIN = web.AppKey("siyu_web_drain", Drain)
 
 
 class CannotListen(Exception):
@@ -91,15 +107,20 @@ def create_web_app(
     stores: StoreList | None = None,
     clock: Clock = utc_now,
     admission: Admission | None = None,
+    ready: ReadyCheck | None = None,
 ) -> web.Application:
     """The web chat application, feeding every member message to ``handle``.
 
     ``stores`` fills the page's store menu; ``config.suggestions`` become the question chips.
-    ``admission`` is the process's (one of its own from ``config`` when not given).
+    ``admission`` is the process's (one of its own from ``config`` when not given). ``ready``
+    is what ``/readyz`` asks (without it, only whether the server is draining).
     """
     if admission is None:
         admission = Admission(queue=config.answer_queue, wait=config.answer_wait_seconds)
-    app = web.Application(client_max_size=config.max_body_bytes)
+    drain = Drain(admission)
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[drain.middleware])
+    app[DRAIN] = drain
+    app[READY] = ready or _no_checks
     persona = Persona(bot_name=bot_name, brand=brand)
     app[CHAT] = WebChat(handle, persona, clock, admission=admission)
     app[PAGE] = render_page(bot_name=bot_name, brand=brand, suggestions=config.suggestions)
@@ -107,6 +128,7 @@ def create_web_app(
     app[STORES] = stores or _no_stores
     app.router.add_get("/", _index)
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
     app.router.add_get("/api/stores", _stores)
     app.router.add_get("/ws", _websocket)
     app.router.add_static("/static/", STATIC_DIR)
@@ -135,6 +157,19 @@ async def _index(request: web.Request) -> web.Response:
 
 async def _healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    if request.app[DRAIN].draining:
+        report = Report((Check("draining", False, "the process is shutting down"),))
+    else:
+        report = await request.app[READY]()
+    status = 200 if report.ready else 503
+    return web.json_response(report.as_json(), status=status, headers={"Cache-Control": "no-cache"})
+
+
+async def _no_checks() -> Report:
+    return Report(())
 
 
 def _no_stores() -> Sequence[tuple[str, str]]:
@@ -211,14 +246,22 @@ async def start_web(app: web.Application, config: WebSettings) -> tuple[web.AppR
 
 
 async def serve(
-    app: web.Application, config: WebSettings, *, on_started: Callable[[str], None] | None = None
+    app: web.Application,
+    config: WebSettings,
+    *,
+    on_started: Callable[[str], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve ``app`` until cancelled, then shut down cleanly. ``on_started`` gets the URL."""
+    """Serve ``app`` until ``stop`` is set (then drain, module docstring) or until cancelled,
+    then shut down cleanly. ``on_started`` gets the URL."""
     runner, url = await start_web(app, config)
     try:
         if on_started is not None:
             on_started(url)
-        await asyncio.Event().wait()
+        await (stop or asyncio.Event()).wait()
+        drain = app.get(DRAIN)
+        if drain is not None:
+            await drain.wait(config.drain_seconds)
     finally:
         await runner.cleanup()
 

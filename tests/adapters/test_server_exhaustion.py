@@ -84,9 +84,9 @@ async def child(
 
 
 async def test_serve_at_a_low_fd_limit_answers_healthz_under_idle_sockets(tmp_path: Path) -> None:
-    env = {
+    env = {  # WARNING: what is counted is what the exhaustion logs, not the INFO of a start
         "SIYU_DATA_DIR": str(tmp_path / "data"), "SIYU_EMBEDDING": "hash", "SIYU_LLM_MODEL": "",
-        "SIYU_WEB_PORT": "0",
+        "SIYU_WEB_PORT": "0", "SIYU_LOG_LEVEL": "WARNING",
     }  # fmt: skip
     async with child(SIYU, "serve", env=env, cwd=tmp_path, low_fds=True) as proc:
         assert proc.stdout is not None

@@ -5,18 +5,16 @@ and :func:`fresh_database`, a whole PostgreSQL database for tests that start sub
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 import campaigns.models  # noqa: F401  (registers the campaigns' tables)
 from bot.models import Member
-from tests.sql import BACKENDS, postgres_url, sql_engine
+from tests.sql import BACKENDS, fresh_postgres_database, sql_engine
 
 T0 = datetime(2026, 6, 10, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai, a Wednesday
 
@@ -31,25 +29,8 @@ async def engine(request: pytest.FixtureRequest, data_dir: Path) -> AsyncIterato
 @pytest.fixture
 def fresh_database() -> Iterator[str]:
     """The URL of a new, empty PostgreSQL database (dropped afterwards); skips without one."""
-    import asyncio
-
-    url = postgres_url()
-    name = f"siyu_t_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        eng = create_async_engine(url, isolation_level="AUTOCOMMIT")
-        try:
-            async with eng.connect() as conn:
-                await conn.execute(text(sql))
-        finally:
-            await eng.dispose()
-
-    asyncio.run(admin(f"CREATE DATABASE {name}"))
-    base = url.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{name}"
-    finally:
-        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    with fresh_postgres_database() as url:
+        yield url
 
 
 async def add_member(

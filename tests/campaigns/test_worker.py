@@ -22,10 +22,10 @@ from adapters.wecom.config import (
 from adapters.wecom.outbound import PlatformSender, platform_sender
 from bot.contact import ContactLedger
 from bot.models import Member
-from bot.types import Address
+from bot.types import Address, Outbound
 from campaigns.config import CampaignsConfig, RateLimits
 from campaigns.locks import SendLocks
-from campaigns.outbox import Outbox, Planned
+from campaigns.outbox import OUTBOX, Outbox, Planned
 from campaigns.worker import UNKNOWN_OUTCOME, DeliveryWorker
 from tests.campaigns.conftest import T0, add_member
 from tests.campaigns.test_outbox import new_run
@@ -398,3 +398,35 @@ async def test_a_late_answer_on_a_route_without_caller_id_is_not_resent(
     await worker(engine, sender, clock).drain()
     assert await states(engine, run) == {("failed", "unknown"): 1}
     assert wecom_server.count("/cgi-bin/message/custom/send") == 1
+
+
+@dataclass
+class StopAfterFirst:
+    """The platform sender, and SIGTERM arriving while the first send is on the wire."""
+
+    inner: PlatformSender
+    stop: asyncio.Event
+
+    async def send(self, message: Outbound, /) -> str:
+        self.stop.set()
+        return await self.inner.send(message)
+
+
+async def test_stopping_finishes_the_send_in_hand_and_gives_back_the_rest_of_the_batch(
+    engine: AsyncEngine, wecom_server: FakePlatform, sender: PlatformSender
+) -> None:
+    run = await new_run(engine)
+    await Outbox(engine).add(run, await kf_rows(engine, wecom_server, ["u1", "u2", "u3"]), T0)
+    stop = asyncio.Event()
+    w = DeliveryWorker(
+        engine, StopAfterFirst(sender, stop), CONFIG, owner="w1", clock=Clock(), batch=3
+    )
+    await asyncio.wait_for(w.run(stop), 30)
+    assert await states(engine, run) == {("sent", None): 1, ("pending", None): 2}
+    assert [s["touser"] for s in wecom_server.kf_sent] == ["u1"]
+    async with engine.connect() as conn:
+        held = await conn.scalar(
+            sa.select(sa.func.count()).where(OUTBOX.c.lease_owner.is_not(None))
+        )
+    assert held == 0  # another worker may claim u2 and u3 at once
+    assert await worker(engine, sender, Clock()).drain() == 2  # ...and does
