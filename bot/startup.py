@@ -68,6 +68,9 @@ def settings_problems(exc: ValidationError | SettingsError) -> list[str]:
         return [_unparsable(exc)]
     lines = []
     for error in exc.errors():
+        if not error["loc"]:  # a rule across settings: its message names them
+            lines.append(str(error["msg"]).removeprefix("Value error, "))
+            continue
         field, *inner = error["loc"]
         where = f" (at {'.'.join(map(str, inner))})" if inner else ""
         value = error.get("input")

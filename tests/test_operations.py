@@ -68,7 +68,8 @@ def serve_env(data_dir: Path, llm: FakeOpenAI, **extra: str) -> dict[str, str]:
         "SIYU_LLM_API_KEY": "sk-fake", "SIYU_WEBHOOKS": json.dumps([
             {"name": "bridge", "secret": SECRET}
         ]),
-        "SIYU_ANSWER_DEADLINE": "60", "SIYU_LLM_TIMEOUT": "60", "SIYU_LLM_MAX_RETRIES": "0",
+        "SIYU_ANSWER_DEADLINE": "60", "SIYU_INBOX_LEASE_SECONDS": "70",
+        "SIYU_LLM_TIMEOUT": "60", "SIYU_LLM_MAX_RETRIES": "0",
     }  # fmt: skip
     return {**env, **extra}
 

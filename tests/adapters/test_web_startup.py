@@ -56,6 +56,7 @@ EXPECTED = {
     "bad JSON": ("SIYU_WEBHOOKS", "JSON"),
     "invalid values": ("SIYU_WEB_PORT", "SIYU_TIMEZONE", "Mars/Base"),
     "bad value in .env": ("SIYU_WEBHOOKS in .env", "JSON"),
+    "lease shorter than an answer": ("SIYU_INBOX_LEASE_SECONDS", "SIYU_ANSWER_DEADLINE"),
     ".env saved as GBK": (".env line 2", "UTF-8"),
 }
 """What each case's output must contain."""
@@ -71,6 +72,9 @@ def _cases(port: int, tmp: Path) -> dict[str, Case]:
         "bad JSON": Case(("serve",), {"SIYU_WEBHOOKS": "{bad"}),
         "invalid values": Case(("demo",), {"SIYU_WEB_PORT": "99999", "SIYU_TIMEZONE": "Mars/Base"}),
         "bad value in .env": Case(("serve",), {}, "SIYU_WEBHOOKS=[oops\n"),
+        "lease shorter than an answer": Case(
+            ("serve",), {"SIYU_ANSWER_DEADLINE": "60", "SIYU_INBOX_LEASE_SECONDS": "30"}
+        ),
         ".env saved as GBK": Case(
             ("demo",), {}, "# brand\nSIYU_BRAND_NAME=禾町生活\n".encode("gbk")
         ),
