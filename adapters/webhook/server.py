@@ -36,6 +36,7 @@ from adapters.limits import BodyTooLarge, read_body
 from adapters.webhook.config import Bridge
 from adapters.webhook.contract import ContractError, parse_message, render_reply
 from adapters.webhook.signing import SignatureMismatch, signed_headers, signed_timestamp, verify
+from adapters.written import write_now
 from bot.errors import Unavailable
 from bot.types import InboundMessage, MessageHandler
 
@@ -121,7 +122,7 @@ class _Endpoint:
         except Unavailable as exc:  # a dependency failed: the inbox keeps it for the retry
             return _unavailable(exc)
         response = _signed_json(secret, render_reply(reply), self._wall)
-        delivered = await _write(request, response)
+        delivered = await write_now(request, response)
         if not delivered:
             log.info("webhook %s: bridge left before the answer to %s", bridge.name, msg.id)
         if self.responded is not None:
@@ -136,19 +137,6 @@ class _Endpoint:
             await responded(msg, delivered)
         except Unavailable as exc:
             log.warning("webhook: could not confirm message %s: %s", msg.id, exc)
-
-
-async def _write(request: web.Request, response: web.Response) -> bool:
-    """Send ``response`` now (so that it is known to have gone out before the inbox is told);
-    False when the bridge had already hung up or hangs up while it is written."""
-    if request.transport is None or request.transport.is_closing():
-        return False
-    try:
-        await response.prepare(request)
-        await response.write_eof()
-    except (ConnectionError, RuntimeError):  # reset; or "cannot write to closing transport"
-        return False
-    return request.transport is not None
 
 
 def _signed_json(secret: str, payload: dict[str, Any], wall: Callable[[], float]) -> web.Response:

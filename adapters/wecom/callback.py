@@ -66,6 +66,7 @@ from adapters.wecom.config import CallbackAccount
 from adapters.wecom.crypto import CallbackCrypto
 from adapters.wecom.errors import CallbackError, MalformedXML, StaleCallback, WeComError
 from adapters.wecom.xmlwire import parse_xml
+from adapters.written import Tracked, write_now
 from bot.errors import Unavailable
 from bot.types import InboundMessage, NoReply, Reply
 
@@ -355,13 +356,16 @@ class CallbackEndpoint(Generic[C]):
             check_fresh(request.query, self._wall())
             self.check_query(account, request.query)
             body = await self._read_body(request)
-            return await self.handle(account, request.query, body)
+            response = await self.handle(account, request.query, body)
         except CallbackError as exc:
             return refused(account.channel, exc)
         except Unavailable as exc:  # not recorded: unacknowledged, the platform sends it again
             log.warning("%s: callback not acknowledged: %s", account.channel, exc)
             retry_after = {"Retry-After": str(max(1, round(exc.retry_after)))}
             return web.Response(status=503, text="unavailable", headers=retry_after)
+        if isinstance(response, Tracked):  # an answer: written before it counts as delivered
+            await response.written(await write_now(request, response))
+        return response
 
     def check_query(self, account: Account[C], query: Mapping[str, str]) -> None:
         """What can be checked of a ``POST`` before its body is read: the signed query

@@ -42,7 +42,9 @@ Durable, and exactly once: each text message is recorded in the inbox
 (:meth:`bot.inbox.Inbox.record`) before the callback is answered, overloaded or not; when it
 cannot be recorded the callback gets 503, no ``success``, and WeChat sends it again. Its answer
 is then made with :meth:`bot.inbox.Inbox.answer_to_send` and is done (``delivered``) once the
-passive reply carried it or ``custom/send`` accepted it (:meth:`bot.inbox.Inbox.sent`); a
+passive reply carrying it was written to WeChat's connection (:mod:`adapters.written`; if
+WeChat had hung up, it goes through ``custom/send`` instead) or ``custom/send`` accepted it
+(:meth:`bot.inbox.Inbox.sent`); a
 process that dies before that leaves it to the recovery loop (:mod:`bot.inbox_recovery`), which
 sends it through :meth:`OfficialAccountChannel.deliver` once the dead process's lease ran out.
 Decision: a message cut by a crash is not answered passively to a retry (the lease of its dead
@@ -91,7 +93,9 @@ from adapters.wecom.errors import WindowClosedError
 from adapters.wecom.inflight import Answer, InFlight
 from adapters.wecom.limits import TEXT_MAX_BYTES, fit_window, split_text
 from adapters.wecom.xmlwire import parse_xml, text_reply_xml
+from adapters.written import Tracked
 from bot.contact import ContactLedger
+from bot.errors import Unavailable
 from bot.inbox import Inbox
 from bot.types import Address, InboundMessage, MemberRef, Reply
 
@@ -174,7 +178,7 @@ class OfficialAccountChannel(CallbackEndpoint[OfficialAccountConfig]):
     ) -> web.Response:
         """The passive reply if the answer is ready within the budget, else ``success``."""
         callback = self._open(account, query, body)
-        text = await self._dispatch(account, callback.fields)
+        text, msg = await self._dispatch(account, callback.fields)
         if text is None:
             return web.Response(text=SUCCESS)
         user = callback.fields["FromUserName"]
@@ -183,7 +187,28 @@ class OfficialAccountChannel(CallbackEndpoint[OfficialAccountConfig]):
         # the rest goes through the API.
         if rest := text.strip()[len(first) :].strip():
             self.tasks.spawn(self._send_later(account, user, rest, None), what="rest of an answer")
-        return web.Response(text=self._passive(callback, first), content_type="application/xml")
+        xml = self._passive(callback, first)
+        if msg is None:  # a notice, not a recorded message
+            return web.Response(text=xml, content_type="application/xml")
+
+        async def written(delivered: bool) -> None:
+            await self._passive_written(account, msg, first, delivered)
+
+        return Tracked(text=xml, content_type="application/xml", written=written)
+
+    async def _passive_written(
+        self, account: _Account, msg: InboundMessage, text: str, delivered: bool
+    ) -> None:
+        """The passive reply carrying ``msg``'s answer was written (done), or WeChat had gone
+        (its 5 s are up): the answer goes through ``custom/send`` instead."""
+        if not delivered:
+            work = self._send_later(account, msg.conversation, text, msg)
+            self.tasks.spawn(work, what="customer-service send")
+            return
+        try:
+            await self._inbox.sent(msg, "passive")
+        except Unavailable as exc:  # its lease runs out and it is sent again: at least once
+            log.warning("%s: could not mark %s answered: %s", account.channel, msg.id, exc)
 
     def check_query(self, account: _Account, query: Mapping[str, str]) -> None:
         """Before the body is read: an encrypted callback has its signed parameters; a plain one
@@ -206,8 +231,11 @@ class OfficialAccountChannel(CallbackEndpoint[OfficialAccountConfig]):
             return _Callback(fields, account.crypto, timestamp, nonce)
         return _Callback(parse_xml(body), None, timestamp, nonce)
 
-    async def _dispatch(self, account: _Account, fields: dict[str, str]) -> str | None:
-        """The passive reply's text, or None for ``success``."""
+    async def _dispatch(
+        self, account: _Account, fields: dict[str, str]
+    ) -> tuple[str | None, InboundMessage | None]:
+        """The passive reply's text (None: ``success``) and the recorded message it answers
+        (None for a notice)."""
         (user,) = ids(fields, "FromUserName")
         kind = fields.get("MsgType", "")
         question = fields.get("Content") if kind == "text" else fields.get("Recognition")
@@ -215,17 +243,17 @@ class OfficialAccountChannel(CallbackEndpoint[OfficialAccountConfig]):
             (msg_id,) = ids(fields, "MsgId")
             msg = self._message(account, msg_id, user, question)
             if msg is None:
-                return None
+                return None, None
             await self._inbox.record(msg)  # before any acknowledgement; Unavailable: 503
-            return await self._respond(account, msg_id, user, lambda: self._ask(msg), msg)
+            return await self._respond(account, msg_id, user, lambda: self._ask(msg), msg), msg
         if kind in MEDIA_TYPES:
             key = fields.get("MsgId", "")[:MAX_ID_CHARS] or f"{user}:{fields.get('CreateTime', '')}"
-            return await self._respond(account, key, user, _constant(MEDIA_TEXT))
+            return await self._respond(account, key, user, _constant(MEDIA_TEXT)), None
         if kind == "event" and fields.get("Event") == "subscribe":
             key = f"subscribe:{user}:{fields.get('CreateTime', '')[:MAX_ID_CHARS]}"  # no MsgId
-            return await self._respond(account, key, user, _constant(self._welcome))
+            return await self._respond(account, key, user, _constant(self._welcome)), None
         log.info("%s: ignored a %r callback (%s)", account.channel, kind, fields.get("Event", ""))
-        return None
+        return None, None
 
     def _message(
         self, account: _Account, msg_id: str, user: str, text: str
@@ -259,7 +287,8 @@ class OfficialAccountChannel(CallbackEndpoint[OfficialAccountConfig]):
         msg: InboundMessage | None = None,
     ) -> str | None:  # fmt: skip
         """Start (or join) the answer for ``key`` and wait for it within the account's budget;
-        the passive reply's text, ``msg`` (if recorded) marked delivered with it."""
+        the passive reply's text (``msg``, if recorded, is marked delivered once it is written:
+        :meth:`_passive_written`)."""
         budget = account.config.reply_budget_seconds
         answer = self.inflight.get(f"{account.config.name}:{key}")
         if answer is None:
@@ -271,10 +300,7 @@ class OfficialAccountChannel(CallbackEndpoint[OfficialAccountConfig]):
             )
             if overloaded:
                 return None  # acknowledge now; the answer follows through the API
-        text = await answer.wait(budget, until=self.tasks.admission.strained())
-        if text is not None and msg is not None:
-            await self._inbox.sent(msg, "passive")  # Unavailable: 503, sent later by the API
-        return text
+        return await answer.wait(budget, until=self.tasks.admission.strained())
 
     def _finished(
         self, account: _Account, user: str, answer: Answer, msg: InboundMessage | None
