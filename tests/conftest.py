@@ -7,11 +7,15 @@ so a test can never reach the internet or a model hub by accident.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bot.logs import QUIET_BELOW_DEBUG, StderrHandler
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -66,3 +70,22 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """Each test starts with the logging it found: a command run in-process that configures
+    logging (``serve``, ``demo``, ``worker``: :func:`bot.logs.configure_logging`) would otherwise
+    leave its INFO handler on the root logger, and a later test's command output would hold log
+    lines. Only Siyu's own handler is taken off (pytest's capture handlers come and go by
+    themselves, per phase)."""
+    root = logging.getLogger()
+    before, level = set(root.handlers), root.level
+    quiet = {name: logging.getLogger(name).level for name in QUIET_BELOW_DEBUG}
+    yield
+    for handler in root.handlers[:]:
+        if isinstance(handler, StderrHandler) and handler not in before:
+            root.removeHandler(handler)
+    root.setLevel(level)
+    for name, was in quiet.items():
+        logging.getLogger(name).setLevel(was)

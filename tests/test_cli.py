@@ -253,7 +253,7 @@ async def serving(*args: str, env: dict[str, str], cwd: Path) -> AsyncIterator[S
                 line = await proc.stdout.readline()
                 assert line, f"siyu {args[0]} exited early:\n{output}"
                 output += line.decode()
-        match = re.search(r"(http://127\.0\.0\.1:\d+/)", output)
+        match = re.search(r"web chat: (http://127\.0\.0\.1:\d+/)", output)
         assert match, output
         yield Served(proc, match.group(1), output)
     finally:

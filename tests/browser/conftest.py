@@ -80,7 +80,7 @@ class DemoServer:
                 self.stop()
                 raise AssertionError(f"siyu demo did not start:\n{self.output}")
             self.output += line
-        match = re.search(r"(http://127\.0\.0\.1:\d+/)", self.output)
+        match = re.search(r"web chat: (http://127\.0\.0\.1:\d+/)", self.output)
         assert match, self.output
         return match.group(1)
 

@@ -97,7 +97,8 @@ async def serve(
                 line = await proc.stdout.readline()
                 assert line, f"siyu serve exited early:\n{output}"
                 output += line.decode()
-        match = re.search(r"(http://127\.0\.0\.1:\d+/)", output)
+        # Log lines (stderr, here in the same pipe) name other servers: the LLM's, say.
+        match = re.search(r"web chat: (http://127\.0\.0\.1:\d+/)", output)
         assert match, output
         drain = asyncio.create_task(proc.stdout.read())  # keep the pipe from filling up
         yield proc, match.group(1)
