@@ -256,8 +256,8 @@ async def scaled_steps(args: argparse.Namespace) -> dict[str, Any]:
     timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S)
     for count in args.processes:
         with tempfile.TemporaryDirectory(prefix="siyu-bench-scaled-") as tmp:
-            extra = {"SIYU_EMBEDDING": "local"}
-            async with cluster(Path(tmp), args.postgres, count, **extra) as running:
+            local = {"SIYU_EMBEDDING": "local"}
+            async with cluster(Path(tmp), args.postgres, count, settings=local) as running:
                 urls = [running.hook(i) for i in range(count)]
                 steps = []
                 async with aiohttp.ClientSession(

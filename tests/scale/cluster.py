@@ -25,7 +25,7 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from adapters.webhook.signing import signed_headers
 from bot.demo import DEMO_DIR
+from tests.fakes.tcp_proxy import TcpProxy
 
 SIYU = str(Path(sys.executable).with_name("siyu"))
 CHROMA = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
@@ -118,6 +119,8 @@ class Serve:
 class Cluster:
     env: dict[str, str]
     cwd: Path
+    database_url: str
+    """The database itself (``env`` may reach it through a proxy)."""
     serves: list[Serve] = field(default_factory=list)
     restarts: int = 0
 
@@ -139,7 +142,7 @@ class Cluster:
                 line = await proc.stdout.readline()
                 assert line, f"siyu serve exited early: {output}\n{log.read_text()[-3000:]}"
                 output += line.decode()
-        match = re.search(r"(http://127\.0\.0\.1:\d+/)", output)
+        match = re.search(r"web chat: (http://127\.0\.0\.1:\d+/)", output)
         assert match, output
         serve = Serve(proc, match.group(1), log)
         self.serves.append(serve)
@@ -182,15 +185,23 @@ def serve_env(database_url: str, chroma_url: str, data_dir: Path, **extra: str) 
 
 @contextlib.asynccontextmanager
 async def cluster(
-    tmp_path: Path, postgres_url: str, processes: int = 2, **extra: str
+    tmp_path: Path,
+    postgres_url: str,
+    processes: int = 2,
+    *,
+    proxy: TcpProxy | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Cluster]:
     """``processes`` serve processes on a fresh PostgreSQL database and a Chroma server, the
-    demo FAQ loaded; ``extra`` are more ``SIYU_*`` settings."""
+    demo FAQ loaded; ``settings`` are more ``SIYU_*`` variables. With ``proxy`` (started, in front
+    of PostgreSQL) the serve processes reach the database through it; the set-up does not."""
     async with fresh_postgres(postgres_url) as db, chroma_server(tmp_path / "chroma") as chroma:
-        env = serve_env(db, chroma, tmp_path / "data", **extra)
+        env = serve_env(db, chroma, tmp_path / "data", **(settings or {}))
         await run_siyu(env, tmp_path, "db", "upgrade")
         await run_siyu(env, tmp_path, "ingest", str(DEMO_DIR / "faq.csv"))
-        running = Cluster(env, tmp_path)
+        if proxy is not None:
+            env = {**env, "SIYU_DATABASE_URL": proxy.url(db)}
+        running = Cluster(env, tmp_path, database_url=db)
         try:
             for _ in range(processes):
                 await running.start()
@@ -207,6 +218,7 @@ class Outcome:
     status: str
     reason: str | None
     tries: int
+    text: str | None = None
 
 
 def message(msg_id: str, member: str, text: str) -> bytes:
@@ -251,5 +263,6 @@ async def bridge_send(
             await asyncio.sleep(min(2.0, float((payload or {}).get("retry_after", 1))))
             continue
         assert status == 200, (status, payload)
-        return Outcome(payload["status"], payload.get("reason"), attempt + 1)
+        reply = payload.get("reply") or {}
+        return Outcome(payload["status"], payload.get("reason"), attempt + 1, reply.get("text"))
     raise AssertionError(f"no answer within {within} s: {seen[-20:]}")

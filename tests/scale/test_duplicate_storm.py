@@ -48,7 +48,7 @@ async def test_a_thousand_messages_sent_three_times_to_two_processes_are_answere
 
         async with aiohttp.ClientSession(timeout=timeout) as http:
             outcomes = await asyncio.gather(*(one(http, n) for n in range(MESSAGES)))
-        rows = await inbox_states(running.env["SIYU_DATABASE_URL"])
+        rows = await inbox_states(running.database_url)
     firsts = Counter(sum(o.reason != "duplicate" for o in copies) for copies in outcomes)
     assert firsts == {1: MESSAGES}, "each message answered by exactly one of its copies"
     statuses = Counter(o.status for copies in outcomes for o in copies if o.reason != "duplicate")

@@ -63,7 +63,7 @@ async def test_killed_and_stopped_processes_lose_no_message(tmp_path: Path, seed
         _, codes = await asyncio.gather(
             load(running, outcomes), faults(running, random.Random(seed))
         )
-        rows = await inbox_states(running.env["SIYU_DATABASE_URL"])
+        rows = await inbox_states(running.database_url)
     assert len(outcomes) == MESSAGES
     told = Counter("duplicate" if o.reason == "duplicate" else o.status for o in outcomes.values())
     assert told == {"replied": MESSAGES}, "every message's answer reached the bridge"

@@ -1,0 +1,110 @@
+"""An Official Account burst on two ``siyu serve`` processes (PostgreSQL, a Chroma server, the fake
+WeChat API): one process is SIGKILLed and the other SIGTERMed while the burst's answers are
+pending, both restarted. Every acknowledged message is answered exactly once, counted at the
+fake platform (a passive reply or a ``custom/send``, in total once per member).
+
+"WeChat" here does what WeChat does: it posts each message to the account's URL (the two
+processes behind one address, alternately) and, when it gets no answer (a reset, a timeout, a
+5xx), posts it again a few seconds later, three times at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from adapters.wecom.xmlwire import build_xml
+from tests.adapters.wecom.wire import plain_query, text_fields
+from tests.fakes.wecom_server import FakePlatform, wecom_server
+from tests.scale.cluster import Cluster, cluster
+from tests.scale.test_duplicate_storm import QUESTIONS, inbox_states
+from tests.sql import postgres_url
+
+__all__ = ["wecom_server"]
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+TOKEN, OURS = "oa-token", "gh_ours"
+BURST = 240
+RETRIES = 3
+RETRY_EVERY_S = 2.0
+GUARD_S = 180.0
+
+
+def oa_env(fake: FakePlatform) -> dict[str, str]:
+    oa = {"name": "brand", "app_id": fake.oa_app_id, "secret": fake.oa_secret, "token": TOKEN,
+          "mode": "plain"}  # fmt: skip
+    return {
+        "SIYU_OFFICIAL_ACCOUNTS": json.dumps([oa]), "SIYU_WECHAT_API_BASE": fake.url,
+        "SIYU_ANSWER_DEADLINE": "3", "SIYU_INBOX_LEASE_SECONDS": "6",
+    }  # fmt: skip
+
+
+async def wechat(http: aiohttp.ClientSession, running: Cluster, n: int) -> str:
+    """Deliver message ``n`` as WeChat would; ``passive`` or ``success``, or ``lost`` when no
+    try was acknowledged."""
+    user, msg_id = f"oUser-{n:03d}", f"7{n:06d}"
+    body = build_xml(text_fields(user, OURS, QUESTIONS[n % len(QUESTIONS)], msg_id)).encode()
+    for attempt in range(1 + RETRIES):
+        serve = running.serves[(n + attempt) % len(running.serves)]
+        try:
+            url = serve.url + "wechat/oa/brand"
+            async with http.post(url, data=body, params=plain_query(TOKEN)) as resp:
+                text = await resp.text()
+                if resp.status == 200:
+                    return "success" if text == "success" else "passive"
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+        await asyncio.sleep(RETRY_EVERY_S)
+    return "lost"
+
+
+async def faults(running: Cluster, rng: random.Random) -> list[tuple[str, int]]:
+    codes = []
+    for index, sig in ((0, signal.SIGKILL), (1, signal.SIGTERM)):
+        await asyncio.sleep(rng.uniform(0.2, 1.5))
+        codes.append((sig.name, await running.stop(index, sig)))
+        await running.restart(index)
+    return codes
+
+
+async def until_all_delivered(running: Cluster) -> dict[str, int]:
+    deadline = time.monotonic() + GUARD_S
+    while True:
+        rows = await inbox_states(running.database_url)
+        if set(rows) == {"delivered"} or time.monotonic() > deadline:
+            return rows
+        await asyncio.sleep(0.5)
+
+
+@pytest.mark.parametrize("seed", [3])
+async def test_an_official_account_burst_through_kills_is_answered_once_each(
+    tmp_path: Path, wecom_server: FakePlatform, seed: int
+) -> None:
+    wecom_server.clock.now = time.time()  # the contact windows are checked against our clock
+    for n in range(BURST):
+        wecom_server.add_oa_message(f"oUser-{n:03d}")
+    async with cluster(tmp_path, postgres_url(), settings=oa_env(wecom_server)) as running:
+        timeout = aiohttp.ClientTimeout(total=5)  # WeChat waits 5 s for an answer
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            burst = asyncio.gather(*(wechat(http, running, n) for n in range(BURST)))
+            acks, codes = await asyncio.gather(burst, faults(running, random.Random(seed)))
+        rows = await until_all_delivered(running)
+        await asyncio.sleep(4)  # a recovery pass or two more: nothing is sent again
+    assert Counter(acks)["lost"] == 0, "WeChat's retries reach a live process"
+    assert Counter(acks)["success"] > 0, "some answers were pending when the faults came"
+    assert rows == {"delivered": BURST}
+    answers = Counter(s["touser"] for s in wecom_server.custom_sent)
+    for n, ack in enumerate(acks):
+        if ack == "passive":
+            answers[f"oUser-{n:03d}"] += 1
+    assert answers == {f"oUser-{n:03d}": 1 for n in range(BURST)}, "each member answered once"
+    assert codes == [("SIGKILL", -signal.SIGKILL), ("SIGTERM", 0)]
