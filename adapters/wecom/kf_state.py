@@ -59,6 +59,16 @@ class KfState:
             value = (await conn.execute(query)).scalar_one_or_none()
         return value if isinstance(value, str) else None
 
+    async def open_kfids(self, account: str) -> list[str]:
+        """The open_kfids of ``account`` with a saved cursor, in order."""
+        query = (
+            sa.select(_CURSOR.c.open_kfid)
+            .where(_CURSOR.c.account == account)
+            .order_by(_CURSOR.c.open_kfid)
+        )
+        async with self._engine.connect() as conn:
+            return [str(kfid) for kfid in (await conn.execute(query)).scalars()]
+
     async def save_cursor(self, account: str, open_kfid: str, cursor: str, at: datetime) -> None:
         """Remember ``cursor`` as where the loop of (account, open_kfid) continues."""
         require_aware(at)
