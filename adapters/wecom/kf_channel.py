@@ -30,8 +30,8 @@ messages unrecorded, and without this they would be read only when the next call
 open_kfid arrives, so a member who wrote once and waits would get nothing. WeCom accepts a
 ``sync_msg`` without ``token`` but strictly rate-limits it: hence once per open_kfid per start,
 never as a poll. A callback arriving meanwhile hands the running loop its token as usual. An
-open_kfid without a saved cursor (a process died during its very first page) is not resumed: its
-next callback reads it from the start.
+open_kfid is saved (with an empty cursor, :meth:`~adapters.wecom.kf_state.KfState.remember`)
+before its very first page, so a process that dies during that page is resumed too.
 
 Before each reply the channel:
 
@@ -190,6 +190,8 @@ class KfChannel:
     async def _sync(self, endpoint: KfEndpoint, open_kfid: str, loop: _Loop) -> None:
         name = endpoint.account.name
         cursor = await self._state.cursor(name, open_kfid)
+        if cursor is None:  # known from now on, so a start resumes it if this page is cut
+            await self._state.remember(name, open_kfid, self._clock())
         while True:
             page = await endpoint.client.kf_sync_msg(
                 token=loop.token, open_kfid=open_kfid, cursor=cursor, limit=self._page_size
