@@ -1,5 +1,6 @@
-"""The kf channel's durable state over real SQLite and PostgreSQL (sync cursors), and the reading of ``msg_list``
-entries. The reply windows are the core's contact-window ledger (tests/bot/test_contact.py)."""
+"""The kf channel's durable state over real SQLite and PostgreSQL (sync cursors), and the
+reading of ``msg_list`` entries. The reply windows are the core's contact-window ledger
+(tests/bot/test_contact.py)."""
 
 from __future__ import annotations
 
