@@ -6,10 +6,12 @@ inbox row is delivered.
 
 "WeCom" here does what WeCom does: the customers' messages wait on the platform, and after each
 batch it posts a ``kf_msg_or_event`` callback to the account's URL, here to each of the two
-processes, again up to twice a few seconds later when a try gets no answer. A process that dies
-mid-page leaves the page's later messages unread: the restarted processes sync every saved
-open_kfid once without a token (:meth:`adapters.wecom.kf_channel.KfChannel.resume`), and the
-recovery loop sends what was answered but not sent.
+processes, again up to three times two seconds apart when a try gets no answer. Process 0 dies
+during the burst, process 1 while it handles the last batch's page, and both come back only once
+WeCom gave up its retries, so no callback is left to make them sync: the page's later messages,
+never recorded, are read only because a starting process syncs every saved open_kfid once without
+a token (:meth:`adapters.wecom.kf_channel.KfChannel.resume`); the recovery loop sends what was
+answered but not sent.
 """
 
 from __future__ import annotations
@@ -63,10 +65,12 @@ async def notify(running: Cluster, index: int, fake: FakePlatform) -> bool:
 
 
 async def burst(
-    running: Cluster, fake: FakePlatform, rng: random.Random, last: asyncio.Event
-) -> list[bool]:
+    running: Cluster, fake: FakePlatform, rng: random.Random, last: asyncio.Event,
+    settled: asyncio.Event,
+) -> list[bool]:  # fmt: skip
     """The customers write in batches; each batch is followed by a callback to both processes
-    (retried on their own, as WeCom does); ``last`` is set once the last batch is out."""
+    (retried on their own, as WeCom does); ``last`` is set once the last batch is out,
+    ``settled`` once every callback was acknowledged or given up."""
     callbacks: list[asyncio.Task[bool]] = []
     for batch in range(BATCHES):
         await asyncio.sleep(rng.uniform(0.2, 0.6))
@@ -75,20 +79,25 @@ async def burst(
         for index in range(len(running.serves)):
             callbacks.append(asyncio.create_task(notify(running, index, fake)))
     last.set()
-    return list(await asyncio.gather(*callbacks))
+    try:
+        return list(await asyncio.gather(*callbacks))
+    finally:
+        settled.set()
 
 
 async def faults(
-    running: Cluster, rng: random.Random, last: asyncio.Event
+    running: Cluster, rng: random.Random, last: asyncio.Event, settled: asyncio.Event
 ) -> tuple[list[tuple[str, int]], int]:
     """SIGKILL process 0 during the burst, SIGTERM process 1 while the last batch is being
-    handled, then restart both: the exit codes, and how many messages the inbox had recorded
-    while both were down (the rest only a sync after the restart can read)."""
+    handled, and restart both once WeCom gave up its callbacks' retries (no callback is left
+    to make them sync): the exit codes, and how many messages the inbox had recorded then (the
+    rest only a sync started by the restart itself can read)."""
     await asyncio.sleep(rng.uniform(0.2, 1.5))
     codes = [("SIGKILL", await running.stop(0, signal.SIGKILL))]
     await last.wait()
     await asyncio.sleep(rng.uniform(0.0, 0.5))
     codes.append(("SIGTERM", await running.stop(1, signal.SIGTERM)))
+    await settled.wait()
     recorded = sum((await inbox_states(running.database_url)).values())
     await running.restart(0)
     await running.restart(1)
@@ -110,10 +119,11 @@ async def test_a_kf_burst_through_kills_is_answered_once_each(
     tmp_path: Path, wecom_server: FakePlatform, seed: int
 ) -> None:
     wecom_server.clock.now = time.time()  # the contact windows are checked against our clock
-    rng, last = random.Random(seed), asyncio.Event()
+    rng, last, settled = random.Random(seed), asyncio.Event(), asyncio.Event()
     async with cluster(tmp_path, postgres_url(), settings=kf_env(wecom_server)) as running:
         acks, (codes, recorded) = await asyncio.gather(
-            burst(running, wecom_server, rng, last), faults(running, rng, last)
+            burst(running, wecom_server, rng, last, settled),
+            faults(running, rng, last, settled),
         )
         rows = await until_all_delivered(running)
         await asyncio.sleep(4)  # a recovery pass or two more: nothing is sent again
