@@ -357,12 +357,16 @@ class WeComClient:
     # Thin typed helpers used by the channels.
 
     async def kf_sync_msg(
-        self, *, token: str, open_kfid: str, cursor: str | None, limit: int = KF_SYNC_MAX_LIMIT
-    ) -> JSON:
-        """One page of kf messages after ``cursor``: ``next_cursor``, ``has_more``, ``msg_list``."""
+        self, *, token: str | None, open_kfid: str, cursor: str | None,
+        limit: int = KF_SYNC_MAX_LIMIT,
+    ) -> JSON:  # fmt: skip
+        """One page of kf messages after ``cursor``: ``next_cursor``, ``has_more``, ``msg_list``.
+        Without ``token`` (a callback's) the call is allowed but strictly rate-limited."""
         if not 1 <= limit <= KF_SYNC_MAX_LIMIT:
             raise BadRequestError(f"limit must be 1..{KF_SYNC_MAX_LIMIT}, got {limit}")
-        payload: JSON = {"token": token, "open_kfid": open_kfid, "limit": limit}
+        payload: JSON = {"open_kfid": open_kfid, "limit": limit}
+        if token:
+            payload["token"] = token
         if cursor:
             payload["cursor"] = cursor
         return await self.call("/cgi-bin/kf/sync_msg", payload)

@@ -4,6 +4,8 @@
 ``POST /{name}`` a ``kf_msg_or_event`` callback: verify, decrypt, parse, answer HTTP 200 with an
 empty body at once, and nudge the sync loop of (account, ``OpenKfId``) with the callback's
 ``Token`` (see :mod:`adapters.wecom.kf_channel`); the answers go out later through the API.
+When the sub-application starts, every open_kfid with a saved cursor is synced once without a
+token (:meth:`~adapters.wecom.kf_channel.KfChannel.resume`): what a dead process left unread.
 
 The order of checks is every callback's (:mod:`adapters.wecom.callback`). Another event or
 message type is acknowledged (200) and ignored with a log line.
@@ -90,6 +92,8 @@ class KfRuntime(CallbackEndpoint[KfAccount]):
             clock=self._clock, page_size=self._page_size, session_ended=self._session_ended,
             tasks=self.tasks,
         )  # fmt: skip
+        # Not awaited: a slow or absent database must not hold up the start; failures are logged.
+        self.tasks.spawn(self._channel.resume(), what="kf resume of the saved cursors")
 
     async def deliver(self, msg: InboundMessage, reply: Reply) -> str | None:
         """Send the reply to a message recorded earlier (the recovery loop's

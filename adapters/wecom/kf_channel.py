@@ -23,6 +23,16 @@ twice. A send that fails in transport (timeout, busy, frequency limit) stays ``s
 recovery loop too, and the sync moves on. Messages are handled one after another, in the
 platform's order.
 
+On start (:meth:`KfChannel.resume`, run by ``siyu serve`` when the kf sub-application starts)
+the channel syncs once, without a callback token, every open_kfid it has a saved cursor for:
+a process that died mid-page (SIGKILL, or SIGTERM cancelling the loop) left the page's later
+messages unrecorded, and without this they would be read only when the next callback for that
+open_kfid arrives, so a member who wrote once and waits would get nothing. WeCom accepts a
+``sync_msg`` without ``token`` but strictly rate-limits it: hence once per open_kfid per start,
+never as a poll. A callback arriving meanwhile hands the running loop its token as usual. An
+open_kfid is saved (with an empty cursor, :meth:`~adapters.wecom.kf_state.KfState.remember`)
+before its very first page, so a process that dies during that page is resumed too.
+
 Before each reply the channel:
 
 1. asks ``kf/service_state/get`` (one extra call per reply, none for messages that get no reply):
@@ -100,9 +110,10 @@ RETRYABLE = (TransportError, SystemBusyError, RateLimitedError)
 
 @dataclass
 class _Loop:
-    """One running sync loop: the newest callback token and whether a callback came meanwhile."""
+    """One running sync loop: the newest callback token (None: a token-less resume) and whether
+    a callback came meanwhile."""
 
-    token: str
+    token: str | None
     dirty: bool = False
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -135,15 +146,24 @@ class KfChannel:
         self.skipped = 0
         """``sync_msg`` entries skipped as unusable since start (each also logged once)."""
 
-    def nudge(self, account: str, open_kfid: str, token: str) -> None:
-        """A callback arrived: start the loop of (account, open_kfid), or make it sync again."""
+    def nudge(self, account: str, open_kfid: str, token: str | None) -> None:
+        """A callback arrived: start the loop of (account, open_kfid), or make it sync again.
+        ``token`` None (:meth:`resume`) syncs without one; it never replaces a callback's."""
         key = (account, open_kfid)
         loop = self._loops.get(key)
         if loop is not None:
-            loop.token, loop.dirty = token, True
+            loop.token, loop.dirty = token or loop.token, True
             return
         loop = self._loops[key] = _Loop(token)
         loop.task = self._tasks.spawn(self._run(key, loop), what=f"sync of {account}/{open_kfid}")
+
+    async def resume(self) -> None:
+        """Sync once, without a callback token, every open_kfid with a saved cursor: what a dead
+        process left unread is pulled and answered (see the module's docs)."""
+        for name in self._endpoints:
+            for open_kfid in await self._state.open_kfids(name):
+                log.info("kf %s/%s: resuming from the saved cursor", name, open_kfid)
+                self.nudge(name, open_kfid, None)
 
     async def drain(self) -> None:
         """Wait until every loop has stopped (loops a nudge starts meanwhile included)."""
@@ -170,6 +190,8 @@ class KfChannel:
     async def _sync(self, endpoint: KfEndpoint, open_kfid: str, loop: _Loop) -> None:
         name = endpoint.account.name
         cursor = await self._state.cursor(name, open_kfid)
+        if cursor is None:  # known from now on, so a start resumes it if this page is cut
+            await self._state.remember(name, open_kfid, self._clock())
         while True:
             page = await endpoint.client.kf_sync_msg(
                 token=loop.token, open_kfid=open_kfid, cursor=cursor, limit=self._page_size

@@ -3,7 +3,9 @@
 ``wecom_kf_cursor(account, open_kfid, cursor, updated_at)``, keyed by the kf account's configured
 name so several accounts share one database: where the ``kf/sync_msg`` pull loop stopped. Written
 only after a page's messages were handled, so a crash re-reads the last page (the pipeline's
-durable dedupe makes that harmless) and never skips one.
+durable dedupe makes that harmless) and never skips one. Before an open_kfid's first page the
+row is written with an empty cursor (:meth:`KfState.remember`: "from the start"), so a process
+that dies during that page still leaves the open_kfid for the next start to resume.
 
 The 48 h / 5-message reply window is not kept here: it is the core's contact-window ledger
 (:mod:`bot.contact`), shared with the Official Account and the campaigns' pushes.
@@ -58,6 +60,28 @@ class KfState:
         async with self._engine.connect() as conn:
             value = (await conn.execute(query)).scalar_one_or_none()
         return value if isinstance(value, str) else None
+
+    async def remember(self, account: str, open_kfid: str, at: datetime) -> None:
+        """Save an empty cursor ("from the start") for (account, open_kfid), unless it has one."""
+        require_aware(at)
+        insert = _CURSOR.insert().values(
+            account=account, open_kfid=open_kfid, cursor="", updated_at=at
+        )
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(insert)
+        except IntegrityError:  # saved already (by another loop or process): keep it
+            pass
+
+    async def open_kfids(self, account: str) -> list[str]:
+        """The open_kfids of ``account`` with a saved cursor (an empty one included), in order."""
+        query = (
+            sa.select(_CURSOR.c.open_kfid)
+            .where(_CURSOR.c.account == account)
+            .order_by(_CURSOR.c.open_kfid)
+        )
+        async with self._engine.connect() as conn:
+            return [str(kfid) for kfid in (await conn.execute(query)).scalars()]
 
     async def save_cursor(self, account: str, open_kfid: str, cursor: str, at: datetime) -> None:
         """Remember ``cursor`` as where the loop of (account, open_kfid) continues."""

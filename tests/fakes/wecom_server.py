@@ -16,7 +16,10 @@ Endpoints and the rules they enforce (errcodes as the fake uses them):
 - GET ``/cgi-bin/gettoken`` (WeCom), ``/cgi-bin/token`` (OA): 40013 wrong id, 40001 wrong secret.
 - POST ``/cgi-bin/kf/sync_msg``: pages of ``add_kf_message`` messages per ``open_kfid``, after the
   opaque ``cursor``; ``has_more`` 1/0, ``next_cursor``. The callback ``token`` must be
-  ``server.kf_callback_token`` (95007 otherwise); limit 1..1000 (40058 otherwise).
+  ``server.kf_callback_token`` (95007 otherwise); limit 1..1000 (40058 otherwise). A call without
+  ``token`` is allowed, as WeCom's is, but strictly rate-limited: at most
+  ``server.kf_tokenless_per_minute`` per open_kfid in any 60 s (45009 beyond); the accepted ones
+  are counted in ``server.kf_tokenless_syncs`` (per open_kfid).
 - POST ``/cgi-bin/kf/send_msg``, checked in this order:
   a ``msgid`` already accepted → success again, not delivered twice;
   session state 2 or 3 (human queue / agent) → 95018;
@@ -48,7 +51,7 @@ import asyncio
 import contextlib
 import itertools
 import json
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,6 +118,8 @@ class FakePlatform:
     oa_app_id: str = "wxfakeoa"
     oa_secret: str = "oa-secret"
     kf_callback_token: str = "kf-callback-token"
+    kf_tokenless_per_minute: int = 10
+    kf_tokenless_syncs: Counter[str] = field(default_factory=Counter)
     requests: list[Recorded] = field(default_factory=list)
     tokens: dict[str, float] = field(default_factory=dict)
     kf_messages: dict[str, list[JSON]] = field(default_factory=lambda: defaultdict(list))
@@ -127,6 +132,7 @@ class FakePlatform:
     service_states: dict[tuple[str, str], int] = field(default_factory=dict)
     _windows: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     _kf_msgids: set[str] = field(default_factory=set)
+    _kf_tokenless_at: list[tuple[float, str]] = field(default_factory=list)
     _event_codes: set[str] = field(default_factory=set)
     _faults: dict[str, deque[_Fault]] = field(default_factory=lambda: defaultdict(deque))
     _ids: itertools.count[int] = field(default_factory=itertools.count)
@@ -270,8 +276,8 @@ class FakePlatform:
     async def _kf_sync_msg(self, request: web.Request, body: JSON) -> JSON:
         if (denied := self._auth(request)) is not None:
             return denied
-        if body.get("token") != self.kf_callback_token:
-            return _err(95007, "invalid msg token")
+        if (refused := self._kf_sync_token(body)) is not None:
+            return refused
         limit = body.get("limit", 1000)
         if not isinstance(limit, int) or not 1 <= limit <= 1000:
             return _err(40058, "invalid limit")
@@ -282,6 +288,19 @@ class FakePlatform:
         end = min(start + limit, len(messages))
         more = 1 if end < len(messages) else 0
         return _ok(next_cursor=f"cur{end}", has_more=more, msg_list=messages[start:end])
+
+    def _kf_sync_token(self, body: JSON) -> JSON | None:
+        """None when the call's token is the callback's, or it has none within the rate limit."""
+        if "token" in body:
+            ok = body["token"] == self.kf_callback_token
+            return None if ok else _err(95007, "invalid msg token")
+        kfid, now = str(body.get("open_kfid", "")), self.clock()
+        recent = [t for t, k in self._kf_tokenless_at if k == kfid and t > now - 60]
+        if len(recent) >= self.kf_tokenless_per_minute:
+            return _err(45009, "api freq out of limit")
+        self._kf_tokenless_at.append((now, kfid))
+        self.kf_tokenless_syncs[kfid] += 1
+        return None
 
     async def _kf_send_msg(self, request: web.Request, body: JSON) -> JSON:
         if (denied := self._auth(request)) is not None:

@@ -106,6 +106,27 @@ async def test_sync_msg_refuses_a_wrong_callback_token_or_cursor(
     assert (await _post(session, wecom_server, api, body, token))["errcode"] == 95012
 
 
+async def test_sync_msg_without_a_token_is_allowed_counted_and_rate_limited(
+    wecom_server: FakePlatform, session: aiohttp.ClientSession
+) -> None:
+    token = await _token(session, wecom_server)
+    api = "/cgi-bin/kf/sync_msg"
+    msg = wecom_server.add_kf_message("u1", "在吗", open_kfid=KF)
+    wecom_server.kf_tokenless_per_minute = 2
+    body = {"open_kfid": KF}
+    codes = [(await _post(session, wecom_server, api, body, token))["errcode"] for _ in range(3)]
+    assert codes == [0, 0, 45009]
+    other = {"open_kfid": "wkother"}  # counted per open_kfid
+    assert (await _post(session, wecom_server, api, other, token))["errcode"] == 0
+    wecom_server.clock.advance(61)
+    token = await _token(session, wecom_server)
+    data = await _post(session, wecom_server, api, body, token)
+    assert data["msg_list"] == [msg]
+    assert wecom_server.kf_tokenless_syncs == {KF: 3, "wkother": 1}
+    signed = {"token": wecom_server.kf_callback_token, "open_kfid": KF}  # not rate-limited
+    assert (await _post(session, wecom_server, api, signed, token))["errcode"] == 0
+
+
 async def test_send_msg_needs_a_customer_message_within_48_hours(
     wecom_server: FakePlatform, session: aiohttp.ClientSession
 ) -> None:

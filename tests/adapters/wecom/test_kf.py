@@ -7,6 +7,7 @@ import asyncio
 import io
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -314,6 +315,39 @@ async def test_restart_after_a_failed_page_loses_nothing_and_repeats_nothing(
     assert sorted(s["touser"] for s in wecom_server.kf_sent) == users
     assert wecom_server.count(SEND) == len(users)  # page 1 re-read: no second send attempted
     assert await KfState(core.engine).cursor("shop", KFID) == "cur4"
+
+
+async def test_a_restart_syncs_once_without_a_token_and_answers_what_was_left_unread(
+    wecom_server: FakePlatform, start_kf: StartKf, core: App
+) -> None:
+    users = [f"wm-{n}" for n in range(1, 7)]
+    for user in users:
+        wecom_server.add_kf_message(user, "积分会过期吗？")
+    stuck = asyncio.Event()
+
+    async def stuck_on_page_two(msg: InboundMessage) -> Reply:
+        if msg.sender.external_id == "wm-3":
+            stuck.set()
+            await asyncio.Event().wait()  # until the shutdown cancels the loop mid-page
+        return await core.pipeline.handle(msg)
+
+    first = await start_kf(stuck_on_page_two, page_size=2)
+    status, _ = await post(first.url, *callback_body(wecom_server))
+    assert status == 200
+    await asyncio.wait_for(stuck.wait(), 10)
+    await first.stop()  # as SIGTERM does: wm-4..wm-6 were never reached
+    assert sorted(s["touser"] for s in wecom_server.kf_sent) == ["wm-1", "wm-2"]
+    assert await KfState(core.engine).cursor("shop", KFID) == "cur2"
+
+    second = await start_kf(page_size=2)
+    await second.settle()  # no callback: the start-up resume alone
+    answered = Counter(s["touser"] for s in wecom_server.kf_sent)
+    assert set(users) - answered.keys() <= {"wm-3"}  # wm-3 was cut mid-answer: recovery's
+    assert set(answered.values()) == {1}
+    tokenless = [r for r in wecom_server.requests if r.api == SYNC and "token" not in r.json]
+    assert [r.json.get("cursor") for r in tokenless] == ["cur2", "cur4"]  # one sync, two pages
+    assert wecom_server.kf_tokenless_syncs == {KFID: 2}
+    assert await KfState(core.engine).cursor("shop", KFID) == "cur6"
 
 
 async def test_a_callback_during_a_sync_makes_the_loop_sync_again(

@@ -1,8 +1,10 @@
-"""The kf channel's durable state over real SQLite (sync cursors), and the reading of ``msg_list``
-entries. The reply windows are the core's contact-window ledger (tests/bot/test_contact.py)."""
+"""The kf channel's durable state over real SQLite and PostgreSQL (sync cursors), and the
+reading of ``msg_list`` entries. The reply windows are the core's contact-window ledger
+(tests/bot/test_contact.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,18 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.wecom.kf_messages import BadKfMessage, parse_kf_message, reply_msgid
 from adapters.wecom.kf_state import KfState
-from tests.sql import migrated
+from tests.sql import BACKENDS, sql_engine
 
 T0 = datetime(2026, 3, 8, 10, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = await migrated(f"sqlite+aiosqlite:///{tmp_path / 'kf.db'}")
-    try:
+@pytest.fixture(params=BACKENDS)
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    async with sql_engine(request.param, tmp_path) as engine:
         yield engine
-    finally:
-        await engine.dispose()
 
 
 async def test_cursor_is_saved_per_account_and_kf_id(engine: AsyncEngine) -> None:
@@ -34,6 +33,18 @@ async def test_cursor_is_saved_per_account_and_kf_id(engine: AsyncEngine) -> Non
     await state.save_cursor("other", "wkfake", "x9", T0)
     assert await state.cursor("shop", "wkfake") == "c2"
     assert await KfState(engine).cursor("other", "wkfake") == "x9"  # durable, not in memory
+
+
+async def test_open_kfids_are_remembered_before_their_first_page(engine: AsyncEngine) -> None:
+    state, other = KfState(engine), KfState(engine)  # two loops (or processes) at once
+    assert await state.open_kfids("shop") == []
+    await asyncio.gather(state.remember("shop", "wkb", T0), other.remember("shop", "wkb", T0))
+    assert await state.cursor("shop", "wkb") == ""  # from the start
+    await state.save_cursor("shop", "wka", "c7", T0)
+    await state.remember("shop", "wka", T0)  # a saved cursor is kept
+    await state.save_cursor("other", "wkc", "x1", T0)
+    assert await state.cursor("shop", "wka") == "c7"
+    assert await state.open_kfids("shop") == ["wka", "wkb"]
 
 
 async def test_naive_datetimes_are_refused(engine: AsyncEngine) -> None:
