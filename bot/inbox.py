@@ -85,11 +85,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.clock import Clock, utc_now
 from bot.errors import Unavailable, is_unavailable
+from bot.inbox_recorder import Recorder
 from bot.models import InboxMessage, UTCDateTime
 from bot.store import delete_in_batches
 from bot.types import HandoffReply, InboundMessage, NoReply, Reply, TextReply
@@ -173,6 +173,7 @@ class Inbox:
         self._monotonic = monotonic
         self._changed: dict[str, asyncio.Event] = {}
         self._releases: set[asyncio.Task[None]] = set()
+        self._recorder = Recorder(engine, _TABLE)
         self._queued: set[int] = set()
         """Messages this process recorded and will answer itself (:meth:`record`): the recovery
         loop leaves them alone while they wait for an answer slot here."""
@@ -369,6 +370,7 @@ class Inbox:
         """Wait for the give-backs still running in the background (a cancelled answer hands its
         message back after the caller has gone): before the engine is disposed, or a give-back
         would open a connection on a closed pool and leave it unclosed."""
+        await self._recorder.settle()
         while self._releases:
             await asyncio.gather(*self._releases, return_exceptions=True)
 
@@ -386,19 +388,15 @@ class Inbox:
         return count, now - oldest
 
     async def _accept(self, msg: InboundMessage) -> Entry:
+        """Record ``msg`` (committed when this returns; many at once share a commit:
+        :mod:`bot.inbox_recorder`), or find it recorded already (a retry)."""
         now = self._clock()
         row = {
             "channel": msg.channel, "message_id": msg.id, "session_key": msg.session_key,
             "message": message_fields(msg), "state": PENDING,
             "attempts": 0, "received_at": now, "updated_at": now,
         }  # fmt: skip
-        try:
-            async with self._engine.begin() as conn:
-                result = await conn.execute(_TABLE.insert().values(**row))
-            key = int(result.inserted_primary_key[0])  # type: ignore[index]
-            return Entry(key, PENDING, msg.session_key, None)
-        except IntegrityError:  # a retry: the platform's id is already recorded
-            return await self._find(msg.channel, msg.id)
+        return _entry(await self._recorder.record(row))
 
     async def _claim(self, entry: Entry) -> bool:
         now = self._clock()
@@ -528,13 +526,6 @@ class Inbox:
 
     async def _get(self, key: int) -> Entry:
         query = sa.select(_TABLE).where(_TABLE.c.id == key)
-        async with self._engine.connect() as conn:
-            return _entry((await conn.execute(query)).one())
-
-    async def _find(self, channel: str, message_id: str) -> Entry:
-        query = sa.select(_TABLE).where(
-            _TABLE.c.channel == channel, _TABLE.c.message_id == message_id
-        )
         async with self._engine.connect() as conn:
             return _entry((await conn.execute(query)).one())
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db import create_engine
@@ -269,6 +270,28 @@ async def test_a_cancelled_answer_is_given_back_before_settle_returns(
     other = Inbox(twin, answers, join_wait=0.3)  # no lease to wait out: it was given back
     assert isinstance(await other.handle(message("m1")), TextReply)
     assert answers.answered == ["m1"]
+
+
+async def test_a_burst_is_recorded_in_a_few_commits_each_message_once(engine: AsyncEngine) -> None:
+    """Group commit: 200 messages arriving at once (and a copy of each) are all recorded before
+    their callers return, once each, in far fewer transactions than messages."""
+    commits = 0
+
+    def count(_conn: object) -> None:
+        nonlocal commits
+        commits += 1
+
+    sa.event.listen(engine.sync_engine, "commit", count)
+    try:
+        inbox = Inbox(engine, Answers())
+        burst = [message(f"m{n}", member=f"u{n}") for n in range(200)]
+        await asyncio.gather(*(inbox.record(msg) for msg in burst + burst))
+    finally:
+        sa.event.remove(engine.sync_engine, "commit", count)
+    assert commits <= 20, commits
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.text("SELECT message_id, state FROM inbox_message"))).all()
+    assert sorted(rows) == sorted((f"m{n}", "pending") for n in range(200))
 
 
 async def test_a_database_that_cannot_record_is_unavailable(tmp_path: Path) -> None:
