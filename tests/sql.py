@@ -64,27 +64,33 @@ async def sql_engine(backend: str, data_dir: Path) -> AsyncIterator[AsyncEngine]
         await admin.dispose()
 
 
+async def postgres_admin(url: str, sql: str) -> None:
+    """Run ``sql`` (``CREATE DATABASE``, ``DROP DATABASE``: outside a transaction) on ``url``."""
+    eng = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with eng.connect() as conn:
+            await conn.execute(text(sql))
+    finally:
+        await eng.dispose()
+
+
+def scratch_database_name() -> str:
+    return f"siyu_t_{uuid.uuid4().hex[:12]}"
+
+
 @contextmanager
 def fresh_postgres_database() -> Iterator[str]:
     """The URL of a new, empty PostgreSQL database of a unique name, dropped afterwards (for
     tests whose subprocesses need a whole database: they cannot share a schema search path).
-    Skips without ``SIYU_TEST_POSTGRES_URL``. Use from a test's own thread, not inside its loop."""
+    Skips without ``SIYU_TEST_POSTGRES_URL``. Use from a test's own thread, not inside its loop
+    (inside it: ``tests.scale.cluster.fresh_postgres``)."""
     url = postgres_url()
-    name = f"siyu_t_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        eng = create_async_engine(url, isolation_level="AUTOCOMMIT")
-        try:
-            async with eng.connect() as conn:
-                await conn.execute(text(sql))
-        finally:
-            await eng.dispose()
-
-    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    name = scratch_database_name()
+    asyncio.run(postgres_admin(url, f"CREATE DATABASE {name}"))
     try:
         yield f"{url.rsplit('/', 1)[0]}/{name}"
     finally:
-        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        asyncio.run(postgres_admin(url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 async def migrated(url: str) -> AsyncEngine:

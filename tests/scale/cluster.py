@@ -24,19 +24,17 @@ import shutil
 import signal
 import socket
 import sys
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from adapters.webhook.signing import signed_headers
 from bot.demo import DEMO_DIR
 from tests.fakes.tcp_proxy import TcpProxy
+from tests.sql import postgres_admin, scratch_database_name
 
 SIYU = str(Path(sys.executable).with_name("siyu"))
 CHROMA = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
@@ -55,21 +53,12 @@ def free_port() -> int:
 @contextlib.asynccontextmanager
 async def fresh_postgres(url: str) -> AsyncIterator[str]:
     """The URL of a new, empty PostgreSQL database beside ``url``'s, dropped afterwards."""
-    name = f"siyu_scale_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text(sql))
-        finally:
-            await engine.dispose()
-
-    await admin(f"CREATE DATABASE {name}")
+    name = scratch_database_name()
+    await postgres_admin(url, f"CREATE DATABASE {name}")
     try:
         yield f"{url.rsplit('/', 1)[0]}/{name}"
     finally:
-        await admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await postgres_admin(url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @contextlib.asynccontextmanager
