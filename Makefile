@@ -32,9 +32,9 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
-# Three test processes on two cores: most tests wait on subprocesses, sockets and databases, not
-# the CPU (15 min in one process, about 10 in three; PYTEST_WORKERS=0 runs them in this one).
-PYTEST_WORKERS ?= 3
+# Two test processes, one per core: most tests wait on subprocesses, sockets and databases, not
+# the CPU (three processes were faster but made load-sensitive tests flaky; PYTEST_WORKERS=0: one).
+PYTEST_WORKERS ?= 2
 pytest: $(STAMP)
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --durations=15 $(PYTEST_ARGS)
 
