@@ -186,7 +186,7 @@ class KnowledgeBase:
             inner = await asyncio.to_thread(build_embedder, config.embedding, clock=monotonic)
         store = await VectorStore.open(config, inner)
         cached = CachedEmbedder(inner, registry, config.embedding.batch_size)
-        # jieba loads its dictionary (about a second) when the first term is added, in a thread.
+        # The segmenter's jieba dictionary is loaded here (the empty snapshot), before any question.
         kb = cls(config, registry, store, cached, Segmenter())
         try:
             await kb._load()

@@ -6,6 +6,7 @@ so a test can never reach the internet or a model hub by accident.
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import logging
 import socket
@@ -89,3 +90,13 @@ def _logging_restored() -> Iterator[None]:
     root.setLevel(level)
     for name, was in quiet.items():
         logging.getLogger(name).setLevel(was)
+
+
+@pytest.fixture(autouse=True)
+def _heap_unfrozen() -> Iterator[None]:
+    """A command run in-process that serves (``serve``, ``worker``) freezes the heap
+    (:meth:`bot.app.App.settle`); left frozen, whatever it held is never collected again in this
+    pytest process, and a leak from any earlier test surfaces only where a later test unfreezes
+    (``tests/bot/test_app.py``). Each test ends with the heap as collectable as it found it."""
+    yield
+    gc.unfreeze()

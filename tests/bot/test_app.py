@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import warnings
 
 from sqlalchemy import func, select
 
@@ -12,6 +13,12 @@ from bot.models import Member, MessageLog
 
 async def test_settle_moves_the_startup_heap_out_of_full_collections(app: App) -> None:
     gc.unfreeze()
+    # The garbage earlier tests left in this pytest process is theirs, not this test's: under
+    # load an unclosed aiosqlite connection from one of them surfaced here once (not reproduced
+    # with a collection after every test of the suite).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
     assert gc.get_freeze_count() == 0
     try:
         app.settle()

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import jieba
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -186,3 +187,18 @@ async def test_off_topic_questions_are_not_found_with_the_local_model(
             assert not (await kb.search(question)).found, question
     finally:
         await kb.close()
+
+
+async def test_a_question_never_loads_jiebas_dictionary(
+    kb: KnowledgeBase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dictionary is loaded when the knowledge base opens: loading it on the first question
+    held the event loop (and every other member's request) for half a second."""
+    await kb.ingest(make_doc("faq", qa("积分会过期吗", "积分在次年 12 月 31 日过期。")))
+
+    def refuse(self: object) -> None:
+        raise AssertionError("jieba loaded its dictionary while answering")
+
+    monkeypatch.setattr(jieba.Tokenizer, "initialize", refuse)
+    assert await sources(kb, "积分会过期吗？") == ["faq"]
+    assert await sources(kb, "积分会过期吗？") == ["faq"]
