@@ -174,9 +174,10 @@ class Inbox:
         self._changed: dict[str, asyncio.Event] = {}
         self._releases: set[asyncio.Task[None]] = set()
         self._recorder = Recorder(engine, _TABLE)
-        self._queued: set[int] = set()
-        """Messages this process recorded and will answer itself (:meth:`record`): the recovery
-        loop leaves them alone while they wait for an answer slot here."""
+        self._queued: dict[tuple[str, str], Entry] = {}
+        """Messages this process recorded and will answer itself (:meth:`record`), as recorded:
+        the recovery loop leaves them alone while they wait for an answer slot here, and
+        :meth:`answer_to_send` starts from the recorded row instead of recording it again."""
 
     @property
     def lease(self) -> timedelta:
@@ -214,7 +215,7 @@ class Inbox:
         with _unavailable_on_outage(f"recording message {msg.id}"):
             entry = await self._accept(msg)
         if entry.state == PENDING:
-            self._queued.add(entry.id)
+            self._queued[msg.channel, msg.id] = entry
 
     async def answer_to_send(self, msg: InboundMessage) -> Reply | None:
         """Record ``msg`` (if it is not yet), answer it once and hand the answer out to
@@ -224,9 +225,10 @@ class Inbox:
         delivered, another request holds it, or an earlier message of the conversation is still
         being answered after ``join_wait`` (the recovery loop answers it in turn). Raises
         :class:`bot.errors.Unavailable` when it cannot be recorded or answered now."""
-        with _unavailable_on_outage(f"recording message {msg.id}"):
-            entry = await self._accept(msg)
-        self._queued.discard(entry.id)
+        entry = self._queued.pop((msg.channel, msg.id), None)
+        if entry is None:  # not recorded by this process: a recovered message
+            with _unavailable_on_outage(f"recording message {msg.id}"):
+                entry = await self._accept(msg)
         give_up = self._monotonic() + self._join_wait
         while True:
             if entry.state not in (PENDING, ANSWERING):
@@ -288,10 +290,11 @@ class Inbox:
         )
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
+        queued = {entry.id for entry in self._queued.values()}
         return [
             Stranded(stored_message(row.message), str(row.state), int(row.attempts))
             for row in rows
-            if row.id not in self._queued
+            if row.id not in queued
         ]
 
     async def abandon(self, msg: InboundMessage, outcome: str) -> bool:
