@@ -169,6 +169,14 @@ async def serving(env: dict[str, str], code: str | None, cwd: Path) -> AsyncIter
 class Tally:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     errors: Counter[str] = field(default_factory=Counter)
+    timeline: list[tuple[int, float, float]] = field(default_factory=list)
+    """(request number, ms after the first was due, latency ms) of each answered request."""
+
+    def slowest(self, n: int = 5) -> list[list[float]]:
+        """The ``n`` slowest requests as [number, sent at ms, latency ms]: a tail all sent at
+        one moment is a stall, one spread over the run is queueing."""
+        worst = sorted(self.timeline, key=lambda t: -t[2])[:n]
+        return [[k, round(at, 1), round(ms, 1)] for k, at, ms in worst]
 
     def add(self, kind: str, seconds: float) -> None:
         self.latencies.setdefault(kind, []).append(seconds * 1000)
@@ -196,6 +204,7 @@ async def open_loop(
             tally.errors[type(exc).__name__] += 1
             return
         tally.add(kind, time.perf_counter() - began)
+        tally.timeline.append((n, (began - start) * 1000, (time.perf_counter() - began) * 1000))
 
     await asyncio.gather(*(one(n) for n in range(count)))
     return time.perf_counter() - start
@@ -312,7 +321,8 @@ async def oa_burst(serve: Serve, platform: str, count: int, rate: float) -> dict
     sent = await until_sent(platform, before, count - passive, 120.0)
     return {
         "messages": count, "rate_per_s": rate, "ack_p50_ms": pct(acks, 0.5),
-        "ack_p99_ms": pct(acks, 0.99), "ack_max_ms": pct(acks, 1.0), "passive": passive,
+        "ack_p99_ms": pct(acks, 0.99), "ack_max_ms": pct(acks, 1.0),
+        "ack_slowest": tally.slowest(), "passive": passive,
         "success": len(tally.latencies.get("success", [])), "errors": dict(tally.errors),
         "answered_through_api": sent, "answers_total": passive + sent,
     }  # fmt: skip

@@ -2,12 +2,14 @@
 
 Every inbound message is recorded before it is acknowledged (:mod:`bot.inbox`). One transaction
 per message made a burst's acknowledgements wait on each other: SQLite takes one writer at a
-time and each commit is a disk sync, so 300 Official Account callbacks in a second queued for
+time, so 300 Official Account callbacks in a second queued for
 the database and their acknowledgement p99 went from 93 ms to 688 ms (bench/load.py
 ``oa_burst``). :class:`Recorder` keeps the promise — a message is committed before its caller
 returns — and shares the cost: while one batch is being written, the messages that arrive
 join the next one, so a burst costs a few commits, and a lone message is written at once (no
-timer, no added latency when idle).
+timer, no added latency when idle). On SQLite its transactions take their write turn before
+the answers' writes (:data:`bot.db.URGENT`): an acknowledgement waits for its record, nobody
+waits for an answer's bookkeeping.
 
 A batch is one ``INSERT … ON CONFLICT DO NOTHING`` of its rows (a platform's retry, or two
 copies in one batch, are already recorded: nothing is inserted for them) and one ``SELECT`` of
@@ -24,6 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.db import URGENT
 from knowledge.sql import upsert
 
 MAX_BATCH = 200
@@ -72,6 +75,7 @@ class Recorder:
         keys = sorted({(row["channel"], row["message_id"]) for row in rows})
         query = sa.select(self._table).where(sa.tuple_(c.channel, c.message_id).in_(keys))
         async with self._engine.begin() as conn:
+            await conn.execution_options(**URGENT)  # acknowledgements wait: before answers' writes
             await conn.execute(upsert(conn.dialect, self._table), list(rows))
             found = (await conn.execute(query)).all()
         return {(row.channel, row.message_id): row for row in found}
