@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.callback_ack
 	$(BIN)/python -m bench.campaign_fanout
 	$(BIN)/python -m bench.load
+	$(BIN)/python -m bench.embed_batch
 
 # Retrieval quality on the shared FAQ benchmark (needs ../shared/data).
 eval: $(STAMP)
