@@ -8,9 +8,12 @@ polls with sleeps that grow to 100 ms (its busy handler), so under load a write 
 hundreds of milliseconds after the lock was free while other connections took it in between:
 the Official Account burst's acknowledgements (each waits for its message's row to commit)
 stalled 80–400 ms in a run. Decision: within a process, a connection that is about to write
-first waits its turn on an asyncio lock (:class:`WriteTurns`), in arrival order, and holds it
-until it goes back to the pool (after its commit or rollback); SQLite's own lock then never
-makes a writer of this process poll. Reads never wait (WAL lets them run beside the writer).
+first waits its turn on an asyncio lock (:class:`WriteTurns`), in arrival order except that
+the inbox's records (which acknowledgements wait for) go first, and holds it until it goes back
+to the pool (after its commit or rollback); SQLite's own lock then never makes a writer of this
+process poll. Reads never wait (WAL lets them run beside the writer). A task must not write on a
+second connection while its first holds a turn: it would wait for itself (before, SQLite made it
+wait out its busy timeout and fail).
 Other processes (a ``siyu ingest`` beside ``siyu serve``) still meet SQLite's busy handler.
 PostgreSQL locks rows, not the database, and gets none of this.
 
