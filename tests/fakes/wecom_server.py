@@ -51,6 +51,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import time
 from collections import Counter, defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -127,6 +128,8 @@ class FakePlatform:
     event_sent: list[JSON] = field(default_factory=list)
     app_sent: list[JSON] = field(default_factory=list)
     custom_sent: list[JSON] = field(default_factory=list)
+    custom_sent_at: list[float] = field(default_factory=list)
+    """``time.monotonic()`` when each of ``custom_sent`` was accepted."""
     templates_sent: list[JSON] = field(default_factory=list)
     robot_sent: list[tuple[float, JSON]] = field(default_factory=list)
     service_states: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -384,6 +387,7 @@ class FakePlatform:
         if refused is not None:
             return refused
         self.custom_sent.append(body)
+        self.custom_sent_at.append(time.monotonic())
         return _ok()
 
     async def _add_msg_template(self, request: web.Request, body: JSON) -> JSON:
