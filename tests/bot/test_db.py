@@ -75,23 +75,6 @@ async def test_concurrent_writers_wait_their_turn_not_for_sqlites_lock(
     assert any(isinstance(r, OperationalError) and "locked" in str(r) for r in results)
 
 
-async def test_reads_do_not_wait_for_a_writer(engine: AsyncEngine) -> None:
-    holding, done = asyncio.Event(), asyncio.Event()
-
-    async def writer() -> None:
-        async with engine.begin() as conn:
-            await conn.execute(sa.text("INSERT INTO t (k, v) VALUES (1, 'a')"))
-            holding.set()
-            await done.wait()
-
-    task = asyncio.create_task(writer())
-    await holding.wait()
-    assert await _rows(engine) == []  # WAL: the reader sees the last commit, at once
-    done.set()
-    await task
-    assert await _rows(engine) == [(1, "a")]
-
-
 async def _holding(engine: AsyncEngine) -> tuple[asyncio.Task[None], asyncio.Event]:
     """A writer that holds the turn until the returned event is set."""
     holding, release = asyncio.Event(), asyncio.Event()
@@ -105,6 +88,14 @@ async def _holding(engine: AsyncEngine) -> tuple[asyncio.Task[None], asyncio.Eve
     task = asyncio.create_task(hold())
     await holding.wait()
     return task, release
+
+
+async def test_reads_do_not_wait_for_a_writer(engine: AsyncEngine) -> None:
+    holder, release = await _holding(engine)
+    assert await _rows(engine) == []  # WAL: the reader sees the last commit, at once
+    release.set()
+    await holder
+    assert await _rows(engine) == [(0, "held")]
 
 
 async def _queued(engine: AsyncEngine, order: list[int], k: int, options: dict[str, Any]) -> None:
