@@ -32,7 +32,7 @@ from tests.adapters.wecom.wire import AES_KEY
 from tests.fakes.wecom_server import FakePlatform, wecom_server
 from tests.scale.cluster import Cluster, cluster
 from tests.scale.test_duplicate_storm import QUESTIONS, inbox_states
-from tests.scale.test_platform_kill import GUARD_S, RETRIES, RETRY_EVERY_S
+from tests.scale.test_platform_kill import RETRIES, RETRY_EVERY_S, until_all_delivered
 from tests.sql import postgres_url
 
 __all__ = ["wecom_server"]
@@ -104,16 +104,6 @@ async def faults(
     return codes, recorded
 
 
-async def until_all_delivered(running: Cluster) -> dict[str, int]:
-    """The inbox's rows per state once every customer's message is delivered (or the guard)."""
-    deadline = time.monotonic() + GUARD_S
-    while True:
-        rows = await inbox_states(running.database_url)
-        if rows == {"delivered": CUSTOMERS} or time.monotonic() > deadline:
-            return rows
-        await asyncio.sleep(0.5)
-
-
 @pytest.mark.parametrize("seed", [5])
 async def test_a_kf_burst_through_kills_is_answered_once_each(
     tmp_path: Path, wecom_server: FakePlatform, seed: int
@@ -125,7 +115,7 @@ async def test_a_kf_burst_through_kills_is_answered_once_each(
             burst(running, wecom_server, rng, last, settled),
             faults(running, rng, last, settled),
         )
-        rows = await until_all_delivered(running)
+        rows = await until_all_delivered(running, CUSTOMERS)
         await asyncio.sleep(4)  # a recovery pass or two more: nothing is sent again
     assert any(acks), "WeCom's callbacks reach a live process"
     assert recorded < CUSTOMERS, "some messages were unread when both processes were down"
